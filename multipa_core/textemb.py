@@ -1,0 +1,55 @@
+"""Text embeddings of words in context (the paper's RoBERTa role).
+
+The default is all-MiniLM-L6-v2 (384-d), loaded with transformers straight from
+the installed package (importing sentence-transformers would cost seconds). Any
+transformers encoder directory (RoBERTa base, for instance) works the same way:
+the transcript is tokenised as a sequence of words, and each word's vector is the
+mean of its sub-word token vectors from the last layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import registry
+
+
+class TextEmbedder:
+    """Per-word contextual vectors for a list of words.
+
+    Args:
+        model: a registry name (``minilm-l6``) or a transformers model directory.
+        device: ``cpu`` or ``cuda``.
+    """
+
+    def __init__(self, model: str = "minilm-l6", *, device: str = "cpu") -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        path = registry.resolve(model, kind="text")
+        # RoBERTa-style BPE tokenizers need add_prefix_space for pre-split words.
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, add_prefix_space=True)
+        except (TypeError, ValueError):
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        self.model = AutoModel.from_pretrained(str(path), local_files_only=True).eval().to(device)
+        self.device = device
+        self.dim = int(self.model.config.hidden_size)
+        self._torch = torch
+
+    def __call__(self, words: list[str]) -> np.ndarray:
+        """(len(words), dim) float32; an empty list gives (0, dim)."""
+        if not words:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        torch = self._torch
+        encoded = self.tokenizer(words, is_split_into_words=True, return_tensors="pt", truncation=True, max_length=512)
+        word_ids = encoded.word_ids(0)
+        with torch.inference_mode():
+            hidden = self.model(**{k: v.to(self.device) for k, v in encoded.items()}).last_hidden_state[0].float().cpu()
+        index = torch.tensor([-1 if w is None else w for w in word_ids])
+        out = torch.zeros(len(words), hidden.shape[-1])
+        counts = torch.zeros(len(words), 1)
+        keep = index >= 0
+        out.index_add_(0, index[keep], hidden[keep])
+        counts.index_add_(0, index[keep], torch.ones(int(keep.sum()), 1))
+        return (out / counts.clamp(min=1)).numpy().astype(np.float32)

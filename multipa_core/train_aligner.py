@@ -1,0 +1,201 @@
+"""``multipa train-aligner``: fit the CTC phone-posterior network and report on it.
+
+Training speakers fit the network, validation speakers stop it early, and the
+report measures development speakers only: the phone error rate of free
+decoding against the canonical phones, and how often forced word boundaries fall
+within 100 ms of Whisper's own word timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from . import align, data, phones as ph, settings
+from .asr import normalize_word
+from .distance import levenshtein
+from .lexicon import default_lexicon
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainAlignerConfig:
+    """Options of one training run."""
+
+    data: str  # data folder (speechocean762 layout)
+    out: str  # checkpoint path to write
+    cache: str = ""  # feature cache root ("" = the default cache directory)
+    epochs: int = 40  # upper bound; early stopping usually ends sooner
+    patience: int = 5  # epochs without validation improvement before stopping
+    batch_size: int = 16  # utterances per step
+    lr: float = 2e-3  # Adam learning rate
+    seed: int = 762  # python, numpy and torch seeds
+    limit: int = 0  # use only the first N training utterances (0 = all); for smoke runs
+    net: align.AlignerConfig = field(default_factory=align.AlignerConfig)  # network shape
+    boundary_tolerance: float = 0.1  # seconds, for the word-boundary agreement metric
+
+
+def _examples(utterances: list[data.Utterance], frames: dict[str, np.ndarray]) -> list[tuple[np.ndarray, list[int]]]:
+    out = []
+    for u in utterances:
+        if u.utt in frames:
+            tokens = ph.to_classes(u.phones)
+            if 0 < len(tokens) <= len(frames[u.utt]):
+                out.append((frames[u.utt], tokens))
+    return out
+
+
+def _batches(examples: list[Any], size: int, rng: random.Random) -> list[list[Any]]:
+    # Sort by length inside shuffled pools so padding stays small.
+    order = list(examples)
+    rng.shuffle(order)
+    pools = [sorted(order[i : i + size * 8], key=lambda e: len(e[0])) for i in range(0, len(order), size * 8)]
+    batches = [pool[i : i + size] for pool in pools for i in range(0, len(pool), size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _tensors(batch: list[tuple[np.ndarray, list[int]]]) -> tuple[Any, Any, Any, Any]:
+    import torch
+
+    lengths = torch.tensor([len(f) for f, _ in batch])
+    x = torch.zeros(len(batch), int(lengths.max()), batch[0][0].shape[1])
+    for i, (f, _) in enumerate(batch):
+        x[i, : len(f)] = torch.from_numpy(f.astype(np.float32))
+    targets = torch.tensor([t for _, ts in batch for t in ts])
+    target_lengths = torch.tensor([len(ts) for _, ts in batch])
+    return x, lengths, targets, target_lengths
+
+
+def _loss(net: Any, batch: list[Any], ctc: Any) -> Any:
+    x, lengths, targets, target_lengths = _tensors(batch)
+    log_probs = net(x, lengths)
+    return ctc(log_probs.transpose(0, 1), targets, lengths, target_lengths)
+
+
+def train(config: TrainAlignerConfig) -> dict[str, Any]:
+    """Train, save the best checkpoint to ``config.out`` and return the report."""
+    import torch
+
+    from .asr import DualASR
+    from .precompute import asr_cache, frames_cache, precompute
+
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    started = time.time()
+    cache_root = config.cache or str(settings.cache_dir() / "features")
+    utterances = data.load_utterances(config.data)
+    train_utts = data.select(utterances, "train")
+    if config.limit:
+        train_utts = train_utts[: config.limit]
+    val_utts = data.select(utterances, "validation")
+    dev_utts = data.select(utterances, "development")
+    if config.limit:
+        val_utts, dev_utts = val_utts[: max(2, config.limit // 4)], dev_utts[: max(2, config.limit // 4)]
+
+    asr = DualASR()
+    fcache = frames_cache(cache_root)
+    frames, _, failed = precompute(train_utts + val_utts, asr, fcache, desc="encoding train+validation")
+    dev_frames, dev_text, dev_failed = precompute(dev_utts, asr, fcache, asr_cache(cache_root), desc="encoding + ASR development")
+
+    train_ex, val_ex = _examples(train_utts, frames), _examples(val_utts, frames)
+    net = align.build_net(config.net)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-2)
+    ctc = torch.nn.CTCLoss(blank=ph.BLANK, zero_infinity=True)
+    rng = random.Random(config.seed)
+    best, best_epoch, history = math.inf, -1, []
+    out = Path(config.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    best_state: dict[str, Any] | None = None
+    bar = tqdm(range(config.epochs), desc="training aligner", unit="epoch", dynamic_ncols=True)
+    for epoch in bar:
+        net.train()
+        total = 0.0
+        batches = _batches(train_ex, config.batch_size, rng)
+        for batch in batches:
+            loss = _loss(net, batch, ctc)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            optimizer.step()
+            total += float(loss)
+        net.eval()
+        with torch.no_grad():
+            val = [float(_loss(net, b, ctc)) * len(b) for b in _batches(val_ex, config.batch_size, random.Random(0))]
+        val_loss = sum(val) / max(1, len(val_ex))
+        history.append({"epoch": epoch, "train_loss": total / max(1, len(batches)), "validation_loss": val_loss})
+        bar.set_postfix(train=f"{history[-1]['train_loss']:.3f}", val=f"{val_loss:.3f}")
+        if val_loss < best - 1e-4:
+            best, best_epoch = val_loss, epoch
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        elif epoch - best_epoch >= config.patience:
+            break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    metrics = evaluate(net, dev_utts, dev_frames, dev_text, tolerance=config.boundary_tolerance)
+    report = {
+        "config": asdict(config),
+        "train_utterances": len(train_ex),
+        "validation_utterances": len(val_ex),
+        "failed": failed + dev_failed,
+        "best_epoch": best_epoch,
+        "best_validation_loss": best,
+        "history": history,
+        "development": metrics,
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "seconds": round(time.time() - started, 1),
+    }
+    align.save_checkpoint(str(out), net, config.net, {"development": metrics, "best_epoch": best_epoch})
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def evaluate(net: Any, utterances: list[data.Utterance], frames: dict[str, np.ndarray], transcripts: dict[str, Any], *, tolerance: float = 0.1) -> dict[str, Any]:
+    """Development metrics: free-decoding PER and word-boundary agreement with Whisper."""
+    import torch
+
+    lexicon = default_lexicon()
+    errors = reference = 0
+    near = [0, 0]  # starts, ends within tolerance
+    compared = 0
+    for u in tqdm(utterances, desc="evaluating aligner", unit="utt", dynamic_ncols=True):
+        if u.utt not in frames:
+            continue
+        x = torch.from_numpy(frames[u.utt].astype(np.float32))[None]
+        with torch.no_grad():
+            log_probs = net(x, torch.tensor([x.shape[1]]))[0].numpy()
+        canonical = [ph.base(p) for p in u.phones]
+        errors += levenshtein(align.greedy_decode(log_probs), canonical)
+        reference += len(canonical)
+        if u.utt not in transcripts:
+            continue
+        whisper_words = [w for w in transcripts[u.utt][1].words if normalize_word(w.text)]
+        texts = [normalize_word(w.text) for w in whisper_words]
+        alignment = align.force_align(log_probs, texts, [lexicon.phones(t) for t in texts])
+        if len(alignment.words) != len(whisper_words):
+            continue  # a word without phones: pairs would not line up
+        for ours, theirs in zip(alignment.words, whisper_words):
+            near[0] += abs(ours.start - theirs.start) <= tolerance
+            near[1] += abs(ours.end - theirs.end) <= tolerance
+            compared += 1
+    return {
+        "utterances": len(utterances),
+        "phone_error_rate": round(errors / max(1, reference), 4),
+        "words_compared": compared,
+        "word_start_within_tolerance": round(near[0] / max(1, compared), 4),
+        "word_end_within_tolerance": round(near[1] / max(1, compared), 4),
+        "word_boundary_within_tolerance": round(sum(near) / max(1, 2 * compared), 4),
+        "tolerance_seconds": tolerance,
+    }
