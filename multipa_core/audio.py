@@ -46,6 +46,8 @@ def load(source: str | os.PathLike[str] | bytes, *, sample_rate: int | None = No
     import soundfile as sf
 
     if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise EmptyAudioError("the audio bytes are empty")
         handle: io.BytesIO | str = io.BytesIO(bytes(source))
         name = "<bytes>"
     else:
@@ -73,6 +75,8 @@ def load(source: str | os.PathLike[str] | bytes, *, sample_rate: int | None = No
 
 def from_pcm16(data: bytes, sample_rate: int, *, channels: int = 1) -> np.ndarray:
     """Decode raw PCM16 little-endian bytes (interleaved channels) and check them."""
+    if channels < 1:
+        raise AudioDecodeError(f"channels must be at least 1, got {channels}")
     if len(data) % (2 * channels):
         raise AudioDecodeError(f"raw PCM16 must be a whole number of {channels}-channel 16-bit frames, got {len(data)} bytes")
     samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0

@@ -8,6 +8,7 @@ so once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -73,12 +74,18 @@ class ArrayCache:
 
     def _write(self, key: str, suffix: str, writer: Any, memory_key: Any, value: Any) -> None:
         if self._writable:
+            tmp: str | None = None
             try:
                 fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=suffix)
                 with os.fdopen(fd, "wb") as handle:
                     writer(handle)
                 os.replace(tmp, self._path(key, suffix))
+                tmp = None
                 return
             except OSError as exc:
                 self._disable(exc)
+            finally:
+                if tmp is not None:  # a failed write or rename leaves no temporary file
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
         self._memory[memory_key] = value

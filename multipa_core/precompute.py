@@ -1,13 +1,16 @@
 """Per-utterance outputs of the expensive stages, computed once into the cache.
 
 Training the aligner needs ASR_t's encoder frames of every utterance; training
-the scorer needs those and both transcripts. Both read them from here, so each
-utterance is encoded once for all jobs, and a job killed half-way resumes.
+the scorer needs those and ASR_r's transcript; evaluating in open mode needs
+ASR_t's transcript too. Each is cached on its own, keyed by the model that made
+it, so every utterance is encoded and decoded once for all jobs, and a job killed
+half-way resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
@@ -27,56 +30,66 @@ def frames_cache(root: str, target_model: str = "whisper-base") -> ArrayCache:
     return ArrayCache(root, f"frames-{target_model}-int8-v1")
 
 
-def asr_cache(root: str, recognizer: str = "whisper-tiny.en", target_model: str = "whisper-base") -> ArrayCache:
-    """The cache of both transcripts."""
-    return ArrayCache(root, f"asr-{recognizer}-{target_model}-t0-v1")
+def transcript_cache(root: str, model: str) -> ArrayCache:
+    """The cache of one Whisper model's transcripts (temperature 0, greedy)."""
+    return ArrayCache(root, f"transcripts-{model}-t0-v1")
 
 
 def transcript_from_dict(doc: dict) -> Transcript:
     return Transcript(doc["text"], [Word(w["text"], w["start"], w["end"], w["probability"]) for w in doc["words"]])
 
 
+@dataclass
+class Precomputed:
+    """What :func:`precompute` found or computed, by utterance id."""
+
+    frames: dict[str, np.ndarray] = field(default_factory=dict)
+    recognized: dict[str, Transcript] = field(default_factory=dict)  # ASR_r
+    target: dict[str, Transcript] = field(default_factory=dict)  # ASR_t
+    failed: list[str] = field(default_factory=list)
+
+
 def precompute(
     utterances: Iterable[Utterance],
     asr: DualASR,
-    frames: ArrayCache,
-    transcripts: ArrayCache | None = None,
+    cache_root: str,
     *,
-    desc: str = "encoding",
-) -> tuple[dict[str, np.ndarray], dict[str, tuple[Transcript, Transcript]], list[str]]:
-    """Fill the caches for ``utterances``.
+    recognized: bool = False,
+    target: bool = False,
+    desc: str = "precomputing",
+) -> Precomputed:
+    """Fill the caches for ``utterances``: encoder frames always, transcripts on request.
 
-    Returns:
-        frames by utt, (recognized, target) transcripts by utt (when a transcript
-        cache is given), and the ids that failed (logged and skipped).
+    A failing utterance is logged with its id, counted in ``failed`` and skipped.
     """
-    out_frames: dict[str, np.ndarray] = {}
-    out_text: dict[str, tuple[Transcript, Transcript]] = {}
-    failed: list[str] = []
-    items = list(utterances)
-    for utt in tqdm(items, desc=desc, unit="utt", dynamic_ncols=True):
-        cached = frames.get_array(utt.utt)
-        texts = transcripts.get_json(utt.utt) if transcripts is not None else None
-        if cached is not None and (transcripts is None or texts is not None):
-            out_frames[utt.utt] = cached
-            if texts is not None:
-                out_text[utt.utt] = (transcript_from_dict(texts["recognized"]), transcript_from_dict(texts["target"]))
-            continue
-        try:
-            samples = audio_io.load(utt.audio_path)
-            if transcripts is None:
-                _, encoding = asr.encode_target(samples)
-                array = encoder_frames(encoding, len(samples))
-            else:
-                result = asr(samples)
-                array = result.frames
-                transcripts.put_json(utt.utt, {"recognized": result.recognized.to_dict(), "target": result.target.to_dict()})
-                out_text[utt.utt] = (result.recognized, result.target)
-        except MultipaError as exc:
-            log.warning("utterance %s failed: %s", utt.utt, exc)
-            failed.append(utt.utt)
-            continue
-        array16 = array.astype(np.float16)
-        frames.put_array(utt.utt, array16)
-        out_frames[utt.utt] = array16
-    return out_frames, out_text, failed
+    frames = frames_cache(cache_root, "whisper-base")
+    r_cache = transcript_cache(cache_root, "whisper-tiny.en") if recognized else None
+    t_cache = transcript_cache(cache_root, "whisper-base") if target else None
+    out = Precomputed()
+    for utt in tqdm(list(utterances), desc=desc, unit="utt", dynamic_ncols=True):
+        array = frames.get_array(utt.utt)
+        r_doc = r_cache.get_json(utt.utt) if r_cache else None
+        t_doc = t_cache.get_json(utt.utt) if t_cache else None
+        if array is None or (r_cache and r_doc is None) or (t_cache and t_doc is None):
+            try:
+                samples = audio_io.load(utt.audio_path)
+                mel, encoding = asr.encode_target(samples)
+                if array is None:
+                    array = encoder_frames(encoding, len(samples)).astype(np.float16)
+                    frames.put_array(utt.utt, array)
+                if r_cache is not None and r_doc is None:
+                    r_doc = asr.asr_r.transcribe(samples).to_dict()
+                    r_cache.put_json(utt.utt, r_doc)
+                if t_cache is not None and t_doc is None:
+                    t_doc = asr.asr_t.transcribe(samples, features=mel, encoder_output=encoding).to_dict()
+                    t_cache.put_json(utt.utt, t_doc)
+            except MultipaError as exc:
+                log.warning("utterance %s failed: %s", utt.utt, exc)
+                out.failed.append(utt.utt)
+                continue
+        out.frames[utt.utt] = array
+        if r_doc is not None:
+            out.recognized[utt.utt] = transcript_from_dict(r_doc)
+        if t_doc is not None:
+            out.target[utt.utt] = transcript_from_dict(t_doc)
+    return out

@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import align, data, phones as ph, settings
-from .asr import normalize_word
+from .asr import Transcript, normalize_word
 from .distance import levenshtein
 from .lexicon import default_lexicon
 
@@ -88,7 +88,7 @@ def train(config: TrainAlignerConfig) -> dict[str, Any]:
     import torch
 
     from .asr import DualASR
-    from .precompute import asr_cache, frames_cache, precompute
+    from .precompute import precompute
 
     random.seed(config.seed)
     np.random.seed(config.seed)
@@ -105,11 +105,10 @@ def train(config: TrainAlignerConfig) -> dict[str, Any]:
         val_utts, dev_utts = val_utts[: max(2, config.limit // 4)], dev_utts[: max(2, config.limit // 4)]
 
     asr = DualASR()
-    fcache = frames_cache(cache_root)
-    frames, _, failed = precompute(train_utts + val_utts, asr, fcache, desc="encoding train+validation")
-    dev_frames, dev_text, dev_failed = precompute(dev_utts, asr, fcache, asr_cache(cache_root), desc="encoding + ASR development")
+    fitting = precompute(train_utts + val_utts, asr, cache_root, desc="encoding train+validation")
+    dev = precompute(dev_utts, asr, cache_root, target=True, desc="encoding + ASR_t development")
 
-    train_ex, val_ex = _examples(train_utts, frames), _examples(val_utts, frames)
+    train_ex, val_ex = _examples(train_utts, fitting.frames), _examples(val_utts, fitting.frames)
     net = align.build_net(config.net)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-2)
     ctc = torch.nn.CTCLoss(blank=ph.BLANK, zero_infinity=True)
@@ -144,12 +143,12 @@ def train(config: TrainAlignerConfig) -> dict[str, Any]:
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
-    metrics = evaluate(net, dev_utts, dev_frames, dev_text, tolerance=config.boundary_tolerance)
+    metrics = evaluate(net, dev_utts, dev.frames, dev.target, tolerance=config.boundary_tolerance)
     report = {
         "config": asdict(config),
         "train_utterances": len(train_ex),
         "validation_utterances": len(val_ex),
-        "failed": failed + dev_failed,
+        "failed": fitting.failed + dev.failed,
         "best_epoch": best_epoch,
         "best_validation_loss": best,
         "history": history,
@@ -162,7 +161,7 @@ def train(config: TrainAlignerConfig) -> dict[str, Any]:
     return report
 
 
-def evaluate(net: Any, utterances: list[data.Utterance], frames: dict[str, np.ndarray], transcripts: dict[str, Any], *, tolerance: float = 0.1) -> dict[str, Any]:
+def evaluate(net: Any, utterances: list[data.Utterance], frames: dict[str, np.ndarray], transcripts: dict[str, Transcript], *, tolerance: float = 0.1) -> dict[str, Any]:
     """Development metrics: free-decoding PER and word-boundary agreement with Whisper."""
     import torch
 
@@ -181,7 +180,7 @@ def evaluate(net: Any, utterances: list[data.Utterance], frames: dict[str, np.nd
         reference += len(canonical)
         if u.utt not in transcripts:
             continue
-        whisper_words = [w for w in transcripts[u.utt][1].words if normalize_word(w.text)]
+        whisper_words = [w for w in transcripts[u.utt].words if normalize_word(w.text)]
         texts = [normalize_word(w.text) for w in whisper_words]
         alignment = align.force_align(log_probs, texts, [lexicon.phones(t) for t in texts])
         if len(alignment.words) != len(whisper_words):

@@ -1,0 +1,92 @@
+"""Three real utterances through the real models: ASR, lexicon, aligner, features."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from multipa_core import audio, data
+
+pytestmark = pytest.mark.models
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "speechocean762"
+UTTS = ["000530003", "005600318", "014470072"]  # development speakers: never seen by the aligner
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    if not DATA.is_dir():
+        pytest.skip(f"shared data missing at {DATA}")
+    from multipa_core.pipeline import FeaturePipeline
+
+    return FeaturePipeline()
+
+
+@pytest.fixture(scope="module")
+def utterances():
+    by_id = {u.utt: u for u in data.load_utterances(DATA)}
+    return [by_id[u] for u in UTTS]
+
+
+def check_alignment(alignment, duration):
+    edges = [x for p in alignment.phones for x in (p.start, p.end)]
+    assert edges == sorted(edges), "phone times must be monotonic"
+    assert edges[0] >= 0 and edges[-1] <= duration + 0.02
+    for w in alignment.words:
+        assert w.start < w.end
+        assert all(0.0 <= alignment.phones[i].probability <= 1.0 for i in w.phones)
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_real_utterances(pipeline, utterances, mode):
+    for utt in utterances:
+        samples = audio.load(utt.audio_path)
+        result = pipeline.analyze(samples, reference=utt.text if mode == "closed" else None)
+        assert result.recognized.text.strip(), utt.utt
+        assert result.target.text.strip(), utt.utt
+        check_alignment(result.target_alignment, result.duration)
+        check_alignment(result.recognized_alignment, result.duration)
+        f = result.features
+        assert f.is_finite()
+        assert f.word_text.shape[0] == len(result.target_alignment.words) > 0
+        assert f.phone_post.shape[0] == len(result.target_alignment.phones)
+        assert f.frames.shape == (int(np.ceil(len(samples) / 320)), 512)
+        if mode == "closed":
+            assert [w.text for w in result.target_alignment.words] == [w.lower() for w in utt.text.split()]
+
+
+def test_cli_features_json_and_profile():
+    if not DATA.is_dir():
+        pytest.skip(f"shared data missing at {DATA}")
+    wav = DATA / "audio" / f"{UTTS[0]}.flac"
+    proc = subprocess.run([sys.executable, "-m", "multipa_core.cli", "features", str(wav), "--json", "--profile"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["recognized"]["text"] and doc["target"]["words"]
+    assert set(doc["profile"]) >= {"encode_target", "asr_target", "asr_recognized", "align", "total"}
+    assert doc["features"]["frames"][1] == 512
+
+
+@pytest.mark.parametrize(
+    "content, code",
+    [(b"", "audio_empty"), (b"this is not audio at all", "audio_decode")],
+)
+def test_cli_bad_input_is_a_clear_error(tmp_path, content, code):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(content)
+    proc = subprocess.run([sys.executable, "-m", "multipa_core.cli", "features", str(bad)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert f"error [{code}]" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_too_short(tmp_path):
+    import soundfile as sf
+
+    short = tmp_path / "short.wav"
+    sf.write(short, (0.1 * np.sin(np.arange(1600) / 5)).astype(np.float32), 16000)
+    proc = subprocess.run([sys.executable, "-m", "multipa_core.cli", "features", str(short)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "error [audio_too_short]" in proc.stderr and "Traceback" not in proc.stderr
