@@ -60,6 +60,19 @@ class ArrayCache:
     def put_array(self, key: str, value: np.ndarray) -> None:
         self._write(key, ".npy", lambda handle: np.save(handle, value), ("a", key), value)
 
+    def get_arrays(self, key: str) -> dict[str, np.ndarray] | None:
+        """A named group of arrays (one ``.npz`` file)."""
+        if ("z", key) in self._memory:
+            return self._memory[("z", key)]  # type: ignore[no-any-return]
+        try:
+            with np.load(self._path(key, ".npz")) as archive:
+                return {name: archive[name] for name in archive.files}
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def put_arrays(self, key: str, value: dict[str, np.ndarray]) -> None:
+        self._write(key, ".npz", lambda handle: np.savez(handle, **value), ("z", key), value)
+
     def get_json(self, key: str) -> Any:
         if ("j", key) in self._memory:
             return self._memory[("j", key)]

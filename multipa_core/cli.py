@@ -10,7 +10,7 @@ import argparse
 import json
 import logging
 import sys
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from . import settings
 from .errors import MultipaError
@@ -53,6 +53,45 @@ def _train_aligner(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from .train import TrainConfig, train
+
+    config = TrainConfig(data=args.data, out=args.out, cache=args.cache, epochs=args.epochs, limit=args.limit, seed=args.seed, aligner=args.aligner)
+    report = train(config)
+    summary = {k: report[k] for k in ("train_utterances", "validation_utterances", "best_epoch", "best_validation_loss", "seconds")}
+    summary["skipped"] = len(report["skipped"])
+    print(json.dumps(summary, indent=2) if args.json else "\n".join(f"{k:<24} {v}" for k, v in summary.items()))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import EvalConfig, evaluate, format_table
+
+    report = evaluate(EvalConfig(data=args.data, mode=args.mode, limit=args.limit, part=args.part, model=args.model, cache=args.cache))
+    print(json.dumps(report) if args.json else format_table(report))
+    return 0
+
+
+def _assess(args: argparse.Namespace) -> int:
+    from . import audio as audio_io
+    from .assess import Assessor
+    from .pipeline import PipelineOptions
+
+    samples = audio_io.load(args.audio)  # fail on bad input before loading models
+    assessment = Assessor(PipelineOptions(device=args.device), scorer=args.model).assess(samples, reference=args.text)
+    if args.json:
+        print(json.dumps(assessment.to_dict(), indent=2))
+        return 0
+    print(f"recognized: {assessment.transcript}\ntarget:     {assessment.target_transcript}\n")
+    for name, value in assessment.sentence.items():
+        print(f"  {name:<13} {value:5.2f}  {'#' * int(round(value * 2))}")
+    print(f"\n  {'word':<14}{'time (ms)':>13} {'acc':>5} {'str':>5} {'tot':>5}")
+    for w in assessment.words:
+        flag = "  <- needs work" if w.needs_improvement else ""
+        print(f"  {w.text:<14}{w.start_ms:>6}-{w.end_ms:<6} {w.accuracy:5.1f} {w.stress:5.1f} {w.total:5.1f}{flag}")
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     from . import registry
 
@@ -90,6 +129,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=_train_aligner)
 
+    p = sub.add_parser("train", help="train the MultiPA scorer on a data folder")
+    p.add_argument("--data", default=str(settings.data_dir()), help="data folder (speechocean762 layout)")
+    p.add_argument("--out", required=True, help="checkpoint to write (a .json report goes beside it)")
+    p.add_argument("--cache", default="", help="feature cache root (default: the MULTIPA cache directory)")
+    p.add_argument("--aligner", default="multipa-aligner", help="aligner checkpoint the features are made with")
+    p.add_argument("--epochs", type=int, default=80)
+    p.add_argument("--limit", type=int, default=0, help="first N training utterances only (smoke runs)")
+    p.add_argument("--seed", type=int, default=762)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(run=_train)
+
+    p = sub.add_parser("evaluate", help="PCC, SCC and MSE against the experts on a data folder")
+    p.add_argument("--data", default=str(settings.data_dir()), help="data folder (speechocean762 layout)")
+    p.add_argument("--mode", default="open", choices=["open", "closed"])
+    p.add_argument("--limit", type=int, default=0, help="first N utterances only")
+    p.add_argument("--part", default="auto", choices=["auto", "all", "train", "validation", "development"], help="split part (auto: development speakers when present)")
+    p.add_argument("--model", default="multipa-scorer", help="scorer checkpoint name or path, or 'probe' for the ridge baseline")
+    p.add_argument("--cache", default="", help="feature cache root")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    p.set_defaults(run=_evaluate)
+
+    p = sub.add_parser("assess", help="assess one audio file")
+    p.add_argument("audio", help="WAV or FLAC file (any rate, mono or stereo)")
+    p.add_argument("--text", default=None, help="the reference sentence (closed mode)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--model", default="multipa-scorer", help="scorer checkpoint name or path")
+    p.add_argument("--device", default=settings.device(), choices=["auto", "cpu", "cuda"])
+    p.set_defaults(run=_assess)
+
     p = sub.add_parser("models", help="list the known models and where they resolve")
     p.set_defaults(run=_models)
     return parser
@@ -107,10 +175,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
-
-def _entry() -> Any:  # pragma: no cover
-    sys.exit(main())
 
 
 if __name__ == "__main__":  # pragma: no cover

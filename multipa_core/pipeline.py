@@ -1,11 +1,15 @@
 """From a turn's audio to its MultiPA features: the stages wired together once.
 
-``audio -> ASR_t encoder (once) -> ASR_t + ASR_r decoding -> lexicon -> aligner
-posteriors -> forced alignment of both transcripts -> text embeddings -> features``
+``audio -> ASR_t encoder (once) -> ASR_t + ASR_r decoding`` (:class:`DualASR`),
+then ``lexicon -> aligner posteriors -> forced alignment of both transcripts ->
+text embeddings -> features`` (:class:`FeatureBuilder`). Training and evaluation
+feed the second half from cached ASR outputs, so they run exactly the code that
+serves live turns.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,6 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from . import audio as audio_io
+from . import registry
 from .align import Aligner, Alignment
 from .asr import AsrOptions, DualASR, Transcript, encoder_frames, normalize_word, resolve_device
 from .features import TurnFeatures, build
@@ -45,6 +50,7 @@ class TurnAnalysis:
     target_alignment: Alignment
     recognized_alignment: Alignment
     features: TurnFeatures
+    log_posteriors: np.ndarray  # (frames, classes) the aligner's output, for aligning more text
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
 
     def to_dict(self, *, profile: bool = False) -> dict[str, Any]:
@@ -60,9 +66,47 @@ class TurnAnalysis:
         return out
 
 
-def transcript_words(text: str) -> list[str]:
-    """The normalised words of a text (punctuation dropped, lower case)."""
-    return [w for w in (normalize_word(t) for t in text.split()) if w]
+def transcript_words(transcript: Transcript) -> list[str]:
+    """The normalised words of a transcript (its Whisper words, else its text)."""
+    tokens = [w.text for w in transcript.words] if transcript.words else transcript.text.split()
+    return [w for w in (normalize_word(t) for t in tokens) if w]
+
+
+class FeatureBuilder:
+    """The stages after ASR: aligner, lexicon, text embedding, features.
+
+    Args:
+        aligner: aligner checkpoint name or path.
+        text_model: text embedding name or directory.
+        device: ``cpu`` or ``cuda`` for the torch models.
+        lexicon: pronunciations (default: corpus lexicon, CMUdict, fallback rules).
+    """
+
+    def __init__(self, *, aligner: str = "multipa-aligner", text_model: str = "minilm-l6", device: str = "cpu", lexicon: Lexicon | None = None) -> None:
+        self.aligner = Aligner(aligner, device=device)
+        self.text = TextEmbedder(text_model, device=device)
+        self.lexicon = lexicon or default_lexicon()
+        self.key = f"{_file_digest(registry.resolve(aligner, kind='aligner'))}-{text_model.replace('/', '_')}"
+
+    def align_words(self, log_probs: np.ndarray, words: list[str]) -> Alignment:
+        """Force-align normalised words (words without phones are left out)."""
+        return self.aligner.align(log_probs, words, [self.lexicon.phones(w) for w in words])
+
+    def analyze(self, frames: np.ndarray, target: Transcript, recognized: Transcript, *, mode: str, duration: float, timings: dict[str, float] | None = None) -> TurnAnalysis:
+        """Features of a turn from its encoder frames and both transcripts."""
+        timings = {} if timings is None else timings
+        with _timed(timings, "posteriors"):
+            log_probs = self.aligner.log_posteriors(frames)
+        with _timed(timings, "align"):
+            t_align = self.align_words(log_probs, transcript_words(target))
+            r_align = self.align_words(log_probs, transcript_words(recognized))
+        with _timed(timings, "text_embedding"):
+            t_text = self.text([w.text for w in t_align.words])
+            r_text = self.text([w.text for w in r_align.words])
+        with _timed(timings, "features"):
+            features = build(frames, t_align, r_align, t_text, r_text)
+        timings["total"] = sum(v for k, v in timings.items() if k != "total")
+        return TurnAnalysis(mode, duration, recognized, target, t_align, r_align, features, log_probs, timings)
 
 
 class FeaturePipeline:
@@ -78,13 +122,7 @@ class FeaturePipeline:
         asr_options = AsrOptions(beam_size=self.options.beam_size, device=self.options.device, threads=self.options.threads)
         self.asr = DualASR(recognizer=self.options.recognizer, target=self.options.target, options=asr_options)
         torch_device = "cuda" if resolve_device(self.options.device) == "cuda" and _torch_cuda() else "cpu"
-        self.aligner = Aligner(self.options.aligner, device=torch_device)
-        self.text = TextEmbedder(self.options.text_model, device=torch_device)
-        self.lexicon = lexicon or default_lexicon()
-
-    def align_words(self, log_probs: np.ndarray, words: list[str]) -> Alignment:
-        """Force-align normalised words (words without phones are left out)."""
-        return self.aligner.align(log_probs, words, [self.lexicon.phones(w) for w in words])
+        self.builder = FeatureBuilder(aligner=self.options.aligner, text_model=self.options.text_model, device=torch_device, lexicon=lexicon)
 
     def analyze(self, samples: np.ndarray, *, reference: str | None = None) -> TurnAnalysis:
         """Run the feature stages on 16 kHz mono float32 audio.
@@ -100,6 +138,7 @@ class FeaturePipeline:
         timings: dict[str, float] = {}
         with _timed(timings, "encode_target"):
             mel, encoding = self.asr.encode_target(samples)
+            frames = encoder_frames(encoding, len(samples))
         with _timed(timings, "asr_target"):
             if reference is None:
                 target = self.asr.asr_t.transcribe(samples, features=mel, encoder_output=encoding)
@@ -107,28 +146,12 @@ class FeaturePipeline:
                 target = Transcript(reference.strip())
         with _timed(timings, "asr_recognized"):
             recognized = self.asr.asr_r.transcribe(samples)
-        with _timed(timings, "posteriors"):
-            frames = encoder_frames(encoding, len(samples))
-            log_probs = self.aligner.log_posteriors(frames)
-        with _timed(timings, "align"):
-            t_words = transcript_words(target.text) if reference is not None else [normalize_word(w.text) for w in target.words if normalize_word(w.text)]
-            r_words = [normalize_word(w.text) for w in recognized.words if normalize_word(w.text)]
-            t_align = self.align_words(log_probs, t_words)
-            r_align = self.align_words(log_probs, r_words)
-        with _timed(timings, "text_embedding"):
-            t_text = self.text([w.text for w in t_align.words])
-            r_text = self.text([w.text for w in r_align.words])
-        with _timed(timings, "features"):
-            features = build(frames, t_align, r_align, t_text, r_text)
-        timings["total"] = sum(timings.values())
-        return TurnAnalysis(
+        return self.builder.analyze(
+            frames,
+            target,
+            recognized,
             mode="open" if reference is None else "closed",
             duration=len(samples) / audio_io.SAMPLE_RATE,
-            recognized=recognized,
-            target=target,
-            target_alignment=t_align,
-            recognized_alignment=r_align,
-            features=features,
             timings=timings,
         )
 
@@ -140,6 +163,13 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
         yield
     finally:
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
+
+
+def _file_digest(path: Any) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        digest.update(handle.read())
+    return digest.hexdigest()[:12]
 
 
 def _torch_cuda() -> bool:

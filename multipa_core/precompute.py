@@ -51,7 +51,7 @@ class Precomputed:
 
 def precompute(
     utterances: Iterable[Utterance],
-    asr: DualASR,
+    asr: DualASR | None,
     cache_root: str,
     *,
     recognized: bool = False,
@@ -60,6 +60,7 @@ def precompute(
 ) -> Precomputed:
     """Fill the caches for ``utterances``: encoder frames always, transcripts on request.
 
+    The models load only when something is missing (``asr`` None: the defaults).
     A failing utterance is logged with its id, counted in ``failed`` and skipped.
     """
     frames = frames_cache(cache_root, "whisper-base")
@@ -71,6 +72,8 @@ def precompute(
         r_doc = r_cache.get_json(utt.utt) if r_cache else None
         t_doc = t_cache.get_json(utt.utt) if t_cache else None
         if array is None or (r_cache and r_doc is None) or (t_cache and t_doc is None):
+            if asr is None:
+                asr = DualASR()
             try:
                 samples = audio_io.load(utt.audio_path)
                 mel, encoding = asr.encode_target(samples)

@@ -87,7 +87,6 @@ def train(config: TrainAlignerConfig) -> dict[str, Any]:
     """Train, save the best checkpoint to ``config.out`` and return the report."""
     import torch
 
-    from .asr import DualASR
     from .precompute import precompute
 
     random.seed(config.seed)
@@ -104,9 +103,8 @@ def train(config: TrainAlignerConfig) -> dict[str, Any]:
     if config.limit:
         val_utts, dev_utts = val_utts[: max(2, config.limit // 4)], dev_utts[: max(2, config.limit // 4)]
 
-    asr = DualASR()
-    fitting = precompute(train_utts + val_utts, asr, cache_root, desc="encoding train+validation")
-    dev = precompute(dev_utts, asr, cache_root, target=True, desc="encoding + ASR_t development")
+    fitting = precompute(train_utts + val_utts, None, cache_root, desc="encoding train+validation")
+    dev = precompute(dev_utts, None, cache_root, target=True, desc="encoding + ASR_t development")
 
     train_ex, val_ex = _examples(train_utts, fitting.frames), _examples(val_utts, fitting.frames)
     net = align.build_net(config.net)
@@ -128,7 +126,7 @@ def train(config: TrainAlignerConfig) -> dict[str, Any]:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
             optimizer.step()
-            total += float(loss)
+            total += loss.item()
         net.eval()
         with torch.no_grad():
             val = [float(_loss(net, b, ctc)) * len(b) for b in _batches(val_ex, config.batch_size, random.Random(0))]

@@ -1,0 +1,108 @@
+"""The public entry point: a turn's audio (and optional reference) in, an Assessment out."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from .features import WORD_SCALARS
+from .pipeline import FeaturePipeline, PipelineOptions, TurnAnalysis
+from .scorer import Scorer, Scores, needs_improvement
+
+
+@dataclass
+class PhoneResult:
+    """One phone of a word."""
+
+    phone: str  # ARPAbet with stress digit
+    start_ms: int
+    end_ms: int
+    probability: float  # the aligner's confidence that this phone was said (0..1)
+
+
+@dataclass
+class WordResult:
+    """Scores of one target word (0..10)."""
+
+    text: str
+    start_ms: int
+    end_ms: int
+    accuracy: float
+    stress: float
+    total: float
+    needs_improvement: bool  # below the training mean minus one standard deviation
+    phones: list[PhoneResult] = field(default_factory=list)
+
+
+@dataclass
+class Assessment:
+    """The assessment of one turn; JSON-serialisable through :meth:`to_dict`."""
+
+    mode: str  # "open" or "closed"
+    transcript: str  # what was recognized (ASR_r)
+    target_transcript: str  # what the learner meant (ASR_t), or the reference in closed mode
+    sentence: dict[str, float]  # accuracy, fluency, prosody, total (+ completeness in closed mode)
+    words: list[WordResult]
+    duration_ms: int
+    timings_ms: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _round(x: float) -> float:
+    return round(float(x), 2)
+
+
+def build_assessment(analysis: TurnAnalysis, scores: Scores, thresholds: dict[str, float]) -> Assessment:
+    """Combine the pipeline's analysis and the scorer's output."""
+    alignment = analysis.target_alignment
+    words = []
+    for w, s in zip(alignment.words, scores.words):
+        phones = [PhoneResult(alignment.phones[i].phone, int(alignment.phones[i].start * 1000), int(alignment.phones[i].end * 1000), round(alignment.phones[i].probability, 3)) for i in w.phones]
+        words.append(
+            WordResult(w.text, int(w.start * 1000), int(w.end * 1000), _round(s["accuracy"]), _round(s["stress"]), _round(s["total"]), needs_improvement(s, thresholds), phones)
+        )
+    sentence = {k: _round(v) for k, v in scores.sentence.items()}
+    if analysis.mode == "closed":
+        paired = analysis.features.word_scalars[:, WORD_SCALARS.index("paired")]
+        sentence["completeness"] = _round(10.0 * float(np.mean(paired)) if len(paired) else 0.0)
+    return Assessment(
+        mode=analysis.mode,
+        transcript=analysis.recognized.text,
+        target_transcript=analysis.target.text,
+        sentence=sentence,
+        words=words,
+        duration_ms=int(round(analysis.duration * 1000)),
+        timings_ms={k: round(v * 1000, 1) for k, v in analysis.timings.items()},
+    )
+
+
+class Assessor:
+    """Every model of the assessment, loaded once.
+
+    Args:
+        options: pipeline options; the aligner is taken from the scorer checkpoint.
+        scorer: scorer checkpoint name or path.
+    """
+
+    def __init__(self, options: PipelineOptions | None = None, *, scorer: str = "multipa-scorer") -> None:
+        self.scorer = Scorer(scorer)
+        options = replace(options or PipelineOptions(), aligner=self.scorer.aligner, text_model=self.scorer.text_model)
+        self.pipeline = FeaturePipeline(options)
+
+    def assess(self, samples: np.ndarray, *, reference: str | None = None) -> Assessment:
+        """Assess one turn of 16 kHz mono float32 audio.
+
+        Raises:
+            AudioError: the audio breaks a limit of :mod:`multipa_core.audio`.
+        """
+        analysis = self.pipeline.analyze(samples, reference=reference)
+        started = time.perf_counter()
+        scores = self.scorer.score([analysis.features])[0]
+        analysis.timings["score"] = time.perf_counter() - started
+        analysis.timings["total"] = sum(v for k, v in analysis.timings.items() if k != "total")
+        return build_assessment(analysis, scores, self.scorer.thresholds)

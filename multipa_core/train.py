@@ -1,0 +1,182 @@
+"""``multipa train``: fit the MultiPA scorer on the training speakers.
+
+Training speakers fit the network and validation speakers stop it early;
+development speakers are never read. As in the paper, the target transcript in
+training is the reference text (the word labels belong to it); at inference
+ASR_t stands in. A run saves its state after every epoch and resumes from it
+when started again with the same configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from . import data, settings
+from .dataset import Example, closed_examples
+from .features import collate
+from .model import ScorerConfig, build_scorer
+from .scorer import SCALE, save_scorer, training_thresholds
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of one scorer training run."""
+
+    data: str  # data folder (speechocean762 layout)
+    out: str  # checkpoint path to write (a .json report goes beside it)
+    cache: str = ""  # feature cache root ("" = the default cache directory)
+    aligner: str = "multipa-aligner"  # aligner the features are made with
+    text_model: str = "minilm-l6"  # text embedding model
+    epochs: int = 80  # upper bound; early stopping usually ends sooner
+    patience: int = 12  # epochs without validation improvement before stopping
+    batch_size: int = 32  # utterances per step
+    lr: float = 1e-3  # AdamW learning rate
+    weight_decay: float = 0.05  # AdamW weight decay
+    word_weight: float = 1.0  # weight of the word loss beside the sentence loss
+    seed: int = 762  # python, numpy and torch seeds
+    limit: int = 0  # first N training utterances only (0 = all); for smoke runs
+    net: ScorerConfig = field(default_factory=ScorerConfig)  # network shape
+
+
+def _targets(batch: list[Example]) -> tuple[Any, Any, Any]:
+    import torch
+
+    sentence = torch.from_numpy(np.stack([e.sentence for e in batch]) / SCALE).float()
+    W = max(1, max(len(e.words) for e in batch))
+    words = torch.zeros(len(batch), W, 3)
+    known = torch.zeros(len(batch), W, 3, dtype=torch.bool)
+    for i, e in enumerate(batch):
+        labels = torch.from_numpy(e.words / SCALE).float()
+        words[i, : len(e.words)] = torch.nan_to_num(labels)
+        known[i, : len(e.words)] = ~torch.isnan(labels)
+    return sentence, words, known
+
+
+def batch_loss(net: Any, batch: list[Example], word_weight: float) -> tuple[Any, float, float]:
+    """Mean squared error of the sentence and (known) word scores, on the 0..1 scale."""
+    import torch
+
+    out = net(collate([e.features for e in batch]))
+    sentence, words, known = _targets(batch)
+    s_loss = torch.mean((out["sentence"] - sentence) ** 2)
+    w_loss = ((out["word"] - words) ** 2 * known).sum() / known.sum().clamp(min=1)
+    return s_loss + word_weight * w_loss, s_loss.item(), w_loss.item()
+
+
+def _batches(items: list[Example], size: int, rng: random.Random | None) -> list[list[Example]]:
+    order = list(items)
+    if rng is not None:
+        rng.shuffle(order)
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+def prepare(config: TrainConfig) -> tuple[list[Example], list[Example], list[str]]:
+    """Training and validation examples (features cached), and the utterances skipped."""
+    from .pipeline import FeatureBuilder
+    from .precompute import precompute
+
+    cache_root = config.cache or str(settings.cache_dir() / "features")
+    utterances = data.load_utterances(config.data)
+    train_utts, val_utts = data.select(utterances, "train"), data.select(utterances, "validation")
+    if config.limit:
+        train_utts, val_utts = train_utts[: config.limit], val_utts[: max(2, config.limit // 4)]
+    pre = precompute(train_utts + val_utts, None, cache_root, recognized=True, desc="ASR train+validation")
+    builder = FeatureBuilder(aligner=config.aligner, text_model=config.text_model)
+    train_ex, skipped_t = closed_examples(train_utts, pre, builder, cache_root, desc="features train")
+    val_ex, skipped_v = closed_examples(val_utts, pre, builder, cache_root, desc="features validation")
+    return train_ex, val_ex, pre.failed + skipped_t + skipped_v
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Train, write the best checkpoint to ``config.out`` and return the report."""
+    import torch
+
+    started = time.time()
+    train_ex, val_ex, skipped = prepare(config)
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    net = build_scorer(config.net)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    out = Path(config.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state_path = out.with_suffix(".state.pt")
+    rng = random.Random(config.seed)
+    start_epoch, best, best_epoch, history = 0, math.inf, -1, []
+    best_state: dict[str, Any] | None = None
+    if state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        if state.get("config") == asdict(config):
+            net.load_state_dict(state["net"])
+            optimizer.load_state_dict(state["optimizer"])
+            rng.setstate(state["rng"])
+            torch.set_rng_state(state["torch_rng"])
+            start_epoch, best, best_epoch, history, best_state = state["epoch"] + 1, state["best"], state["best_epoch"], state["history"], state["best_state"]
+            log.info("resuming from epoch %d", start_epoch)
+    bar = tqdm(range(start_epoch, config.epochs), desc="training scorer", unit="epoch", dynamic_ncols=True, initial=start_epoch, total=config.epochs)
+    for epoch in bar:
+        if epoch - best_epoch > config.patience and best_epoch >= 0:
+            break
+        net.train()
+        losses = []
+        for batch in _batches(train_ex, config.batch_size, rng):
+            loss, _, _ = batch_loss(net, batch, config.word_weight)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimizer.step()
+            losses.append(float(loss))
+        net.eval()
+        with torch.no_grad():
+            parts = [batch_loss(net, b, config.word_weight) for b in _batches(val_ex, 64, None)]
+        sizes = [len(b) for b in _batches(val_ex, 64, None)]
+        val_s = sum(p[1] * n for p, n in zip(parts, sizes)) / max(1, len(val_ex))
+        val_w = sum(p[2] * n for p, n in zip(parts, sizes)) / max(1, len(val_ex))
+        val = val_s + config.word_weight * val_w
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "validation_sentence_mse": val_s, "validation_word_mse": val_w})
+        bar.set_postfix(train=f"{history[-1]['train_loss']:.4f}", val=f"{val:.4f}")
+        if val < best - 1e-5:
+            best, best_epoch = val, epoch
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        torch.save(
+            {"config": asdict(config), "net": net.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+             "epoch": epoch, "best": best, "best_epoch": best_epoch, "history": history, "best_state": best_state},
+            state_path,
+        )
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    labels = np.concatenate([e.words for e in train_ex]) if train_ex else np.zeros((0, 3))
+    sentences = np.stack([e.sentence for e in train_ex]) if train_ex else np.zeros((0, 4))
+    floor = {a: float(sentences[:, i].min()) for i, a in enumerate(("accuracy", "fluency", "prosody", "total"))} if len(sentences) else {}
+    report = {
+        "config": asdict(config),
+        "train_utterances": len(train_ex),
+        "validation_utterances": len(val_ex),
+        "skipped": skipped,
+        "best_epoch": best_epoch,
+        "best_validation_loss": best,
+        "history": history,
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "seconds": round(time.time() - started, 1),
+    }
+    save_scorer(
+        str(out), net, config.net,
+        thresholds=training_thresholds(labels) if len(labels) else {},
+        floor=floor, aligner=config.aligner, text_model=config.text_model,
+        metadata={"best_epoch": best_epoch, "train_utterances": len(train_ex), "seed": config.seed},
+    )
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    state_path.unlink(missing_ok=True)
+    return report
