@@ -44,11 +44,11 @@ def _features(args: argparse.Namespace) -> int:
 
 
 def _train_aligner(args: argparse.Namespace) -> int:
-    from .train_aligner import TrainAlignerConfig, train
+    from .train_aligner import TrainAlignerConfig, reevaluate, train
 
     config = TrainAlignerConfig(data=args.data, out=args.out, cache=args.cache, epochs=args.epochs, limit=args.limit, seed=args.seed)
-    report = train(config)
-    summary = {"best_epoch": report["best_epoch"], "failed": len(report["failed"]), **report["development"]}
+    report = reevaluate(config) if args.evaluate_only else train(config)
+    summary = {"best_epoch": report.get("best_epoch"), "failed": len(report.get("failed", [])), **report["development"]}
     print(json.dumps(summary, indent=2) if args.json else "\n".join(f"{k:<32} {v}" for k, v in summary.items()))
     return 0
 
@@ -123,9 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=str(settings.data_dir()), help="data folder (speechocean762 layout)")
     p.add_argument("--out", required=True, help="checkpoint to write (a .json report goes beside it)")
     p.add_argument("--cache", default="", help="feature cache root (default: the MULTIPA cache directory)")
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--limit", type=int, default=0, help="first N training utterances only (smoke runs)")
     p.add_argument("--seed", type=int, default=762)
+    p.add_argument("--evaluate-only", action="store_true", help="re-run the development report of the checkpoint at --out")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=_train_aligner)
 

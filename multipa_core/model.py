@@ -36,6 +36,11 @@ class ScorerConfig:
     heads: int = 4  # attention heads
     dropout: float = 0.2  # everywhere in training
     word_kernel: int = 3  # width of the convolutional word heads
+    ablate: tuple[str, ...] = ()  # input groups zeroed, for ablations: see ABLATIONS
+
+
+# Input groups that an ablation can remove (replaced by zeros, same shapes).
+ABLATIONS = ("acoustic", "phones", "text", "alignment", "utterance")
 
 
 def build_scorer(config: ScorerConfig) -> Any:
@@ -95,22 +100,22 @@ def build_scorer(config: ScorerConfig) -> Any:
             p_assign = (batch["phone_word"][:, None, :] == torch.arange(W, device=p.device)[None, :, None]).float()
             p_assign = p_assign * pmask[:, None, :].float()
             w_phone = masked_mean(p, p_assign)
-            words = torch.cat(
-                [
-                    w_acoustic,
-                    w_phone,
-                    self.text_proj(batch["word_text"].float()),
-                    self.other_proj(batch["word_text_other"].float()),
-                    batch["word_scalars"].float(),
-                    batch["word_phones"].float(),
-                ],
-                -1,
-            )
+            groups = {
+                "acoustic": [w_acoustic],
+                "phones": [w_phone, batch["word_phones"].float()],
+                "text": [self.text_proj(batch["word_text"].float()), self.other_proj(batch["word_text_other"].float())],
+                "alignment": [batch["word_scalars"].float()],
+            }
+            parts = [torch.zeros_like(t) if name in self.cfg.ablate else t for name, ts in groups.items() for t in ts]
+            words = torch.cat(parts, -1)
             words = self.word_proj(words)
             # utterance token: frame statistics and attention-pooled frames
             scores = self.attn_pool(h).squeeze(-1).masked_fill(~fmask, float("-inf"))
             pooled = torch.bmm(torch.softmax(scores, -1).unsqueeze(1), h).squeeze(1)
-            utt = self.utt_proj(torch.cat([mean, std, pooled], -1)).unsqueeze(1)
+            stats = torch.cat([mean, std, pooled], -1)
+            if "utterance" in self.cfg.ablate:
+                stats = torch.zeros_like(stats)
+            utt = self.utt_proj(stats).unsqueeze(1)
             tokens = torch.cat([utt, words], 1)
             pad = torch.cat([torch.zeros(B, 1, dtype=torch.bool, device=wmask.device), ~wmask], 1)
             out = self.encoder(tokens, src_key_padding_mask=pad)

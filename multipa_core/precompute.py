@@ -76,16 +76,17 @@ def precompute(
                 asr = DualASR()
             try:
                 samples = audio_io.load(utt.audio_path)
-                mel, encoding = asr.encode_target(samples)
-                if array is None:
-                    array = encoder_frames(encoding, len(samples)).astype(np.float16)
-                    frames.put_array(utt.utt, array)
+                if array is None or (t_cache is not None and t_doc is None):  # ASR_t's encoder, once
+                    mel, encoding = asr.encode_target(samples)
+                    if array is None:
+                        array = encoder_frames(encoding, len(samples)).astype(np.float16)
+                        frames.put_array(utt.utt, array)
+                    if t_cache is not None and t_doc is None:
+                        t_doc = asr.asr_t.transcribe(samples, features=mel, encoder_output=encoding).to_dict()
+                        t_cache.put_json(utt.utt, t_doc)
                 if r_cache is not None and r_doc is None:
                     r_doc = asr.asr_r.transcribe(samples).to_dict()
                     r_cache.put_json(utt.utt, r_doc)
-                if t_cache is not None and t_doc is None:
-                    t_doc = asr.asr_t.transcribe(samples, features=mel, encoder_output=encoding).to_dict()
-                    t_cache.put_json(utt.utt, t_doc)
             except MultipaError as exc:
                 log.warning("utterance %s failed: %s", utt.utt, exc)
                 out.failed.append(utt.utt)
