@@ -109,17 +109,23 @@ def select(utterances: Iterable[Utterance], part: str, split: dict[str, list[str
     return [u for u in items if u.speaker in speakers]
 
 
-def make_split(speakers_with_age: dict[str, int | None], *, seed: int = 762, development: int = 20, validation: int = 10) -> dict[str, list[str]]:
-    """Draw a speaker split, children and adults (age <= 12) spread evenly over the parts."""
+def make_split(speaker_scores: dict[str, float], *, seed: int = 762, development: int = 20, validation: int = 10) -> dict[str, list[str]]:
+    """Draw a speaker split whose parts span the same range of proficiency.
+
+    Speakers are ranked by their mean total score and cut into ``development``
+    bins of neighbours; one speaker per bin, drawn at random, goes to
+    development. The rest are binned again for ``validation``; the remainder
+    trains. A plain random draw of 20 speakers can land on a much narrower score
+    range than the population (the first draw here did: half the spread), and
+    correlation metrics on a narrow range say little.
+    """
     rng = random.Random(seed)
-    parts: dict[str, list[str]] = {"train": [], "validation": [], "development": []}
-    total = len(speakers_with_age)
-    for group in (True, False):
-        members = sorted(s for s, age in speakers_with_age.items() if ((age or 99) <= 12) == group)
-        rng.shuffle(members)
-        n_dev = round(development * len(members) / total)
-        n_val = round(validation * len(members) / total)
-        parts["development"] += members[:n_dev]
-        parts["validation"] += members[n_dev : n_dev + n_val]
-        parts["train"] += members[n_dev + n_val :]
-    return {k: sorted(v) for k, v in parts.items()}
+    ranked = sorted(speaker_scores, key=lambda s: (speaker_scores[s], s))
+    parts: dict[str, list[str]] = {"development": [], "validation": [], "train": []}
+    for part, count in (("development", development), ("validation", validation)):
+        bins = [ranked[round(i * len(ranked) / count) : round((i + 1) * len(ranked) / count)] for i in range(count)]
+        chosen = {rng.choice(b) for b in bins if b}
+        parts[part] = sorted(chosen)
+        ranked = [s for s in ranked if s not in chosen]
+    parts["train"] = sorted(ranked)
+    return {k: parts[k] for k in ("train", "validation", "development")}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ALPHAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+ALPHAS = (1.0, 10.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0, 100000.0)
 
 
 def summarise(frames: np.ndarray) -> np.ndarray:
