@@ -56,9 +56,10 @@ def _train_aligner(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
-    config = TrainConfig(data=args.data, out=args.out, cache=args.cache, epochs=args.epochs, limit=args.limit, seed=args.seed, aligner=args.aligner)
+    config = TrainConfig(data=args.data, out=args.out, cache=args.cache, epochs=args.epochs, limit=args.limit, seed=args.seed, aligner=args.aligner, members=args.members)
     report = train(config)
-    summary = {k: report[k] for k in ("train_utterances", "validation_utterances", "best_epoch", "best_validation_loss", "seconds")}
+    summary = {k: report[k] for k in ("train_utterances", "validation_utterances", "best_validation_loss", "seconds")}
+    summary["best_epochs"] = [m["best_epoch"] for m in report["members"]]
     summary["skipped"] = len(report["skipped"])
     print(json.dumps(summary, indent=2) if args.json else "\n".join(f"{k:<24} {v}" for k, v in summary.items()))
     return 0
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="checkpoint to write (a .json report goes beside it)")
     p.add_argument("--cache", default="", help="feature cache root (default: the MULTIPA cache directory)")
     p.add_argument("--aligner", default="multipa-aligner", help="aligner checkpoint the features are made with")
+    p.add_argument("--members", type=int, default=3, help="networks trained with different seeds and averaged")
     p.add_argument("--epochs", type=int, default=80)
     p.add_argument("--limit", type=int, default=0, help="first N training utterances only (smoke runs)")
     p.add_argument("--seed", type=int, default=762)

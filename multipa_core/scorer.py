@@ -29,7 +29,7 @@ class Scores:
 
 
 class Scorer:
-    """The scoring network, loaded once.
+    """The scoring network (an ensemble of one or more), loaded once.
 
     Args:
         checkpoint: a registry name (``multipa-scorer``) or a checkpoint path.
@@ -42,9 +42,11 @@ class Scorer:
         path = registry.resolve(checkpoint, kind="scorer")
         state = torch.load(path, map_location="cpu", weights_only=False)
         self.config = ScorerConfig(**state["config"])
-        self.net = build_scorer(self.config)
-        self.net.load_state_dict({k: v.float() for k, v in state["state_dict"].items()})
-        self.net.eval().to(device)
+        self.nets = []
+        for weights in state["members"]:
+            net = build_scorer(self.config)
+            net.load_state_dict({k: v.float() for k, v in weights.items()})
+            self.nets.append(net.eval().to(device))
         self.device = device
         self.thresholds: dict[str, float] = state["thresholds"]
         self.floor: dict[str, float] = state["floor"]
@@ -60,9 +62,9 @@ class Scorer:
         torch = self._torch
         batch = {k: v.to(self.device) for k, v in collate(items).items()}
         with torch.inference_mode():
-            out = self.net(batch)
-        sentence = (out["sentence"].float().cpu().numpy() * SCALE).clip(0, SCALE)
-        words = (out["word"].float().cpu().numpy() * SCALE).clip(0, SCALE)
+            outs = [net(batch) for net in self.nets]
+        sentence = (torch.stack([o["sentence"] for o in outs]).mean(0).float().cpu().numpy() * SCALE).clip(0, SCALE)
+        words = (torch.stack([o["word"] for o in outs]).mean(0).float().cpu().numpy() * SCALE).clip(0, SCALE)
         results = []
         for b, item in enumerate(items):
             n = item.word_text.shape[0]
@@ -75,15 +77,15 @@ class Scorer:
         return results
 
 
-def save_scorer(path: str, net: Any, config: ScorerConfig, *, thresholds: dict[str, float], floor: dict[str, float], aligner: str, text_model: str, metadata: dict[str, Any]) -> None:
-    """Write a scorer checkpoint (float16 weights: half the size, no measurable change in scores)."""
+def save_scorer(path: str, nets: list[Any], config: ScorerConfig, *, thresholds: dict[str, float], floor: dict[str, float], aligner: str, text_model: str, metadata: dict[str, Any]) -> None:
+    """Write a scorer checkpoint: one or more networks (their outputs are averaged), float16 weights."""
     import torch
 
-    state = {k: v.detach().cpu().half() for k, v in net.state_dict().items()}
+    members = [{k: v.detach().cpu().half() for k, v in net.state_dict().items()} for net in nets]
     torch.save(
         {
             "config": asdict(config),
-            "state_dict": state,
+            "members": members,
             "thresholds": thresholds,
             "floor": floor,
             "aligner": aligner,

@@ -45,7 +45,8 @@ class TrainConfig:
     lr: float = 1e-3  # AdamW learning rate
     weight_decay: float = 0.05  # AdamW weight decay
     word_weight: float = 1.0  # weight of the word loss beside the sentence loss
-    seed: int = 762  # python, numpy and torch seeds
+    seed: int = 762  # python, numpy and torch seeds (member i uses seed + i)
+    members: int = 3  # networks trained with different seeds and averaged (an ensemble)
     limit: int = 0  # first N training utterances only (0 = all); for smoke runs
     net: ScorerConfig = field(default_factory=ScorerConfig)  # network shape
 
@@ -99,21 +100,18 @@ def prepare(config: TrainConfig) -> tuple[list[Example], list[Example], list[str
     return train_ex, val_ex, pre.failed + skipped_t + skipped_v
 
 
-def train(config: TrainConfig) -> dict[str, Any]:
-    """Train, write the best checkpoint to ``config.out`` and return the report."""
+def _fit_member(config: TrainConfig, member: int, train_ex: list[Example], val_ex: list[Example], state_path: Path) -> tuple[Any, dict[str, Any]]:
+    """Train one ensemble member with its own seed; resumes from ``state_path``."""
     import torch
 
-    started = time.time()
-    train_ex, val_ex, skipped = prepare(config)
-    random.seed(config.seed)
-    np.random.seed(config.seed)
-    torch.manual_seed(config.seed)
+    seed = config.seed + member
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
     net = build_scorer(config.net)
+    _init_heads(net, train_ex)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    out = Path(config.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    state_path = out.with_suffix(".state.pt")
-    rng = random.Random(config.seed)
+    rng = random.Random(seed)
     start_epoch, best, best_epoch, history = 0, math.inf, -1, []
     best_state: dict[str, Any] | None = None
     if state_path.is_file():
@@ -124,11 +122,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
             rng.setstate(state["rng"])
             torch.set_rng_state(state["torch_rng"])
             start_epoch, best, best_epoch, history, best_state = state["epoch"] + 1, state["best"], state["best_epoch"], state["history"], state["best_state"]
-            log.info("resuming from epoch %d", start_epoch)
-    bar = tqdm(range(start_epoch, config.epochs), desc="training scorer", unit="epoch", dynamic_ncols=True, initial=start_epoch, total=config.epochs)
+            if state.get("done"):
+                start_epoch = config.epochs
+            log.info("member %d: resuming from epoch %d", member, start_epoch)
+    bar = tqdm(range(start_epoch, config.epochs), desc=f"training scorer {member + 1}/{config.members}", unit="epoch", dynamic_ncols=True, initial=start_epoch, total=config.epochs)
+    done = False
     for epoch in bar:
-        if epoch - best_epoch > config.patience and best_epoch >= 0:
-            break
         net.train()
         losses = []
         for batch in _batches(train_ex, config.batch_size, rng):
@@ -137,26 +136,54 @@ def train(config: TrainConfig) -> dict[str, Any]:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         net.eval()
+        batches = _batches(val_ex, 64, None)
         with torch.no_grad():
-            parts = [batch_loss(net, b, config.word_weight) for b in _batches(val_ex, 64, None)]
-        sizes = [len(b) for b in _batches(val_ex, 64, None)]
-        val_s = sum(p[1] * n for p, n in zip(parts, sizes)) / max(1, len(val_ex))
-        val_w = sum(p[2] * n for p, n in zip(parts, sizes)) / max(1, len(val_ex))
+            parts = [batch_loss(net, b, config.word_weight) for b in batches]
+        val_s = sum(p[1] * len(b) for p, b in zip(parts, batches)) / max(1, len(val_ex))
+        val_w = sum(p[2] * len(b) for p, b in zip(parts, batches)) / max(1, len(val_ex))
         val = val_s + config.word_weight * val_w
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "validation_sentence_mse": val_s, "validation_word_mse": val_w})
         bar.set_postfix(train=f"{history[-1]['train_loss']:.4f}", val=f"{val:.4f}")
         if val < best - 1e-5:
             best, best_epoch = val, epoch
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        done = epoch - best_epoch >= config.patience
         torch.save(
             {"config": asdict(config), "net": net.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
-             "epoch": epoch, "best": best, "best_epoch": best_epoch, "history": history, "best_state": best_state},
+             "epoch": epoch, "best": best, "best_epoch": best_epoch, "history": history, "best_state": best_state, "done": done},
             state_path,
         )
+        if done:
+            break
     if best_state is not None:
         net.load_state_dict(best_state)
+    return net, {"member": member, "seed": seed, "best_epoch": best_epoch, "best_validation_loss": best, "history": history}
+
+
+def _init_heads(net: Any, train_ex: list[Example]) -> None:
+    """Start the sentence head at the training mean: the first epochs then learn differences, not the offset."""
+    import torch
+
+    if not train_ex:
+        return
+    mean = np.mean(np.stack([e.sentence for e in train_ex]), axis=0) / SCALE
+    with torch.no_grad():
+        net.sentence_head.bias.copy_(torch.from_numpy(mean).float())
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Train ``config.members`` networks, write them as one checkpoint to ``config.out``, return the report."""
+    started = time.time()
+    train_ex, val_ex, skipped = prepare(config)
+    out = Path(config.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nets, members = [], []
+    for m in range(config.members):
+        net, summary = _fit_member(config, m, train_ex, val_ex, out.with_suffix(f".state{m}.pt"))
+        nets.append(net)
+        members.append(summary)
     labels = np.concatenate([e.words for e in train_ex]) if train_ex else np.zeros((0, 3))
     sentences = np.stack([e.sentence for e in train_ex]) if train_ex else np.zeros((0, 4))
     floor = {a: float(sentences[:, i].min()) for i, a in enumerate(("accuracy", "fluency", "prosody", "total"))} if len(sentences) else {}
@@ -165,18 +192,18 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "train_utterances": len(train_ex),
         "validation_utterances": len(val_ex),
         "skipped": skipped,
-        "best_epoch": best_epoch,
-        "best_validation_loss": best,
-        "history": history,
-        "parameters": sum(p.numel() for p in net.parameters()),
+        "members": members,
+        "best_validation_loss": float(np.mean([m["best_validation_loss"] for m in members])),
+        "parameters": sum(p.numel() for net in nets for p in net.parameters()),
         "seconds": round(time.time() - started, 1),
     }
     save_scorer(
-        str(out), net, config.net,
+        str(out), nets, config.net,
         thresholds=training_thresholds(labels) if len(labels) else {},
         floor=floor, aligner=config.aligner, text_model=config.text_model,
-        metadata={"best_epoch": best_epoch, "train_utterances": len(train_ex), "seed": config.seed},
+        metadata={"members": len(nets), "train_utterances": len(train_ex), "seed": config.seed},
     )
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    state_path.unlink(missing_ok=True)
+    for m in range(config.members):
+        out.with_suffix(f".state{m}.pt").unlink(missing_ok=True)
     return report

@@ -86,7 +86,7 @@ def test_checkpoint_round_trip(tmp_path):
     thresholds = training_thresholds(labels)
     assert thresholds["accuracy"] == pytest.approx(labels[:, 0].mean() - labels[:, 0].std())
     path = tmp_path / "scorer.pt"
-    save_scorer(str(path), net, CFG, thresholds=thresholds, floor={"accuracy": 1.0}, aligner="multipa-aligner", text_model="minilm-l6", metadata={})
+    save_scorer(str(path), [net, build_scorer(CFG)], CFG, thresholds=thresholds, floor={"accuracy": 1.0}, aligner="multipa-aligner", text_model="minilm-l6", metadata={})
     scorer = Scorer(str(path))
     rng = np.random.default_rng(4)
     item = random_turn(rng, 30, 3)

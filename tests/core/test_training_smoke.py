@@ -51,7 +51,7 @@ def test_training_never_reads_development_speakers(monkeypatch, cache, aligner, 
         return real(utterances, *args, **kwargs)
 
     monkeypatch.setattr(train_mod, "closed_examples", spy)
-    config = train_mod.TrainConfig(data=str(DATA), out=str(tmp_path / "scorer.pt"), cache=cache, aligner=str(aligner[0]), epochs=2, limit=6)
+    config = train_mod.TrainConfig(data=str(DATA), out=str(tmp_path / "scorer.pt"), cache=cache, aligner=str(aligner[0]), epochs=2, limit=6, members=2)
 
     calls = {"n": 0}
     real_save = train_mod.save_scorer
@@ -65,10 +65,11 @@ def test_training_never_reads_development_speakers(monkeypatch, cache, aligner, 
     monkeypatch.setattr(train_mod, "save_scorer", failing_save)
     with pytest.raises(KeyboardInterrupt):
         train_mod.train(config)
-    assert (tmp_path / "scorer.state.pt").is_file()
+    assert (tmp_path / "scorer.state0.pt").is_file() and (tmp_path / "scorer.state1.pt").is_file()
     report = train_mod.train(config)  # resumes: no epoch is run again
-    assert len(report["history"]) == 2 and (tmp_path / "scorer.pt").is_file()
-    assert not (tmp_path / "scorer.state.pt").exists()
+    assert [len(m["history"]) for m in report["members"]] == [2, 2]
+    assert (tmp_path / "scorer.pt").is_file()
+    assert not list(tmp_path.glob("scorer.state*"))
 
     split = data.load_split()
     assert seen and not set(seen) & set(split["development"])
