@@ -4,7 +4,7 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-SAMPLE ?= ../shared/speechocean762/audio/000010011.flac
+SAMPLE ?= ../shared/speechocean762/audio/000530003.flac
 
 .PHONY: install run test
 
@@ -17,7 +17,7 @@ install: $(BIN)/activate
 	$(BIN)/pip install -q -e ".[test,server]"
 
 run: install
-	$(BIN)/multipa features $(SAMPLE) --profile
+	$(BIN)/multipa assess $(SAMPLE)
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -56,7 +56,12 @@ def _train_aligner(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
-    config = TrainConfig(data=args.data, out=args.out, cache=args.cache, epochs=args.epochs, limit=args.limit, seed=args.seed, aligner=args.aligner, members=args.members)
+    from .model import ScorerConfig
+
+    config = TrainConfig(
+        data=args.data, out=args.out, cache=args.cache, epochs=args.epochs, limit=args.limit, seed=args.seed,
+        aligner=args.aligner, members=args.members, blend_probe=not args.no_probe_blend, net=ScorerConfig(dropout=0.3, ablate=tuple(args.ablate)),
+    )
     report = train(config)
     summary = {k: report[k] for k in ("train_utterances", "validation_utterances", "best_validation_loss", "seconds")}
     summary["best_epochs"] = [m["best_epoch"] for m in report["members"]]
@@ -137,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default="", help="feature cache root (default: the MULTIPA cache directory)")
     p.add_argument("--aligner", default="multipa-aligner", help="aligner checkpoint the features are made with")
     p.add_argument("--members", type=int, default=3, help="networks trained with different seeds and averaged")
+    p.add_argument("--no-probe-blend", action="store_true", help="sentence scores from the networks alone (no ridge probe blended in)")
+    p.add_argument("--ablate", nargs="*", default=[], choices=["acoustic", "phones", "text", "alignment", "utterance"], help="input groups to zero (ablations)")
     p.add_argument("--epochs", type=int, default=80)
     p.add_argument("--limit", type=int, default=0, help="first N training utterances only (smoke runs)")
     p.add_argument("--seed", type=int, default=762)

@@ -1,6 +1,8 @@
 """The trained MultiPA scorer: load once, score batches of turns.
 
-The checkpoint holds the network, the aligner and text model its features were
+The checkpoint holds the networks (an ensemble whose outputs are averaged),
+optionally a ridge probe on the frame statistics blended into the sentence
+scores with per-aspect weights chosen on validation speakers, the aligner and text model its features were
 made with, the needs-improvement thresholds (the paper's rule: mean minus one
 standard deviation of the training word scores) and the lowest training scores
 (what a failed utterance is scored with in evaluation).
@@ -16,6 +18,7 @@ import numpy as np
 from . import registry
 from .features import TurnFeatures, collate
 from .model import SENTENCE_HEADS, WORD_HEADS, ScorerConfig, build_scorer
+from .probe import Ridge, summarise
 
 SCALE = 10.0  # scores live on 0..10; the network works on 0..1
 
@@ -53,6 +56,9 @@ class Scorer:
         self.aligner: str = state.get("aligner", "multipa-aligner")
         self.text_model: str = state.get("text_model", "minilm-l6")
         self.metadata: dict[str, Any] = state.get("metadata", {})
+        blend = state.get("probe")
+        self.probe = Ridge(**{k: np.asarray(v) if k != "alpha" else v for k, v in blend["ridge"].items()}) if blend else None
+        self.probe_weight = np.asarray(blend["weight"], dtype=np.float64) if blend else None
         self._torch = torch
 
     def score(self, items: list[TurnFeatures]) -> list[Scores]:
@@ -63,7 +69,11 @@ class Scorer:
         batch = {k: v.to(self.device) for k, v in collate(items).items()}
         with torch.inference_mode():
             outs = [net(batch) for net in self.nets]
-        sentence = (torch.stack([o["sentence"] for o in outs]).mean(0).float().cpu().numpy() * SCALE).clip(0, SCALE)
+        sentence = torch.stack([o["sentence"] for o in outs]).mean(0).float().cpu().numpy() * SCALE
+        if self.probe is not None:
+            stats = np.stack([summarise(item.frames) for item in items])
+            sentence = (1.0 - self.probe_weight) * sentence + self.probe_weight * self.probe.predict(stats)
+        sentence = sentence.clip(0, SCALE)
         words = (torch.stack([o["word"] for o in outs]).mean(0).float().cpu().numpy() * SCALE).clip(0, SCALE)
         results = []
         for b, item in enumerate(items):
@@ -77,7 +87,18 @@ class Scorer:
         return results
 
 
-def save_scorer(path: str, nets: list[Any], config: ScorerConfig, *, thresholds: dict[str, float], floor: dict[str, float], aligner: str, text_model: str, metadata: dict[str, Any]) -> None:
+def save_scorer(
+    path: str,
+    nets: list[Any],
+    config: ScorerConfig,
+    *,
+    thresholds: dict[str, float],
+    floor: dict[str, float],
+    aligner: str,
+    text_model: str,
+    metadata: dict[str, Any],
+    probe: tuple[Ridge, list[float]] | None = None,
+) -> None:
     """Write a scorer checkpoint: one or more networks (their outputs are averaged), float16 weights."""
     import torch
 
@@ -91,6 +112,7 @@ def save_scorer(path: str, nets: list[Any], config: ScorerConfig, *, thresholds:
             "aligner": aligner,
             "text_model": text_model,
             "metadata": metadata,
+            "probe": None if probe is None else {"ridge": asdict(probe[0]), "weight": list(probe[1])},
         },
         path,
     )

@@ -40,15 +40,16 @@ class TrainConfig:
     aligner: str = "multipa-aligner"  # aligner the features are made with
     text_model: str = "minilm-l6"  # text embedding model
     epochs: int = 80  # upper bound; early stopping usually ends sooner
-    patience: int = 12  # epochs without validation improvement before stopping
+    patience: int = 5  # epochs without validation improvement before stopping
     batch_size: int = 32  # utterances per step
-    lr: float = 1e-3  # AdamW learning rate
-    weight_decay: float = 0.05  # AdamW weight decay
+    lr: float = 5e-4  # AdamW learning rate
+    weight_decay: float = 0.1  # AdamW weight decay
     word_weight: float = 1.0  # weight of the word loss beside the sentence loss
     seed: int = 762  # python, numpy and torch seeds (member i uses seed + i)
     members: int = 3  # networks trained with different seeds and averaged (an ensemble)
+    blend_probe: bool = True  # blend a ridge probe on frame statistics into the sentence scores
     limit: int = 0  # first N training utterances only (0 = all); for smoke runs
-    net: ScorerConfig = field(default_factory=ScorerConfig)  # network shape
+    net: ScorerConfig = field(default_factory=lambda: ScorerConfig(dropout=0.3))  # network shape
 
 
 def _targets(batch: list[Example]) -> tuple[Any, Any, Any]:
@@ -162,6 +163,34 @@ def _fit_member(config: TrainConfig, member: int, train_ex: list[Example], val_e
     return net, {"member": member, "seed": seed, "best_epoch": best_epoch, "best_validation_loss": best, "history": history}
 
 
+def fit_blend(nets: list[Any], train_ex: list[Example], val_ex: list[Example]) -> tuple[Any, list[float], dict[str, float]]:
+    """A ridge probe on frame statistics (training speakers, alpha chosen on validation)
+    and, per sentence aspect, the weight of its blend with the networks that gives the
+    lowest validation MSE."""
+    import torch
+
+    from . import probe
+
+    def stats(items: list[Example]) -> np.ndarray:
+        return np.stack([probe.summarise(e.features.frames) for e in items])
+
+    x_train, y_train = stats(train_ex), np.stack([e.sentence for e in train_ex])
+    x_val, y_val = stats(val_ex), np.stack([e.sentence for e in val_ex])
+    errors = [float(np.mean((probe.fit_ridge(x_train, y_train, a).predict(x_val) - y_val) ** 2)) for a in probe.ALPHAS]
+    ridge = probe.fit_ridge(x_train, y_train, probe.ALPHAS[int(np.argmin(errors))])
+    probe_val = ridge.predict(x_val)
+    with torch.no_grad():
+        batch = collate([e.features for e in val_ex])
+        net_val = torch.stack([n.eval()(batch)["sentence"] for n in nets]).mean(0).numpy() * SCALE
+    grid = np.linspace(0.0, 1.0, 11)
+    weights, mse = [], {}
+    for i, aspect in enumerate(("accuracy", "fluency", "prosody", "total")):
+        losses = [float(np.mean(((1 - w) * net_val[:, i] + w * probe_val[:, i] - y_val[:, i]) ** 2)) for w in grid]
+        weights.append(float(grid[int(np.argmin(losses))]))
+        mse[aspect] = round(min(losses), 4)
+    return ridge, weights, mse
+
+
 def _init_heads(net: Any, train_ex: list[Example]) -> None:
     """Start the sentence head at the training mean: the first epochs then learn differences, not the offset."""
     import torch
@@ -184,6 +213,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         net, summary = _fit_member(config, m, train_ex, val_ex, out.with_suffix(f".state{m}.pt"))
         nets.append(net)
         members.append(summary)
+    blend = fit_blend(nets, train_ex, val_ex) if config.blend_probe and train_ex and val_ex else None
     labels = np.concatenate([e.words for e in train_ex]) if train_ex else np.zeros((0, 3))
     sentences = np.stack([e.sentence for e in train_ex]) if train_ex else np.zeros((0, 4))
     floor = {a: float(sentences[:, i].min()) for i, a in enumerate(("accuracy", "fluency", "prosody", "total"))} if len(sentences) else {}
@@ -193,6 +223,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "validation_utterances": len(val_ex),
         "skipped": skipped,
         "members": members,
+        "probe_blend": None if blend is None else {"alpha": blend[0].alpha, "weight": blend[1], "validation_mse": blend[2]},
         "best_validation_loss": float(np.mean([m["best_validation_loss"] for m in members])),
         "parameters": sum(p.numel() for net in nets for p in net.parameters()),
         "seconds": round(time.time() - started, 1),
@@ -202,6 +233,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         thresholds=training_thresholds(labels) if len(labels) else {},
         floor=floor, aligner=config.aligner, text_model=config.text_model,
         metadata={"members": len(nets), "train_utterances": len(train_ex), "seed": config.seed},
+        probe=None if blend is None else (blend[0], blend[1]),
     )
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     for m in range(config.members):

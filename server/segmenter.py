@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from math import gcd
-from typing import Union
+from typing import Protocol, Union
 
 import numpy as np
 
@@ -236,7 +236,7 @@ class _Resampler:
     """PCM16 frames to another rate: scipy's polyphase filter, designed once, not per frame."""
 
     def __init__(self, source: int, target: int) -> None:
-        from scipy.signal import firwin
+        from scipy.signal import firwin  # type: ignore[import-untyped]
 
         g = gcd(source, target)
         self.up, self.down = target // g, source // g
@@ -249,12 +249,17 @@ class _Resampler:
 
         samples = np.frombuffer(frame, dtype="<i2").astype(np.float64)
         out = resample_poly(samples, self.up, self.down, window=self.taps)
-        return np.clip(np.round(out), -32768, 32767).astype("<i2").tobytes()
+        return bytes(np.clip(np.round(out), -32768, 32767).astype("<i2").tobytes())
 
 
-def _make_vad(aggressiveness: int) -> object:
+class _Vad(Protocol):
+    def is_speech(self, buf: bytes, sample_rate: int) -> bool: ...
+
+
+def _make_vad(aggressiveness: int) -> _Vad:
     try:
-        import webrtcvad
+        import webrtcvad  # type: ignore[import-untyped]
     except ImportError:
         raise ConfigError("webrtcvad is missing; install the server extra: pip install 'multipa-live[server]'") from None
-    return webrtcvad.Vad(aggressiveness)
+    vad: _Vad = webrtcvad.Vad(aggressiveness)
+    return vad

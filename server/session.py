@@ -65,7 +65,7 @@ class Limits:
     max_turns_in_flight: int = 4  # turns awaiting assessment; more fail with too_many_turns
     idle_timeout_s: float = 60.0  # no client message this long (and no turn in flight) ends the session
     realtime_lead_ms: float = 2000.0  # how far a realtime client's audio may run ahead of the clock
-    realtime_rate: float = 1.05  # audio rate a realtime client may sustain, relative to real time
+    realtime_rate: float = 1.02  # audio rate a realtime client may sustain, relative to real time (clock drift)
 
 
 @dataclass
@@ -174,8 +174,10 @@ class Session:
         try:
             message = parse_client_message(data)
         except ProtocolError as exc:
-            if exc.message_type == SessionStart.type and self.state is SessionState.AWAITING_START:
-                return self._fatal(exc.code, str(exc))
+            if exc.message_type == SessionStart.type:
+                if self.state is SessionState.AWAITING_START:
+                    return self._fatal(exc.code, str(exc))  # without a valid start there is no session
+                return self._error(ErrorCode.INVALID_STATE, "the session has already started")
             return self._error(exc.code, str(exc))
         if isinstance(message, Ping):
             self._send(Pong(message.id))
@@ -299,7 +301,7 @@ class Session:
         self.start = message
         self._segmenter = Segmenter(message.sample_rate, message.vad)
         self.state = SessionState.STREAMING
-        limits = {k: float(v) for k, v in asdict(self.limits).items()}
+        limits: dict[str, float] = asdict(self.limits)
         self._send(SessionStarted(self.id, message.sample_rate, message.mode, message.realtime, message.vad, limits))
 
     def _reference(self, text: str) -> None:

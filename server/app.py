@@ -1,0 +1,175 @@
+"""The websocket server: ``/v1/stream``, ``GET /healthz``, ``GET /metrics``, auth and shutdown.
+
+Built on websockets' asyncio server. Plain HTTP requests and the API key check
+are answered in its ``process_request`` hook, before any websocket handshake,
+so a refused client never gets to send audio. Each accepted connection gets a
+:class:`~multipa_server.session.Session` driven by a
+:class:`~multipa_server.connection.Connection`; assessment runs in the pool's
+workers, never on the event loop.
+
+Shutdown (:meth:`Server.shutdown`, wired to SIGTERM and SIGINT by the CLI): stop
+listening, tell every session (each finishes its open turn and drains its
+turns in flight, then closes with 1001), then close the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from urllib.parse import parse_qs
+
+from websockets.asyncio.server import Server as WsServer
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from .connection import Connection
+from .exceptions import ConfigError
+from .metrics import Metrics
+from .pool import WorkerPool
+from .protocol import PROTOCOL_VERSION
+from .session import Limits, Session
+
+log = logging.getLogger(__name__)
+
+STREAM_PATH = "/v1/stream"
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Where the server listens and what it allows."""
+
+    host: str = "127.0.0.1"  # interface to listen on
+    port: int = 8765  # TCP port; 0 picks a free one (see Server.port)
+    api_keys: tuple[str, ...] = ()  # accepted keys; empty turns authentication off
+    limits: Limits = field(default_factory=Limits)  # per-session limits
+    drain_timeout_s: float = 60.0  # on shutdown, how long unfinished turns may still take
+
+
+class Server:
+    """The streaming service in front of a worker pool.
+
+    Args:
+        pool: where turns are assessed; :meth:`start` starts it, shutdown closes it.
+        options: listening address, API keys and limits.
+    """
+
+    def __init__(self, pool: WorkerPool, options: ServerOptions | None = None) -> None:
+        self.pool = pool
+        self.options = options or ServerOptions()
+        self.metrics = Metrics()
+        self._ws: WsServer | None = None
+        self._shutdown = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._stopping: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the pool (models load here), then listen.
+
+        Raises:
+            PoolStartError: the workers could not load the models.
+            ConfigError: the address cannot be listened on.
+        """
+        await self.pool.start()
+        limits = self.options.limits
+        try:
+            self._ws = await self._listen(limits)
+        except OSError as exc:
+            await self.pool.close()
+            raise ConfigError(f"cannot listen on {self.options.host}:{self.options.port}: {exc.strerror or exc}") from None
+
+    async def _listen(self, limits: Limits) -> WsServer:
+        return await serve(
+            self._handle,
+            self.options.host,
+            self.options.port,
+            process_request=self._process_request,
+            # frames up to 8x the limit reach the session, which answers frame_too_large;
+            # beyond that websockets closes with 1009 without reading them
+            max_size=8 * max(limits.max_frame_bytes, limits.max_text_bytes),
+            compression=None,  # PCM does not compress; deflate would only cost CPU
+        )
+
+    @property
+    def port(self) -> int:
+        """The port actually listened on (useful with port 0)."""
+        assert self._ws is not None, "start() first"
+        return int(self._ws.sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        """The stream endpoint."""
+        return f"ws://{self.options.host}:{self.port}{STREAM_PATH}"
+
+    def shutdown(self) -> None:
+        """Begin a graceful shutdown (idempotent; safe from a signal handler)."""
+        if self._stopping is None:
+            self._stopping = asyncio.get_running_loop().create_task(self._stop())
+
+    async def wait_closed(self) -> None:
+        """Return once a shutdown has completed."""
+        await self._closed.wait()
+
+    async def _stop(self) -> None:
+        log.info("shutting down: draining sessions")
+        self._shutdown.set()
+        if self._ws is not None:
+            self._ws.close(close_connections=False)  # stop listening; sessions close themselves
+            try:
+                await asyncio.wait_for(self._ws.wait_closed(), self.options.drain_timeout_s + 15.0)
+            except asyncio.TimeoutError:
+                log.error("sessions did not close in time")
+        await self.pool.close()
+        log.info("shut down")
+        self._closed.set()
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        session = Session(uuid.uuid4().hex[:12], limits=self.options.limits)
+        log.info("session %s: connected from %s", session.id, ws.remote_address)
+        self.metrics.session_opened()
+        try:
+            await Connection(ws, session, self.pool, shutdown=self._shutdown, drain_timeout_s=self.options.drain_timeout_s, observe=self.metrics.observe).run()
+        finally:
+            self.metrics.session_closed()
+            log.info("session %s: closed", session.id)
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path, _, query = request.path.partition("?")
+        if path == "/healthz":
+            stats = self.pool.stats()
+            healthy = stats.ready > 0 and not self._shutdown.is_set()
+            body = {"status": "ok" if healthy else ("draining" if self._shutdown.is_set() else "unavailable"), "protocol": PROTOCOL_VERSION, "workers_ready": stats.ready, "workers": stats.workers, "queued": stats.queued}
+            return _respond(connection, HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE, json.dumps(body) + "\n", "application/json")
+        if path == "/metrics":
+            text = self.metrics.render(self.pool.stats(), draining=self._shutdown.is_set())
+            return _respond(connection, HTTPStatus.OK, text, "text/plain; version=0.0.4; charset=utf-8")
+        if path != STREAM_PATH:
+            return _respond(connection, HTTPStatus.NOT_FOUND, f"not found; the stream is at {STREAM_PATH}\n")
+        if self.options.api_keys and not self._authorized(request.headers, query):
+            response = _respond(connection, HTTPStatus.UNAUTHORIZED, "a valid API key is required (Authorization: Bearer KEY, or ?api_key=KEY)\n")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            log.info("refused a connection from %s: no valid API key", connection.remote_address)
+            return response
+        return None
+
+    def _authorized(self, headers: Headers, query: str) -> bool:
+        offered: list[str] = parse_qs(query).get("api_key", [])
+        scheme, _, token = headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            offered.append(token.strip())
+        # compare every pair in constant time: no early exit that timing could reveal
+        matches = [hmac.compare_digest(o.encode(), k.encode()) for o in offered for k in self.options.api_keys]
+        return any(matches)
+
+
+def _respond(connection: ServerConnection, status: HTTPStatus, text: str, content_type: str | None = None) -> Response:
+    response = connection.respond(status, text)
+    if content_type is not None:
+        del response.headers["Content-Type"]
+        response.headers["Content-Type"] = content_type
+    return response

@@ -1,0 +1,90 @@
+"""The ``multipa-server`` command: the streaming service with its embedded worker pool.
+
+Prints where it listens once the workers are ready; SIGTERM or Ctrl-C drains the
+turns in flight and exits 0. A configuration or model problem prints
+``error [code]: sentence`` on stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Sequence
+
+from multipa_core import settings as core_settings
+
+from . import settings
+from .app import Server, ServerOptions
+from .exceptions import ServerError
+from .local_pool import LocalPool, LocalPoolOptions
+from .worker import WorkerOptions
+
+
+def build_parser() -> argparse.ArgumentParser:
+    try:
+        defaults = (settings.host(), settings.port(), settings.workers(), settings.scorer())
+    except ServerError as exc:
+        print(f"error [{exc.code}]: {exc}", file=sys.stderr)
+        sys.exit(2)
+    parser = argparse.ArgumentParser(prog="multipa-server", description="Real-time pronunciation feedback over websockets (/v1/stream).")
+    parser.add_argument("--host", default=defaults[0], help="interface to listen on (MULTIPA_HOST)")
+    parser.add_argument("--port", type=int, default=defaults[1], help="TCP port, 0 for any free one (MULTIPA_PORT)")
+    parser.add_argument("--workers", type=int, default=defaults[2], help="worker processes, each loads the models once (MULTIPA_WORKERS)")
+    parser.add_argument("--api-key", action="append", default=None, help="accepted API key, repeatable (or MULTIPA_API_KEYS, comma-separated)")
+    parser.add_argument("--scorer", default=defaults[3], help="scorer checkpoint name or path (MULTIPA_SCORER)")
+    parser.add_argument("--device", default=core_settings.device(), choices=["auto", "cpu", "cuda"], help="where workers run the models (MULTIPA_DEVICE)")
+    parser.add_argument("--max-queue", type=int, default=16, help="turns waiting for a worker before new ones fail with overloaded")
+    parser.add_argument("--drain-timeout", type=float, default=60.0, help="seconds a shutdown waits for turns in flight")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every session and job")
+    return parser
+
+
+async def serve(options: ServerOptions, pool_options: LocalPoolOptions) -> int:
+    """Run until SIGTERM/SIGINT; the exit status."""
+    server = Server(LocalPool(pool_options), options)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    starting = asyncio.create_task(server.start())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # stopped while the models were loading
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        await server.pool.close()
+        return 0
+    stopped.cancel()
+    starting.result()  # raises the start error, if any
+    workers = pool_options.workers
+    print(f"multipa-server listening on {server.url} ({workers} worker{'s' * (workers != 1)}, scorer {pool_options.worker.scorer}, auth {'on' if options.api_keys else 'off'})", flush=True)
+    await stop.wait()
+    server.shutdown()
+    await server.wait_closed()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.workers < 1 or args.max_queue < 0:
+        print("error [config_error]: --workers must be at least 1 and --max-queue at least 0", file=sys.stderr)
+        return 2
+    api_keys = tuple(args.api_key) if args.api_key else settings.api_keys()
+    # the cores are shared among the workers: N workers each using every core only thrash
+    threads = core_settings.threads() or max(1, (os.cpu_count() or 1) // args.workers)
+    pool_options = LocalPoolOptions(workers=args.workers, max_queue=args.max_queue, worker=WorkerOptions(scorer=args.scorer, device=args.device, threads=threads))
+    options = ServerOptions(host=args.host, port=args.port, api_keys=api_keys, drain_timeout_s=args.drain_timeout)
+    try:
+        return asyncio.run(serve(options, pool_options))
+    except ServerError as exc:
+        print(f"error [{exc.code}]: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

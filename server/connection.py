@@ -1,0 +1,178 @@
+"""Serves one websocket: moves frames, events and jobs between the socket, a Session and the pool.
+
+Every protocol decision is the :class:`~multipa_server.session.Session`'s; this
+adapter only does the I/O it asks for. One reader task feeds the session, one
+writer task sends its events in order, one task per submitted turn waits on the
+pool. Whatever ends the connection (session.end, an error, the idle timeout,
+shutdown, the client vanishing), the session accounts for every turn, and when
+the client is gone the terminal events it can no longer receive are logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, Callable, Protocol, Union
+
+from websockets.exceptions import ConnectionClosed
+
+from .exceptions import PoolError
+from .pool import Job, WorkerPool
+from .protocol import CloseCode, ErrorCode, ServerEvent, SessionStarted, TurnAssessed, TurnFailed, serialize
+from .session import Close, Send, Session, SessionState, Submit
+
+log = logging.getLogger(__name__)
+
+
+class Transport(Protocol):
+    """What the adapter needs of a websocket (websockets' ServerConnection has it)."""
+
+    async def recv(self) -> Union[str, bytes]: ...
+
+    async def send(self, message: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class Connection:
+    """Drives one session until it is closed.
+
+    Args:
+        transport: the websocket.
+        session: its protocol state machine.
+        pool: where turns are assessed.
+        shutdown: set when the server stops: the session drains and closes with 1001.
+        drain_timeout_s: after shutdown, turns still unfinished then fail with ``shutting_down``.
+        observe: called with every event (metrics), sent or not.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        session: Session,
+        pool: WorkerPool,
+        *,
+        shutdown: asyncio.Event | None = None,
+        drain_timeout_s: float = 60.0,
+        observe: Callable[[ServerEvent], None] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.session = session
+        self.pool = pool
+        self.shutdown = shutdown or asyncio.Event()
+        self.drain_timeout_s = drain_timeout_s
+        self.observe = observe
+        self._outbox: asyncio.Queue[Union[ServerEvent, Close, None]] = asyncio.Queue()
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._gone = False
+
+    async def run(self) -> None:
+        """Serve until the session has closed the connection or the client has gone."""
+        writer = asyncio.create_task(self._write())
+        helpers = [asyncio.create_task(self._read()), asyncio.create_task(self._watch_shutdown())]
+        try:
+            await writer
+        finally:
+            for task in (*helpers, *self._jobs):
+                task.cancel()
+            await asyncio.gather(*helpers, *self._jobs, return_exceptions=True)
+
+    # --- tasks --------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        limits = self.session.limits
+        while True:
+            waiting = self.session.state in (SessionState.AWAITING_START, SessionState.STREAMING)
+            try:
+                message = await asyncio.wait_for(self.transport.recv(), limits.idle_timeout_s if waiting else None)
+            except asyncio.TimeoutError:
+                self._step(self.session.idle)
+                continue
+            except ConnectionClosed:
+                self._disconnected()
+                return
+            if isinstance(message, str):
+                self._step(self.session.receive_text, message)
+            else:
+                self._step(self.session.receive_audio, message)
+
+    async def _write(self) -> None:
+        while True:
+            item = await self._outbox.get()
+            if item is None:
+                return
+            if isinstance(item, Close):
+                try:
+                    await self.transport.close(int(item.code), item.reason)
+                except ConnectionClosed:
+                    pass
+                return
+            try:
+                await self.transport.send(serialize(item))
+            except ConnectionClosed:
+                self._lost(item)
+                while not self._outbox.empty():
+                    self._lost(self._outbox.get_nowait())
+                self._disconnected()
+                return
+
+    async def _watch_shutdown(self) -> None:
+        await self.shutdown.wait()
+        self._step(self.session.shutdown)
+        await asyncio.sleep(self.drain_timeout_s)
+        self._step(self.session.abort, ErrorCode.SHUTTING_DOWN, "the server could not finish this turn before shutting down", CloseCode.GOING_AWAY)
+
+    async def _job(self, turn_id: int, job: Job) -> None:
+        try:
+            result = await self.pool.submit(job)
+        except PoolError as exc:
+            self._step(self.session.job_failed, turn_id, exc.code, str(exc))
+        except Exception:
+            log.exception("session %s: turn %d: the pool failed", self.session.id, turn_id)
+            self._step(self.session.job_failed, turn_id, ErrorCode.INTERNAL_ERROR.value, "the assessment failed unexpectedly")
+        else:
+            self._step(self.session.job_succeeded, turn_id, result)
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _step(self, method: Callable[..., None], *args: Any) -> None:
+        """Call one session input, then carry out what it asks for."""
+        try:
+            method(*args)
+        except Exception:  # a bug: the client gets a code, never a traceback
+            log.exception("session %s: internal error", self.session.id)
+            self.session.abort(ErrorCode.INTERNAL_ERROR, "internal server error", CloseCode.INTERNAL_ERROR)
+        for action in self.session.actions():
+            if isinstance(action, Send):
+                if isinstance(action.event, SessionStarted) and self.session.start is not None:
+                    log.info("session %s: started, %s Hz, %s, realtime=%s, metadata %s", self.session.id, action.event.sample_rate, action.event.mode.value, action.event.realtime, json.dumps(self.session.start.metadata)[:500])
+                if self.observe is not None:
+                    self.observe(action.event)
+                if self._gone:  # the turn's fate still goes on record
+                    level = logging.WARNING if isinstance(action.event, (TurnAssessed, TurnFailed)) else logging.INFO
+                    log.log(level, "session %s (client gone): %s", self.session.id, serialize(action.event)[:300])
+                else:
+                    self._outbox.put_nowait(action.event)
+            elif isinstance(action, Submit):
+                task = asyncio.create_task(self._job(action.turn_id, action.job))
+                self._jobs.add(task)
+                task.add_done_callback(self._jobs.discard)
+            elif not self._gone:
+                self._outbox.put_nowait(action)
+        if self._gone:
+            self._outbox.put_nowait(None)
+
+    def _lost(self, item: Union[ServerEvent, Close, None]) -> None:
+        if isinstance(item, (TurnAssessed, TurnFailed)):
+            log.warning("session %s: the client left before receiving %s of turn %d", self.session.id, item.type, item.turn_id)
+
+    def _disconnected(self) -> None:
+        if self._gone:
+            return
+        self._gone = True
+        if self.session.state is not SessionState.CLOSED:
+            log.info("session %s: the client disconnected", self.session.id)
+        self._step(self.session.disconnected)
+        for task in self._jobs:
+            task.cancel()  # withdraws queued jobs; nobody is left to tell

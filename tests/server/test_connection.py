@@ -1,0 +1,265 @@
+"""The asyncio adapter with in-memory fakes: a transport and pools that delay, drop and crash."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from typing import Awaitable, Callable
+
+import numpy as np
+import pytest
+from websockets.exceptions import ConnectionClosedError
+
+from multipa_server.connection import Connection
+from multipa_server.exceptions import AssessmentError, WorkerCrashedError
+from multipa_server.pool import Job, JobResult, PoolStats, WorkerPool
+from multipa_server.session import Limits, Session
+
+RATE = 16_000
+GONE = object()
+
+
+class FakeTransport:
+    """A websocket in memory: the test puts client frames in, reads what the server sent."""
+
+    def __init__(self) -> None:
+        self.incoming: asyncio.Queue = asyncio.Queue()
+        self.sent: list[dict] = []
+        self.closed: tuple[int, str] | None = None
+        self.fail_sends = False
+
+    def client(self, *frames) -> None:
+        for frame in frames:
+            self.incoming.put_nowait(json.dumps(frame) if isinstance(frame, dict) else frame)
+
+    def vanish(self) -> None:
+        self.incoming.put_nowait(GONE)
+
+    async def recv(self):
+        item = await self.incoming.get()
+        if item is GONE:
+            raise ConnectionClosedError(None, None)
+        return item
+
+    async def send(self, message: str) -> None:
+        if self.fail_sends or self.closed:
+            raise ConnectionClosedError(None, None)
+        self.sent.append(json.loads(message))
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed = (code, reason)
+        self.incoming.put_nowait(GONE)
+
+    def of(self, kind: str) -> list[dict]:
+        return [e for e in self.sent if e["type"] == kind]
+
+
+class FakePool(WorkerPool):
+    """Answers each job with ``behave(job)``; records submissions and cancellations."""
+
+    def __init__(self, behave: Callable[[Job], Awaitable[JobResult]]) -> None:
+        self.behave = behave
+        self.submitted: list[str] = []
+        self.cancelled: list[str] = []
+
+    async def start(self) -> None:
+        pass
+
+    async def submit(self, job: Job) -> JobResult:
+        self.submitted.append(job.id)
+        try:
+            return await self.behave(job)
+        except asyncio.CancelledError:
+            self.cancelled.append(job.id)
+            raise
+
+    async def close(self) -> None:
+        pass
+
+    def stats(self) -> PoolStats:
+        return PoolStats(1, 1, 0, 0, 16, 0)
+
+
+def turn_of(job: Job) -> int:
+    return int(job.id.rsplit("/", 1)[1])
+
+
+def ok(delay: float = 0.0):
+    async def behave(job: Job) -> JobResult:
+        await asyncio.sleep(delay)
+        return JobResult({"mode": "open", "turn": turn_of(job)}, 0.0, delay * 1000, "fake")
+
+    return behave
+
+
+def speech_frames(turns: int, seconds: float = 0.5) -> list:
+    """Push-to-talk turns: audio then turn.end, each."""
+    frames: list = []
+    for _ in range(turns):
+        frames += [np.full(int(RATE * seconds), 1000, dtype=np.int16).tobytes(), {"type": "turn.end"}]
+    return frames
+
+
+START = {"type": "session.start", "sample_rate": RATE, "realtime": False, "vad": {"enabled": False}}
+
+
+def run(pool: WorkerPool, script: Callable[[FakeTransport, asyncio.Event], Awaitable[None]], *, limits: Limits | None = None, drain: float = 5.0) -> FakeTransport:
+    async def main() -> FakeTransport:
+        transport, shutdown = FakeTransport(), asyncio.Event()
+        conn = Connection(transport, Session("t", limits=limits), pool, shutdown=shutdown, drain_timeout_s=drain)
+        serving = asyncio.create_task(conn.run())
+        await script(transport, shutdown)
+        await asyncio.wait_for(serving, 10)
+        return transport
+
+    return asyncio.run(main())
+
+
+def assert_one_terminal_each(transport: FakeTransport) -> None:
+    started = [e["turn_id"] for e in transport.of("turn.started")]
+    terminal = Counter(e["turn_id"] for e in transport.sent if e["type"] in ("turn.assessed", "turn.failed"))
+    assert started and set(terminal) == set(started) and set(terminal.values()) == {1}, (started, terminal)
+    assert transport.sent[-1]["type"] == "session.ended"
+
+
+def test_results_out_of_order_each_delivered_once():
+    delays = {1: 0.3, 2: 0.05, 3: 0.15}
+
+    async def behave(job: Job) -> JobResult:
+        return await ok(delays[turn_of(job)])(job)
+
+    async def script(t: FakeTransport, _: asyncio.Event) -> None:
+        t.client(START, *speech_frames(3), {"type": "session.end"})
+
+    t = run(FakePool(behave), script)
+    assert_one_terminal_each(t)
+    assert [e["turn_id"] for e in t.of("turn.assessed")] == [2, 3, 1]
+    assert t.sent[-1]["turns_assessed"] == 3 and t.closed == (1000, "")
+
+
+def test_crashes_and_bugs_become_turn_failures():
+    async def behave(job: Job) -> JobResult:
+        n = turn_of(job)
+        if n == 1:
+            raise WorkerCrashedError("the worker died on this turn 2 times")
+        if n == 2:
+            raise RuntimeError("a bug in a pool")
+        if n == 3:
+            raise AssessmentError("audio_silent", "the audio is silent")
+        return await ok()(job)
+
+    async def script(t: FakeTransport, _: asyncio.Event) -> None:
+        t.client(START, *speech_frames(4), {"type": "session.end"})
+
+    t = run(FakePool(behave), script)
+    assert_one_terminal_each(t)
+    assert {e["turn_id"]: e["code"] for e in t.of("turn.failed")} == {1: "worker_crashed", 2: "internal_error", 3: "audio_silent"}
+    assert [e["turn_id"] for e in t.of("turn.assessed")] == [4]
+    assert "Traceback" not in json.dumps(t.sent)
+
+
+def test_shutdown_drains_in_flight_turns_then_closes_1001():
+    async def script(t: FakeTransport, shutdown: asyncio.Event) -> None:
+        t.client(START, *speech_frames(1), np.full(RATE // 2, 1000, dtype=np.int16).tobytes())  # turn 2 still open
+        while len(t.of("turn.started")) < 2:
+            await asyncio.sleep(0.01)
+        shutdown.set()
+
+    pool = FakePool(ok(0.3))
+    t = run(pool, script)
+    assert_one_terminal_each(t)
+    assert t.of("error")[0]["code"] == "shutting_down"
+    assert [e["turn_id"] for e in t.of("turn.assessed")] == [1, 2]  # the open turn too
+    assert t.sent[-1]["reason"] == "shutdown" and t.closed == (1001, "shutting_down")
+
+
+def test_a_dropped_job_fails_at_the_drain_timeout():
+    async def never(job: Job) -> JobResult:
+        await asyncio.Event().wait()
+        raise AssertionError
+
+    async def script(t: FakeTransport, shutdown: asyncio.Event) -> None:
+        t.client(START, *speech_frames(2))
+        while len(t.of("turn.ended")) < 2:
+            await asyncio.sleep(0.01)
+        shutdown.set()
+
+    pool = FakePool(never)
+    t = run(pool, script, drain=0.2)
+    assert_one_terminal_each(t)
+    assert [e["code"] for e in t.of("turn.failed")] == ["shutting_down", "shutting_down"]
+    assert t.closed == (1001, "shutting_down") and sorted(pool.cancelled) == ["t/1", "t/2"]
+
+
+def test_client_vanishing_mid_turn_withdraws_its_jobs_and_logs_them(caplog):
+    async def script(t: FakeTransport, _: asyncio.Event) -> None:
+        t.client(START, *speech_frames(1), np.full(RATE // 2, 1000, dtype=np.int16).tobytes())
+        while not t.of("turn.ended") or len(t.of("turn.started")) < 2:
+            await asyncio.sleep(0.01)
+        t.vanish()
+
+    pool = FakePool(ok(5.0))
+    with caplog.at_level(logging.INFO, logger="multipa_server.connection"):
+        t = run(pool, script)
+    assert pool.submitted == ["t/1"] and pool.cancelled == ["t/1"]
+    assert not t.of("turn.assessed") and not t.of("turn.failed")  # nobody to send them to ...
+    logged = caplog.text
+    assert logged.count('"code":"client_disconnected"') == 2 and '"turn_id":1' in logged and '"turn_id":2' in logged  # ... so they are logged
+
+
+def test_a_send_failing_counts_as_a_disconnect(caplog):
+    async def script(t: FakeTransport, _: asyncio.Event) -> None:
+        t.client(START, *speech_frames(1))
+        while not t.of("turn.ended"):
+            await asyncio.sleep(0.01)
+        t.fail_sends = True
+
+    pool = FakePool(ok(0.2))
+    with caplog.at_level(logging.WARNING, logger="multipa_server.connection"):
+        run(pool, script)
+    assert "left before receiving turn.assessed of turn 1" in caplog.text
+
+
+def test_idle_timeout_closes_the_session():
+    async def script(t: FakeTransport, _: asyncio.Event) -> None:
+        t.client(START)
+
+    t = run(FakePool(ok()), script, limits=Limits(idle_timeout_s=0.2))
+    assert t.of("error")[0]["code"] == "idle_timeout" and t.closed == (1008, "idle_timeout")
+    assert t.sent[-1] == {"type": "session.ended", "reason": "idle", "turns_started": 0, "turns_assessed": 0, "turns_failed": 0, "audio_ms": 0, "failures": {}}
+
+
+def test_a_bug_in_the_session_gives_internal_error_not_a_traceback(monkeypatch):
+    def broken(self, data):
+        raise ZeroDivisionError("oops")
+
+    monkeypatch.setattr(Session, "receive_audio", broken)
+
+    async def script(t: FakeTransport, _: asyncio.Event) -> None:
+        t.client(START, b"\x00\x00")
+
+    t = run(FakePool(ok()), script)
+    assert t.of("error")[-1]["code"] == "internal_error" and t.closed == (1011, "internal_error")
+    assert "oops" not in json.dumps(t.sent)
+
+
+@pytest.mark.parametrize("turns", [5])
+def test_many_turns_with_random_delays_and_failures(turns):
+    rng = np.random.default_rng(3)
+    plan = {i + 1: (float(rng.uniform(0, 0.2)), bool(rng.random() < 0.3)) for i in range(turns)}
+
+    async def behave(job: Job) -> JobResult:
+        delay, crash = plan[turn_of(job)]
+        await asyncio.sleep(delay)
+        if crash:
+            raise WorkerCrashedError("crashed")
+        return await ok()(job)
+
+    async def script(t: FakeTransport, _: asyncio.Event) -> None:
+        t.client(START, *speech_frames(turns), {"type": "session.end"})
+
+    t = run(FakePool(behave), script, limits=Limits(max_turns_in_flight=turns))
+    assert_one_terminal_each(t)
+    assert {e["turn_id"] for e in t.of("turn.failed")} == {n for n, (_, crash) in plan.items() if crash}
