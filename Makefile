@@ -18,6 +18,7 @@ install: $(BIN)/activate
 
 run: install
 	$(BIN)/multipa assess $(SAMPLE)
+	$(BIN)/multipa-server --host 127.0.0.1 --port 8765
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -60,7 +60,7 @@ def _train(args: argparse.Namespace) -> int:
 
     config = TrainConfig(
         data=args.data, out=args.out, cache=args.cache, epochs=args.epochs, limit=args.limit, seed=args.seed,
-        aligner=args.aligner, members=args.members, blend_probe=not args.no_probe_blend, net=ScorerConfig(dropout=0.3, ablate=tuple(args.ablate)),
+        aligner=args.aligner, members=args.members, blend_probe=not args.no_probe_blend, net=ScorerConfig(ablate=tuple(args.ablate)),
     )
     report = train(config)
     summary = {k: report[k] for k in ("train_utterances", "validation_utterances", "best_validation_loss", "seconds")}
@@ -73,7 +73,7 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import EvalConfig, evaluate, format_table
 
-    report = evaluate(EvalConfig(data=args.data, mode=args.mode, limit=args.limit, part=args.part, model=args.model, cache=args.cache))
+    report = evaluate(EvalConfig(data=args.data, mode=args.mode, limit=args.limit, part=args.part, model=args.model, cache=args.cache, probe_blend=not args.no_probe_blend))
     print(json.dumps(report) if args.json else format_table(report))
     return 0
 
@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0, help="first N utterances only")
     p.add_argument("--part", default="auto", choices=["auto", "all", "train", "validation", "development"], help="split part (auto: development speakers when present)")
     p.add_argument("--model", default="multipa-scorer", help="scorer checkpoint name or path, or 'probe' for the ridge baseline")
+    p.add_argument("--no-probe-blend", action="store_true", help="score with the checkpoint's networks alone (ablation)")
     p.add_argument("--cache", default="", help="feature cache root")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.set_defaults(run=_evaluate)

@@ -42,6 +42,7 @@ class EvalConfig:
     limit: int = 0  # first N utterances only (0 = all)
     part: str = "auto"  # split part; auto: development when the folder has development speakers, else all
     model: str = "multipa-scorer"  # scorer checkpoint, or "probe" for the ridge baseline
+    probe_blend: bool = True  # False: the checkpoint's networks alone, its ridge probe left out (an ablation)
     cache: str = ""  # feature cache root ("" = the default cache directory)
 
 
@@ -95,6 +96,8 @@ def _scorer_predictions(utterances: list[data.Utterance], pre: Any, config: Eval
     from .scorer import Scorer
 
     scorer = Scorer(config.model)
+    if not config.probe_blend:
+        scorer.probe = None
     builder = FeatureBuilder(aligner=scorer.aligner, text_model=scorer.text_model)
     floor = np.array([scorer.floor.get(h, 0.0) for h in SENTENCE_HEADS])
     out: list[Prediction] = []

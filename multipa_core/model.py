@@ -34,7 +34,7 @@ class ScorerConfig:
     d_model: int = 128  # token width
     layers: int = 2  # transformer encoder layers
     heads: int = 4  # attention heads
-    dropout: float = 0.2  # everywhere in training
+    dropout: float = 0.3  # everywhere in training
     word_kernel: int = 3  # width of the convolutional word heads
     ablate: tuple[str, ...] = ()  # input groups zeroed, for ablations: see ABLATIONS
 

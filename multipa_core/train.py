@@ -49,7 +49,7 @@ class TrainConfig:
     members: int = 3  # networks trained with different seeds and averaged (an ensemble)
     blend_probe: bool = True  # blend a ridge probe on frame statistics into the sentence scores
     limit: int = 0  # first N training utterances only (0 = all); for smoke runs
-    net: ScorerConfig = field(default_factory=lambda: ScorerConfig(dropout=0.3))  # network shape
+    net: ScorerConfig = field(default_factory=ScorerConfig)  # network shape
 
 
 def _targets(batch: list[Example]) -> tuple[Any, Any, Any]:
