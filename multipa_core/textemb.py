@@ -25,6 +25,9 @@ class TextEmbedder:
     def __init__(self, model: str = "minilm-l6", *, device: str = "cpu") -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a bar per model load is noise in a server log
 
         path = registry.resolve(model, kind="text")
         # RoBERTa-style BPE tokenizers need add_prefix_space for pre-split words.
