@@ -36,6 +36,7 @@ class AsrOptions:
     compute_type: str = "int8"  # CTranslate2 compute type on CPU; float16 is used on CUDA
     device: str = "auto"  # auto, cpu or cuda
     threads: int = 0  # CPU threads (0: the library's default)
+    word_timestamps: bool = True  # Whisper's own word times (an extra decoder pass; the features use the aligner's)
 
 
 @dataclass
@@ -135,7 +136,7 @@ class WhisperASR:
             suppress_tokens=get_suppressed_tokens(self.tokenizer, [-1]),
             without_timestamps=False,
             max_initial_timestamp=1.0,
-            word_timestamps=True,
+            word_timestamps=self.options.word_timestamps,
             prepend_punctuations="\"'“¿([{-",
             append_punctuations="\"'.。,，!！?？:：”)]}、",
             multilingual=False,
@@ -148,6 +149,11 @@ class WhisperASR:
     def features(self, audio: np.ndarray) -> np.ndarray:
         """Log-mel features of the whole turn (n_mels, frames + 1)."""
         return self.model.feature_extractor(audio)
+
+    def same_features(self, other: "WhisperASR") -> bool:
+        """Whether ``other``'s log-mel features can stand in for ours (same extractor settings)."""
+        mine, theirs = self.model.feature_extractor, other.model.feature_extractor
+        return all(getattr(mine, k) == getattr(theirs, k) for k in ("n_fft", "hop_length", "sampling_rate")) and mine.mel_filters.shape == theirs.mel_filters.shape
 
     def encode(self, features: np.ndarray) -> Any:
         """Run the encoder once on the first padded 30 s window (a CTranslate2 StorageView)."""

@@ -104,5 +104,5 @@ class Assessor:
         started = time.perf_counter()
         scores = self.scorer.score([analysis.features])[0]
         analysis.timings["score"] = time.perf_counter() - started
-        analysis.timings["total"] = sum(v for k, v in analysis.timings.items() if k != "total")
+        analysis.timings["total"] = analysis.timings.get("total", 0.0) + analysis.timings["score"]  # wall time
         return build_assessment(analysis, scores, self.scorer.thresholds)

@@ -21,7 +21,7 @@ def _features(args: argparse.Namespace) -> int:
     from .pipeline import FeaturePipeline, PipelineOptions
 
     samples = audio_io.load(args.audio)  # fail on bad input before loading models
-    pipeline = FeaturePipeline(PipelineOptions(device=args.device, aligner=args.aligner))
+    pipeline = FeaturePipeline(PipelineOptions(device=args.device, aligner=args.aligner, word_timestamps=True))
     analysis = pipeline.analyze(samples, reference=args.text)
     doc = analysis.to_dict(profile=args.profile)
     if args.json:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -37,6 +38,8 @@ class PipelineOptions:
     device: str = "auto"  # auto, cpu or cuda
     beam_size: int = 1  # Whisper beam (temperature is always 0)
     threads: int = 0  # CPU threads per Whisper model (0: the library's default)
+    word_timestamps: bool = False  # Whisper's own word times: only for display (features use the aligner's)
+    parallel_asr: bool = True  # decode ASR_r in a thread while ASR_t encodes and decodes
 
 
 @dataclass
@@ -101,8 +104,7 @@ class FeatureBuilder:
             t_align = self.align_words(log_probs, transcript_words(target))
             r_align = self.align_words(log_probs, transcript_words(recognized))
         with _timed(timings, "text_embedding"):
-            t_text = self.text([w.text for w in t_align.words])
-            r_text = self.text([w.text for w in r_align.words])
+            t_text, r_text = self.text.many([[w.text for w in t_align.words], [w.text for w in r_align.words]])
         with _timed(timings, "features"):
             features = build(frames, t_align, r_align, t_text, r_text)
         timings["total"] = sum(v for k, v in timings.items() if k != "total")
@@ -119,8 +121,12 @@ class FeaturePipeline:
 
     def __init__(self, options: PipelineOptions | None = None, *, lexicon: Lexicon | None = None) -> None:
         self.options = options or PipelineOptions()
-        asr_options = AsrOptions(beam_size=self.options.beam_size, device=self.options.device, threads=self.options.threads)
+        asr_options = AsrOptions(beam_size=self.options.beam_size, device=self.options.device, threads=self.options.threads, word_timestamps=self.options.word_timestamps)
         self.asr = DualASR(recognizer=self.options.recognizer, target=self.options.target, options=asr_options)
+        # ASR_r's decoding overlaps ASR_t's: CTranslate2 releases the GIL, and greedy
+        # decoding leaves cores idle between its small steps
+        self._side = ThreadPoolExecutor(1, thread_name_prefix="asr-r") if self.options.parallel_asr else None
+        self._shared_mel = self.asr.asr_r.same_features(self.asr.asr_t)
         torch_device = "cuda" if resolve_device(self.options.device) == "cuda" and _torch_cuda() else "cpu"
         self.builder = FeatureBuilder(aligner=self.options.aligner, text_model=self.options.text_model, device=torch_device, lexicon=lexicon)
 
@@ -135,18 +141,26 @@ class FeaturePipeline:
             AudioError: the audio breaks a limit.
         """
         audio_io.check(samples)
+        started = time.perf_counter()
         timings: dict[str, float] = {}
+        with _timed(timings, "mel"):
+            mel = self.asr.asr_t.features(samples)
+        recognized_mel = mel if self._shared_mel else None
+        side = self._side.submit(self._recognize, samples, recognized_mel) if self._side is not None else None
         with _timed(timings, "encode_target"):
-            mel, encoding = self.asr.encode_target(samples)
+            encoding = self.asr.asr_t.encode(mel)
             frames = encoder_frames(encoding, len(samples))
         with _timed(timings, "asr_target"):
             if reference is None:
                 target = self.asr.asr_t.transcribe(samples, features=mel, encoder_output=encoding)
             else:
                 target = Transcript(reference.strip())
-        with _timed(timings, "asr_recognized"):
-            recognized = self.asr.asr_r.transcribe(samples)
-        return self.builder.analyze(
+        if side is None:
+            recognized, timings["asr_recognized"] = self._recognize(samples, recognized_mel)
+        else:
+            with _timed(timings, "asr_recognized_wait"):
+                recognized, timings["asr_recognized"] = side.result()
+        analysis = self.builder.analyze(
             frames,
             target,
             recognized,
@@ -154,6 +168,14 @@ class FeaturePipeline:
             duration=len(samples) / audio_io.SAMPLE_RATE,
             timings=timings,
         )
+        analysis.timings["total"] = time.perf_counter() - started  # wall time: ASR_r overlaps the stages above
+        return analysis
+
+    def _recognize(self, samples: np.ndarray, mel: np.ndarray | None) -> tuple[Transcript, float]:
+        """ASR_r's transcript and the seconds it took."""
+        started = time.perf_counter()
+        transcript = self.asr.asr_r.transcribe(samples, features=mel)
+        return transcript, time.perf_counter() - started
 
 
 @contextmanager

@@ -42,17 +42,30 @@ class TextEmbedder:
 
     def __call__(self, words: list[str]) -> np.ndarray:
         """(len(words), dim) float32; an empty list gives (0, dim)."""
-        if not words:
-            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.many([words])[0]
+
+    def many(self, sequences: list[list[str]]) -> list[np.ndarray]:
+        """Per-word vectors of several word sequences, in one padded forward pass."""
+        out = [np.zeros((0, self.dim), dtype=np.float32) for _ in sequences]
+        busy = [i for i, words in enumerate(sequences) if words]
+        if not busy:
+            return out
         torch = self._torch
-        encoded = self.tokenizer(words, is_split_into_words=True, return_tensors="pt", truncation=True, max_length=512)
-        word_ids = encoded.word_ids(0)
+        batch = [sequences[i] for i in busy]
+        encoded = self.tokenizer(batch, is_split_into_words=True, return_tensors="pt", truncation=True, max_length=512, padding=True)
         with torch.inference_mode():
-            hidden = self.model(**{k: v.to(self.device) for k, v in encoded.items()}).last_hidden_state[0].float().cpu()
-        index = torch.tensor([-1 if w is None else w for w in word_ids])
-        out = torch.zeros(len(words), hidden.shape[-1])
-        counts = torch.zeros(len(words), 1)
-        keep = index >= 0
-        out.index_add_(0, index[keep], hidden[keep])
-        counts.index_add_(0, index[keep], torch.ones(int(keep.sum()), 1))
-        return (out / counts.clamp(min=1)).numpy().astype(np.float32)
+            hidden = self.model(**{k: v.to(self.device) for k, v in encoded.items()}).last_hidden_state.float().cpu()
+        for row, i in enumerate(busy):
+            out[i] = _mean_per_word(hidden[row], encoded.word_ids(row), len(sequences[i]), torch)
+        return out
+
+
+def _mean_per_word(hidden, word_ids: list[int | None], count: int, torch) -> np.ndarray:
+    """Average the token vectors of each word (special and padding tokens have no word)."""
+    index = torch.tensor([-1 if w is None else w for w in word_ids])
+    out = torch.zeros(count, hidden.shape[-1])
+    counts = torch.zeros(count, 1)
+    keep = index >= 0
+    out.index_add_(0, index[keep], hidden[keep])
+    counts.index_add_(0, index[keep], torch.ones(int(keep.sum()), 1))
+    return (out / counts.clamp(min=1)).numpy().astype(np.float32)

@@ -49,6 +49,7 @@ class ServerOptions:
     api_keys: tuple[str, ...] = ()  # accepted keys; empty turns authentication off
     limits: Limits = field(default_factory=Limits)  # per-session limits
     drain_timeout_s: float = 60.0  # on shutdown, how long unfinished turns may still take
+    speculate: bool = True  # assess a VAD turn at the learner's pause, on an idle worker, while the hang-over runs
 
 
 class Server:
@@ -129,7 +130,7 @@ class Server:
         self._closed.set()
 
     async def _handle(self, ws: ServerConnection) -> None:
-        session = Session(uuid.uuid4().hex[:12], limits=self.options.limits)
+        session = Session(uuid.uuid4().hex[:12], limits=self.options.limits, speculate=self.options.speculate)
         log.info("session %s: connected from %s", session.id, ws.remote_address)
         self.metrics.session_opened()
         try:

@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from .exceptions import PoolError
 from .pool import Job, WorkerPool
 from .protocol import CloseCode, ErrorCode, ServerEvent, SessionStarted, TurnAssessed, TurnFailed, serialize
-from .session import Close, Send, Session, SessionState, Submit
+from .session import Cancel, Close, Send, Session, SessionState, Submit
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Connection:
         self.drain_timeout_s = drain_timeout_s
         self.observe = observe
         self._outbox: asyncio.Queue[Union[ServerEvent, Close, None]] = asyncio.Queue()
-        self._jobs: set[asyncio.Task[None]] = set()
+        self._jobs: dict[str, asyncio.Task[None]] = {}  # job id -> the task waiting on the pool
         self._gone = False
 
     async def run(self) -> None:
@@ -74,9 +74,10 @@ class Connection:
         try:
             await writer
         finally:
-            for task in (*helpers, *self._jobs):
+            jobs = list(self._jobs.values())
+            for task in (*helpers, *jobs):
                 task.cancel()
-            await asyncio.gather(*helpers, *self._jobs, return_exceptions=True)
+            await asyncio.gather(*helpers, *jobs, return_exceptions=True)
 
     # --- tasks --------------------------------------------------------------------
 
@@ -127,12 +128,21 @@ class Connection:
         try:
             result = await self.pool.submit(job)
         except PoolError as exc:
-            self._step(self.session.job_failed, turn_id, exc.code, str(exc))
+            self._step(self.session.job_failed, turn_id, exc.code, str(exc), job.id)
         except Exception:
             log.exception("session %s: turn %d: the pool failed", self.session.id, turn_id)
-            self._step(self.session.job_failed, turn_id, ErrorCode.INTERNAL_ERROR.value, "the assessment failed unexpectedly")
+            self._step(self.session.job_failed, turn_id, ErrorCode.INTERNAL_ERROR.value, "the assessment failed unexpectedly", job.id)
         else:
-            self._step(self.session.job_succeeded, turn_id, result)
+            self._step(self.session.job_succeeded, turn_id, result, job.id)
+
+    def _submit(self, action: Submit) -> None:
+        if action.speculative and not _idle_worker(self.pool):
+            # a speculation only uses spare capacity; the turn is submitted when it ends
+            self.session.job_failed(action.turn_id, "speculation_skipped", "no idle worker", action.job.id)
+            return
+        task = asyncio.create_task(self._job(action.turn_id, action.job))
+        self._jobs[action.job.id] = task
+        task.add_done_callback(lambda _: self._jobs.pop(action.job.id, None))
 
     # --- helpers ------------------------------------------------------------------
 
@@ -155,9 +165,11 @@ class Connection:
                 else:
                     self._outbox.put_nowait(action.event)
             elif isinstance(action, Submit):
-                task = asyncio.create_task(self._job(action.turn_id, action.job))
-                self._jobs.add(task)
-                task.add_done_callback(self._jobs.discard)
+                self._submit(action)
+            elif isinstance(action, Cancel):
+                task = self._jobs.pop(action.job_id, None)
+                if task is not None:
+                    task.cancel()  # withdraws it if queued; a running one finishes unheard
             elif not self._gone:
                 self._outbox.put_nowait(action)
         if self._gone:
@@ -174,5 +186,11 @@ class Connection:
         if self.session.state is not SessionState.CLOSED:
             log.info("session %s: the client disconnected", self.session.id)
         self._step(self.session.disconnected)
-        for task in self._jobs:
+        for task in list(self._jobs.values()):
             task.cancel()  # withdraws queued jobs; nobody is left to tell
+
+
+def _idle_worker(pool: WorkerPool) -> bool:
+    """Whether a job submitted now would start at once."""
+    stats = pool.stats()
+    return stats.queued == 0 and stats.ready > stats.busy

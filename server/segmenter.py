@@ -54,7 +54,25 @@ class SegmentEnded:
     audio: bytes  # PCM16 little-endian mono at the stream's rate, start to end
 
 
-SegmentEvent = Union[SegmentStarted, SegmentEnded]
+@dataclass(frozen=True)
+class SegmentPaused:
+    """The learner has stopped: if the silence holds, the turn ends exactly here.
+
+    Emitted once per pause of an announced VAD turn, ``post_roll_ms`` into the
+    silence, that is ``hangover_ms - post_roll_ms`` before the :class:`SegmentEnded`
+    it predicts. ``audio`` is what that event will carry, so a turn can be assessed
+    while the hang-over runs. Speech resuming (or a split, ``turn.end``, the end of
+    the stream) makes it stale: the :class:`SegmentEnded` that comes then has another
+    ``end_ms``.
+    """
+
+    index: int
+    start_ms: int
+    end_ms: int
+    audio: bytes
+
+
+SegmentEvent = Union[SegmentStarted, SegmentPaused, SegmentEnded]
 
 
 @dataclass
@@ -63,6 +81,7 @@ class _Turn:
     speech_start: int  # first sample of the first speech frame
     last_voiced_end: int  # sample after the last speech frame
     index: int = 0  # 0 until the turn is announced
+    paused_at: int = -1  # last_voiced_end of the last SegmentPaused
 
 
 class Segmenter:
@@ -183,6 +202,10 @@ class Segmenter:
             turn.last_voiced_end = end
         if not turn.index and turn.last_voiced_end - turn.speech_start >= self._samples(o.min_turn_ms):
             events.append(self._announce(turn))
+        silence, post_roll = end - turn.last_voiced_end, self._samples(o.post_roll_ms)
+        if turn.index and turn.paused_at != turn.last_voiced_end and post_roll <= silence < self._samples(o.hangover_ms):
+            turn.paused_at = turn.last_voiced_end
+            events.append(self._pause(turn, turn.last_voiced_end + post_roll))
         if end - turn.last_voiced_end >= self._samples(o.hangover_ms):
             stop = min(turn.last_voiced_end + self._samples(o.post_roll_ms), end)
             if turn.index:
@@ -213,13 +236,20 @@ class Segmenter:
         turn.index = self._count
         return SegmentStarted(turn.index, self._ms(turn.start))
 
+    def _pause(self, turn: _Turn, end: int) -> SegmentPaused:
+        return SegmentPaused(turn.index, self._ms(turn.start), self._ms(end), self._audio(turn.start, end))
+
     def _close(self, turn: _Turn, end: int, reason: TurnEndReason) -> SegmentEnded:
-        a, b = (turn.start - self._buf_start) * 2, (end - self._buf_start) * 2
-        assert a >= 0 and b <= len(self._buf), "turn audio was trimmed"
+        audio = self._audio(turn.start, end)
         self._open = None
         self._last_end = end
         self._window.clear()
-        return SegmentEnded(turn.index, self._ms(turn.start), self._ms(end), reason, bytes(self._buf[a:b]))
+        return SegmentEnded(turn.index, self._ms(turn.start), self._ms(end), reason, audio)
+
+    def _audio(self, start: int, end: int) -> bytes:
+        a, b = (start - self._buf_start) * 2, (end - self._buf_start) * 2
+        assert a >= 0 and b <= len(self._buf), "turn audio was trimmed"
+        return bytes(self._buf[a:b])
 
     def _trim(self) -> None:
         if self._open is not None:

@@ -43,7 +43,7 @@ from .protocol import (
     TurnStarted,
     parse_client_message,
 )
-from .segmenter import SegmentEnded, SegmentEvent, Segmenter, SegmentStarted
+from .segmenter import SegmentEnded, SegmentEvent, SegmentPaused, Segmenter, SegmentStarted
 
 
 class SessionState(enum.Enum):
@@ -77,10 +77,19 @@ class Send:
 
 @dataclass
 class Submit:
-    """Submit this turn to the pool; report back with ``job_succeeded``/``job_failed``."""
+    """Submit this turn to the pool; report back with ``job_succeeded``/``job_failed``
+    (passing ``job.id``)."""
 
     turn_id: int
     job: Job
+    speculative: bool = False  # the turn has not ended yet: run it only on an idle worker
+
+
+@dataclass
+class Cancel:
+    """Withdraw the job with this id (a speculation that went stale); its outcome is ignored."""
+
+    job_id: str
 
 
 @dataclass
@@ -91,7 +100,19 @@ class Close:
     reason: str
 
 
-Action = Union[Send, Submit, Close]
+Action = Union[Send, Submit, Cancel, Close]
+
+
+@dataclass
+class _Speculation:
+    """A job submitted at a pause, before the turn ended."""
+
+    job_id: str
+    end_ms: int
+    audio_bytes: int
+    reference: str | None
+    submitted_at: float
+    result: JobResult | None = None  # arrived before the turn ended
 
 
 @dataclass
@@ -101,8 +122,11 @@ class _Turn:
     end_ms: int = 0
     reference: str | None = None
     ended: bool = False  # turn.ended emitted
-    submitted_at: float | None = None  # clock time of Submit
+    ended_at: float | None = None  # clock time of turn.ended (latency counts from here)
+    submitted_at: float | None = None  # clock time of the Submit that assesses it
     done: bool = False  # terminal event emitted
+    speculation: _Speculation | None = None
+    speculations: int = 0  # submitted so far (job ids)
 
 
 @dataclass
@@ -127,11 +151,15 @@ class Session:
         session_id: shown to the client and in logs.
         limits: what the session may do.
         clock: monotonic seconds (injected so tests control time).
+        speculate: submit a VAD turn when the learner pauses (:class:`SegmentPaused`),
+            so its assessment runs during the hang-over; used when the turn then ends
+            exactly there, withdrawn otherwise.
     """
 
-    def __init__(self, session_id: str, *, limits: Limits | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, session_id: str, *, limits: Limits | None = None, clock: Callable[[], float] = time.monotonic, speculate: bool = False) -> None:
         self.id = session_id
         self.limits = limits or Limits()
+        self.speculate = speculate
         self.state = SessionState.AWAITING_START
         self.start: SessionStart | None = None
         self._clock = clock
@@ -144,6 +172,7 @@ class Session:
         self._ending: _Ending | None = None
         self._failures: Counter[str] = Counter()
         self._no_dispatch: tuple[str, str] | None = None  # once set, ended turns fail with this code and message
+        self._pending_audio: dict[int, bytes] = {}  # turns riding on a speculation: their audio, for a retry
 
     # --- outputs ------------------------------------------------------------------
 
@@ -223,20 +252,36 @@ class Session:
         self._audio_samples = total
         self._segments(self._segmenter.feed(data))
 
-    def job_succeeded(self, turn_id: int, result: JobResult) -> None:
-        """The pool assessed a submitted turn (ignored if the turn already failed)."""
+    def job_succeeded(self, turn_id: int, result: JobResult, job_id: str | None = None) -> None:
+        """The pool assessed a submitted turn (ignored if the turn already failed or the job went stale)."""
         turn = self._turns.get(turn_id)
-        if turn is None or turn.done or turn.submitted_at is None:
+        if turn is None or turn.done:
             return
-        latency = {"queue": round(result.queue_ms, 1), "assess": round(result.assess_ms, 1), "total": round((self._clock() - turn.submitted_at) * 1000.0, 1)}
-        turn.done = True
-        self._send(TurnAssessed(turn.id, turn.start_ms, turn.end_ms, result.assessment, latency))
-        self._maybe_finish()
+        spec = turn.speculation
+        if spec is not None and job_id == spec.job_id and turn.submitted_at is None:
+            spec.result = result  # early: the turn has not ended yet
+            return
+        if turn.submitted_at is None or (job_id is not None and job_id != self._job_id(turn)):
+            return
+        self._assessed(turn, result)
 
-    def job_failed(self, turn_id: int, code: str, message: str) -> None:
-        """The pool gave up on a submitted turn (ignored if the turn already has its outcome)."""
+    def job_failed(self, turn_id: int, code: str, message: str, job_id: str | None = None) -> None:
+        """The pool gave up on a submitted turn (ignored if the turn already has its outcome).
+
+        A speculation that fails is dropped: the turn is submitted again when it ends
+        (or at once, if it already has).
+        """
         turn = self._turns.get(turn_id)
-        if turn is None or turn.done or turn.submitted_at is None:
+        if turn is None or turn.done:
+            return
+        spec = turn.speculation
+        if spec is not None and job_id == spec.job_id:
+            turn.speculation = None
+            if turn.submitted_at is not None:  # adopted, then failed: one ordinary attempt
+                turn.submitted_at = None
+                self._dispatch(turn, self._pending_audio.pop(turn.id))
+            return
+        if turn.submitted_at is None or (job_id is not None and job_id != self._job_id(turn)):
             return
         self._fail(turn, code, message)
         self._maybe_finish()
@@ -318,26 +363,77 @@ class Session:
                 self._pending_reference = None
                 self._turns[turn.id] = turn
                 self._send(TurnStarted(turn.id, turn.start_ms))
+            elif isinstance(event, SegmentPaused):
+                self._paused(event)
             else:
                 self._turn_ended(event)
 
+    def _paused(self, event: SegmentPaused) -> None:
+        turn = self._turns[event.index]
+        assert self.start is not None
+        if not self.speculate or self._no_dispatch is not None or self.state is not SessionState.STREAMING:
+            return
+        if (self.start.mode is Mode.CLOSED and turn.reference is None) or self.in_flight >= self.limits.max_turns_in_flight:
+            return  # it will fail (or queue) when it ends; no point running it now
+        self._withdraw(turn)
+        turn.speculations += 1
+        spec = _Speculation(f"{self.id}/{turn.id}~{turn.speculations}", event.end_ms, len(event.audio), turn.reference, self._clock())
+        turn.speculation = spec
+        self._actions.append(Submit(turn.id, Job(spec.job_id, event.audio, self.start.sample_rate, turn.reference), speculative=True))
+
+    def _withdraw(self, turn: _Turn) -> None:
+        if turn.speculation is not None:
+            self._actions.append(Cancel(turn.speculation.job_id))
+            turn.speculation = None
+
     def _turn_ended(self, event: SegmentEnded) -> None:
         turn = self._turns[event.index]
-        turn.end_ms, turn.ended = event.end_ms, True
+        turn.end_ms, turn.ended, turn.ended_at = event.end_ms, True, self._clock()
         self._send(TurnEnded(turn.id, turn.start_ms, turn.end_ms, event.reason))
         assert self.start is not None
+        spec = turn.speculation
+        if spec is not None and (self._no_dispatch is not None or (spec.end_ms, spec.audio_bytes, spec.reference) != (event.end_ms, len(event.audio), turn.reference)):
+            self._withdraw(turn)  # the turn went on after the pause, or the reference changed
+            spec = None
         if self._no_dispatch is not None:
             self._fail(turn, *self._no_dispatch)
         elif self.start.mode is Mode.CLOSED and turn.reference is None:
             self._fail(turn, ErrorCode.REFERENCE_MISSING.value, "closed mode: send turn.reference before (or while) the learner speaks")
         elif self.in_flight >= self.limits.max_turns_in_flight:
+            self._withdraw(turn)
             self._fail(turn, ErrorCode.TOO_MANY_TURNS.value, f"{self.limits.max_turns_in_flight} turns of this session are already waiting for assessment")
+        elif spec is not None:  # assessed (or being assessed) since the pause
+            turn.submitted_at = spec.submitted_at
+            if spec.result is not None:
+                self._assessed(turn, spec.result)
+            else:
+                self._pending_audio[turn.id] = event.audio  # kept in case the speculation fails
         else:
-            turn.submitted_at = self._clock()
-            job = Job(f"{self.id}/{turn.id}", event.audio, self.start.sample_rate, turn.reference)
-            self._actions.append(Submit(turn.id, job))
+            self._dispatch(turn, event.audio)
+
+    def _dispatch(self, turn: _Turn, audio: bytes) -> None:
+        assert self.start is not None
+        turn.submitted_at = self._clock()
+        self._actions.append(Submit(turn.id, Job(self._job_id(turn), audio, self.start.sample_rate, turn.reference)))
+
+    def _job_id(self, turn: _Turn) -> str:
+        """The id of the job whose outcome is the turn's."""
+        return turn.speculation.job_id if turn.speculation is not None else f"{self.id}/{turn.id}"
+
+    def _assessed(self, turn: _Turn, result: JobResult) -> None:
+        now = self._clock()
+        ended_at = turn.ended_at if turn.ended_at is not None else now
+        latency = {"queue": round(result.queue_ms, 1), "assess": round(result.assess_ms, 1), "total": round((now - ended_at) * 1000.0, 1)}
+        if turn.speculation is not None:
+            latency["head_start"] = round((ended_at - turn.speculation.submitted_at) * 1000.0, 1)
+        turn.done = True
+        self._pending_audio.pop(turn.id, None)
+        self._send(TurnAssessed(turn.id, turn.start_ms, turn.end_ms, result.assessment, latency))
+        self._maybe_finish()
 
     def _fail(self, turn: _Turn, code: str, message: str) -> None:
+        self._withdraw(turn)
+        self._pending_audio.pop(turn.id, None)
         turn.done = True
         self._failures[code] += 1
         self._send(TurnFailed(turn.id, turn.start_ms, turn.end_ms, code, message))

@@ -83,7 +83,7 @@ class FakePool(WorkerPool):
 
 
 def turn_of(job: Job) -> int:
-    return int(job.id.rsplit("/", 1)[1])
+    return int(job.id.rsplit("/", 1)[1].split("~")[0])  # "<session>/<turn>" or "<session>/<turn>~<speculation>"
 
 
 def ok(delay: float = 0.0):
@@ -105,10 +105,10 @@ def speech_frames(turns: int, seconds: float = 0.5) -> list:
 START = {"type": "session.start", "sample_rate": RATE, "realtime": False, "vad": {"enabled": False}}
 
 
-def run(pool: WorkerPool, script: Callable[[FakeTransport, asyncio.Event], Awaitable[None]], *, limits: Limits | None = None, drain: float = 5.0) -> FakeTransport:
+def run(pool: WorkerPool, script: Callable[[FakeTransport, asyncio.Event], Awaitable[None]], *, limits: Limits | None = None, drain: float = 5.0, speculate: bool = False) -> FakeTransport:
     async def main() -> FakeTransport:
         transport, shutdown = FakeTransport(), asyncio.Event()
-        conn = Connection(transport, Session("t", limits=limits), pool, shutdown=shutdown, drain_timeout_s=drain)
+        conn = Connection(transport, Session("t", limits=limits, speculate=speculate), pool, shutdown=shutdown, drain_timeout_s=drain)
         serving = asyncio.create_task(conn.run())
         await script(transport, shutdown)
         await asyncio.wait_for(serving, 10)
@@ -263,3 +263,45 @@ def test_many_turns_with_random_delays_and_failures(turns):
     t = run(FakePool(behave), script, limits=Limits(max_turns_in_flight=turns))
     assert_one_terminal_each(t)
     assert {e["turn_id"] for e in t.of("turn.failed")} == {n for n, (_, crash) in plan.items() if crash}
+
+
+# --- speculation through the adapter -------------------------------------------------
+
+
+class BusyPool(FakePool):
+    """Every worker is busy: a speculation must not be submitted."""
+
+    def stats(self) -> PoolStats:
+        return PoolStats(1, 1, 1, 0, 16, 0)
+
+
+def vad_conversation(pause_s: float) -> bytes:
+    from .speech import silence, utterance
+    from .test_segmenter import noisy
+
+    audio = np.concatenate([silence(0.5), utterance("004820045"), silence(pause_s), utterance("001350134"), silence(2.0)])
+    return noisy(audio).tobytes()
+
+
+def test_speculative_jobs_run_on_idle_workers_and_stale_ones_are_cancelled():
+    pcm = vad_conversation(0.1)
+    start = {**START, "vad": {"enabled": True, "hangover_ms": 1500}}
+
+    async def script(t: FakeTransport, _: asyncio.Event) -> None:
+        t.client(start)
+        for i in range(0, len(pcm), 3200):  # 100 ms frames, a little faster than real time
+            t.client(pcm[i : i + 3200])
+            await asyncio.sleep(0.01)
+        t.client({"type": "session.end"})
+
+    pool = FakePool(ok(1.0))
+    t = run(pool, script, speculate=True)
+    assert_one_terminal_each(t)
+    assert len(t.of("turn.started")) == 1
+    assert pool.submitted[0] in pool.cancelled and "~" in pool.submitted[0], (pool.submitted, pool.cancelled)
+    assert pool.submitted[-1] not in pool.cancelled
+
+    busy = BusyPool(ok(0.0))
+    t = run(busy, script, speculate=True)
+    assert_one_terminal_each(t)
+    assert busy.submitted == ["t/1"], "no speculation without an idle worker; the turn is submitted when it ends"

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from multipa_core.audio import resample
 from multipa_server.protocol import TurnEndReason, VadOptions
-from multipa_server.segmenter import SegmentEnded, Segmenter, SegmentStarted
+from multipa_server.segmenter import SegmentEnded, SegmentPaused, Segmenter, SegmentStarted
 
 from .speech import RATE, UTTERANCES, conversation, silence, speech_span_ms, utterance
 
@@ -42,6 +42,8 @@ def check_pairing(events: list) -> None:
         if isinstance(e, SegmentStarted):
             assert open_turn is None
             open_turn = e
+        elif isinstance(e, SegmentPaused):
+            assert open_turn is not None and e.index == open_turn.index and e.start_ms == open_turn.start_ms
         else:
             assert open_turn is not None and e.index == open_turn.index and e.start_ms == open_turn.start_ms
             open_turn = None
@@ -192,3 +194,37 @@ def test_push_to_talk_turns_follow_turn_end_only():
 def test_odd_chunks_are_refused():
     with pytest.raises(ValueError):
         Segmenter(RATE).feed(b"\x00\x01\x02")
+
+
+def test_a_pause_predicts_the_turn_the_hangover_then_ends(stream):
+    """Each turn's SegmentPaused comes before its end and carries exactly the audio it ends with."""
+    audio, _ = stream
+    events = run(audio.tobytes())
+    ended = {e.index: e for e in turns(events)}
+    paused = [e for e in events if isinstance(e, SegmentPaused)]
+    last_pause = {e.index: e for e in paused}
+    assert sorted(last_pause) == sorted(i for i, e in ended.items() if e.reason is TurnEndReason.SILENCE)
+    for index, pause in last_pause.items():
+        assert (pause.start_ms, pause.end_ms, pause.audio) == (ended[index].start_ms, ended[index].end_ms, ended[index].audio)
+        assert events.index(pause) < events.index(ended[index])
+
+
+def test_speech_after_a_pause_makes_it_stale():
+    """A pause shorter than the hang-over: the first prediction is stale, the turn ends after the second speech."""
+    first, second = utterance("004820045"), utterance("001350134")
+    options = VadOptions(hangover_ms=900, post_roll_ms=150)
+    audio = np.concatenate([silence(0.5), first, silence(0.45), second, silence(1.5)])
+    events = run(audio.tobytes(), options=options)
+    assert len(turns(events)) == 1
+    end = turns(events)[0]
+    paused = [e for e in events if isinstance(e, SegmentPaused)]
+    assert len(paused) >= 2
+    assert paused[0].end_ms < end.end_ms and paused[0].audio == end.audio[: len(paused[0].audio)]
+    assert (paused[-1].end_ms, paused[-1].audio) == (end.end_ms, end.audio)
+
+
+def test_no_pause_without_vad_or_before_the_turn_is_announced():
+    push_to_talk = run(np.concatenate([silence(0.3), utterance("004820045"), silence(1.0)]).tobytes(), options=VadOptions(enabled=False))
+    assert not [e for e in push_to_talk if isinstance(e, SegmentPaused)]
+    blip = run(np.concatenate([silence(0.5), utterance("004820045")[:3000], silence(1.5)]).tobytes())
+    assert not blip

@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from multipa_server.pool import JobResult
 from multipa_server.protocol import CloseCode, ErrorCode, SessionEndReason, TurnEndReason
-from multipa_server.session import Close, Limits, Send, Session, SessionState, Submit
+from multipa_server.session import Cancel, Close, Limits, Send, Session, SessionState, Submit
 
 from .speech import RATE, UTTERANCES, conversation, silence, utterance
 from .test_segmenter import noisy
@@ -50,7 +50,11 @@ class Recorder:
     def take(self) -> list:
         new = self.session.actions()
         self.actions += new
-        self.pending += [a for a in new if isinstance(a, Submit)]
+        for action in new:
+            if isinstance(action, Submit):
+                self.pending.append(action)
+            elif isinstance(action, Cancel):  # the connection cancels it: no outcome ever comes
+                self.pending = [p for p in self.pending if p.job.id != action.job_id]
         return new
 
     @property
@@ -63,9 +67,9 @@ class Recorder:
     def resolve(self, index: int = 0, ok: bool = True) -> None:
         submit = self.pending.pop(index)
         if ok:
-            self.session.job_succeeded(submit.turn_id, result(submit.turn_id))
+            self.session.job_succeeded(submit.turn_id, result(submit.turn_id), submit.job.id)
         else:
-            self.session.job_failed(submit.turn_id, "audio_silent", "the audio is silent")
+            self.session.job_failed(submit.turn_id, "audio_silent", "the audio is silent", submit.job.id)
         self.take()
 
 
@@ -93,8 +97,10 @@ def check_invariants(rec: Recorder) -> None:
     assert summary["turns_assessed"] == len(rec.of("turn.assessed")) and summary["turns_failed"] == len(rec.of("turn.failed"))
     closes = [a for a in rec.actions if isinstance(a, Close)]
     assert len(closes) <= 1 and (not closes or rec.actions[-1] is closes[0])
-    submitted = [a.turn_id for a in rec.actions if isinstance(a, Submit)]
+    submitted = [a.turn_id for a in rec.actions if isinstance(a, Submit) and not a.speculative]
     assert len(submitted) == len(set(submitted)) and set(submitted) <= set(started)
+    jobs = [a.job.id for a in rec.actions if isinstance(a, Submit)]
+    assert len(jobs) == len(set(jobs)), "job ids are unique"
     assert rec.session.state is SessionState.CLOSED and rec.session.unfinished == 0
 
 
@@ -183,14 +189,15 @@ OPS = st.lists(
     final=st.sampled_from(["session.end", "disconnect", "shutdown", "abort", "idle", "fatal", "too_fast"]),
     mode=st.sampled_from(["open", "closed"]),
     vad=st.booleans(),
+    speculate=st.booleans(),
     order=st.randoms(use_true_random=False),
 )
-def test_every_started_turn_gets_exactly_one_terminal_event(speech, ops, final, mode, vad, order):
+def test_every_started_turn_gets_exactly_one_terminal_event(speech, ops, final, mode, vad, speculate, order):
     audio, _ = speech
     pcm = audio.tobytes()
     chunk = RATE // 10 * 2  # 100 ms
     clock = Clock()
-    session = Session("p", limits=Limits(max_turns_in_flight=2), clock=clock)
+    session = Session("p", limits=Limits(max_turns_in_flight=2), clock=clock, speculate=speculate)
     rec = Recorder(session)
     start(session, realtime=final == "too_fast", mode=mode, vad={"enabled": vad, "max_turn_ms": 2500})
     rec.take()
@@ -464,3 +471,119 @@ def test_silence_after_speech_is_not_a_turn():
     session.receive_audio(np.concatenate([utterance(list(UTTERANCES)[0]), silence(1.0)]).tobytes())
     rec.take()
     assert len(rec.of("turn.started")) == 1 and len(rec.pending) == 1
+
+
+# --- speculation: assessing during the hang-over -------------------------------------
+
+
+def speculating(speech, **start_fields) -> tuple[Session, Recorder, Clock]:
+    audio, _ = speech
+    clock = Clock()
+    session = Session("sp", clock=clock, speculate=True)
+    rec = Recorder(session)
+    start(session, realtime=True, **start_fields)
+    rec.take()
+    feed(session, rec, audio.tobytes(), clock)
+    return session, rec, clock
+
+
+def test_a_turn_is_submitted_at_the_pause_and_that_job_is_its_assessment(speech):
+    session, rec, clock = speculating(speech)
+    submits = [a for a in rec.actions if isinstance(a, Submit)]
+    assert [s.speculative for s in submits] == [True] * 3, "no second job once the turn ends where it paused"
+    for submit in submits:  # each was sent before its turn.ended, 450 ms of hang-over earlier
+        sent = rec.actions.index(submit)
+        ended = next(i for i, a in enumerate(rec.actions) if isinstance(a, Send) and a.event.type == "turn.ended" and a.event.turn_id == submit.turn_id)
+        assert sent < ended and submit.job.id == f"sp/{submit.turn_id}~1"
+    clock.t += 0.5
+    while rec.pending:
+        rec.resolve(0)
+    text(session, "session.end")
+    rec.take()
+    check_invariants(rec)
+    latency = rec.of("turn.assessed")[0]["latency_ms"]
+    assert 420.0 <= latency["head_start"] <= 480.0 and latency["total"] >= 500.0
+
+
+def test_a_result_before_the_turn_ends_waits_for_turn_ended(speech):
+    audio, _ = speech
+    clock = Clock()
+    session = Session("sp", clock=clock, speculate=True)
+    rec = Recorder(session)
+    start(session, realtime=True)
+    rec.take()
+    step = RATE // 50 * 2
+    pcm = audio.tobytes()
+    for i in range(0, len(pcm), step):
+        clock.t += 0.02
+        session.receive_audio(pcm[i : i + step])
+        rec.take()
+        if rec.pending:
+            rec.resolve(0)  # done at once: before the hang-over ends
+            assert not rec.of("turn.assessed") or rec.of("turn.ended")
+    kinds = [e["type"] for e in rec.events if e["type"] in ("turn.ended", "turn.assessed")]
+    assert kinds == ["turn.ended", "turn.assessed"] * 3
+    assert all(e["latency_ms"]["total"] == 0.0 for e in rec.of("turn.assessed"))
+    text(session, "session.end")
+    rec.take()
+    check_invariants(rec)
+
+
+def test_speech_after_the_pause_withdraws_the_speculation():
+    clock = Clock()
+    session = Session("sp", clock=clock, speculate=True)
+    rec = Recorder(session)
+    start(session, realtime=True, vad={"hangover_ms": 1500})
+    rec.take()
+    audio = np.concatenate([silence(0.5), utterance("004820045"), silence(0.45), utterance("001350134"), silence(1.5)])
+    feed(session, rec, noisy(audio).tobytes(), clock)
+    cancels = [a for a in rec.actions if isinstance(a, Cancel)]
+    submits = [a for a in rec.actions if isinstance(a, Submit)]
+    assert cancels and cancels[0].job_id == submits[0].job.id
+    assert len(rec.pending) == 1 and rec.pending[0].job.id == submits[-1].job.id
+    ended = rec.of("turn.ended")
+    assert len(ended) == 1
+    rec.resolve(0)
+    text(session, "session.end")
+    rec.take()
+    check_invariants(rec)
+    assert len(rec.of("turn.assessed")) == 1
+
+
+def test_a_failed_speculation_falls_back_to_an_ordinary_job(speech):
+    audio, _ = speech
+    clock = Clock()
+    session = Session("sp", clock=clock, speculate=True)
+    rec = Recorder(session)
+    start(session, realtime=True)
+    rec.take()
+    feed(session, rec, audio.tobytes(), clock)
+    assert [p.speculative for p in rec.pending] == [True] * 3
+    # turn 1: the speculation fails after the turn ended -> one ordinary job at once
+    rec.pending = [p for p in rec.pending if p.job.id != "sp/1~1"]
+    session.job_failed(1, "worker_crashed", "the worker died", "sp/1~1")
+    rec.take()
+    retry = [p for p in rec.pending if p.turn_id == 1]
+    assert len(retry) == 1 and not retry[0].speculative and retry[0].job.id == "sp/1"
+    # a speculation skipped for lack of an idle worker before its turn ended -> an ordinary job at the end
+    session2 = Session("sq", clock=clock, speculate=True)
+    rec2 = Recorder(session2)
+    start(session2, realtime=True)
+    rec2.take()
+    step = RATE // 50 * 2
+    pcm = audio.tobytes()
+    for i in range(0, len(pcm), step):
+        clock.t += 0.02
+        session2.receive_audio(pcm[i : i + step])
+        for action in rec2.take():
+            if isinstance(action, Submit) and action.speculative:
+                rec2.pending.remove(action)
+                session2.job_failed(action.turn_id, "speculation_skipped", "no idle worker", action.job.id)
+    assert [p.job.id for p in rec2.pending] == ["sq/1", "sq/2", "sq/3"]
+    for r in (rec, rec2):
+        while r.pending:
+            r.resolve(0)
+        text(r.session, "session.end")
+        r.take()
+        check_invariants(r)
+    assert len(rec.of("turn.assessed")) == 3 and len(rec2.of("turn.assessed")) == 3
