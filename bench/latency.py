@@ -11,7 +11,11 @@ temperature 0, English, the worker's thread count): the floor, since we cannot
 be faster than the ASR we need. Target on a 2-core machine: p50 ratio <= 1.3 and
 p50 < 1 s for turns of about 5 s.
 
-    python bench/latency.py [--turns 12] [--min-s 4.5] [--max-s 6.0] [--json-out bench/results/latency.json]
+    python bench/latency.py [--turns 12] [--variants speculate,no-speculate] [--json-out bench/results/latency.json]
+
+Both server configurations run in one invocation, one after the other, on the
+same conversation: with speculative assessment (the default: a turn is assessed
+from the learner's pause, while the hang-over runs) and without it.
 """
 
 from __future__ import annotations
@@ -54,32 +58,21 @@ def floor_ms(spans: list[np.ndarray], threads: int, repeats: int) -> list[float]
     return out
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--turns", type=int, default=12)
-    parser.add_argument("--min-s", type=float, default=4.5)
-    parser.add_argument("--max-s", type=float, default=6.0)
-    parser.add_argument("--gap-s", type=float, default=2.5, help="silence between turns (the next turn starts after the previous is assessed)")
-    parser.add_argument("--repeats", type=int, default=1, help="floor: best of this many transcriptions per turn")
-    parser.add_argument("--server-args", default="", help="extra multipa-server arguments")
-    parser.add_argument("--json-out", default=None)
-    args = parser.parse_args()
+VARIANTS = {"speculate": [], "no-speculate": ["--no-speculate"]}
 
-    picked = pick_turns(args.turns, args.min_s, args.max_s)
-    audio = conversation([s for _, s in picked], args.gap_s)
-    server = ServerProcess(["--workers", "1", *args.server_args.split()])
+
+def run_variant(audio: np.ndarray, server_args: list[str]) -> dict:
+    """Stream the conversation through a fresh server; per-turn latencies and stages."""
+    server = ServerProcess(["--workers", "1", *server_args])
     try:
         loaded_rss = server.rss_mib()
         outcome = asyncio.run(stream(server.url, audio, realtime=True))
         rss = server.rss_mib()
     finally:
         server.stop()
-
     ended = {r.event["turn_id"]: r for r in outcome.of("turn.ended")}
-    assessed = {r.event["turn_id"]: r for r in outcome.of("turn.assessed")}
-    failed = [r.event for r in outcome.of("turn.failed")]
     turns = []
-    for turn_id, done in sorted(assessed.items()):
+    for turn_id, done in sorted((r.event["turn_id"], r) for r in outcome.of("turn.assessed")):
         e = done.event
         turns.append({
             "turn_id": turn_id,
@@ -91,45 +84,76 @@ def main() -> int:
             "stages_ms": e["assessment"]["timings_ms"],
             "transcript": e["assessment"]["transcript"],
         })
-    spans = [audio[t["start_ms"] * RATE // 1000 : t["end_ms"] * RATE // 1000] for t in turns]
-    threads = int(os.environ.get("MULTIPA_THREADS") or os.cpu_count() or 1)
-    floor = floor_ms(spans, threads, args.repeats)
-    for t, f in zip(turns, floor):
-        t["floor_ms"] = round(f, 1)
-        t["ratio"] = round(t["latency_ms"] / f, 3)
+    failed = [r.event for r in outcome.of("turn.failed")]
+    return {"turns": turns, "failed": [f"{f.get('code')}: {f.get('message')}" for f in failed], "rss_mib": {"loaded": loaded_rss, "after": rss}}
 
+
+def summarise(run: dict, floor_by_span: dict) -> dict:
+    turns = run["turns"]
+    for t in turns:
+        t["floor_ms"] = floor_by_span[(t["start_ms"], t["end_ms"])]
+        t["ratio"] = round(t["latency_ms"] / t["floor_ms"], 3)
     latency = percentiles([t["latency_ms"] for t in turns])
-    floor_stats = percentiles(floor)
+    floor = percentiles([t["floor_ms"] for t in turns])
     stages = sorted({k for t in turns for k in t["stages_ms"]})
+    return {
+        "turns_assessed": len(turns),
+        "turns_failed": len(run["failed"]),
+        "failures": run["failed"],
+        "latency_ms": latency,
+        "floor_ms": floor,
+        "ratio_p50": round(latency["p50"] / floor["p50"], 3) if turns else None,
+        "ratio_per_turn_p50": round(float(np.median([t["ratio"] for t in turns])), 3) if turns else None,
+        "speculative_turns": sum("head_start" in t["server_ms"] for t in turns),
+        "stages_p50_ms": {k: round(float(np.median([t["stages_ms"].get(k, 0.0) for t in turns])), 1) for k in stages},
+        "server_p50_ms": {k: round(float(np.median([t["server_ms"].get(k, 0.0) for t in turns])), 1) for k in ("queue", "assess", "total", "head_start")},
+        "rss_mib": run["rss_mib"],
+        "per_turn": turns,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--turns", type=int, default=12)
+    parser.add_argument("--min-s", type=float, default=4.5)
+    parser.add_argument("--max-s", type=float, default=6.0)
+    parser.add_argument("--gap-s", type=float, default=2.5, help="silence between turns")
+    parser.add_argument("--repeats", type=int, default=1, help="floor: best of this many transcriptions per turn")
+    parser.add_argument("--variants", default="speculate,no-speculate", help="server configurations, run one after the other on the same turns: " + ", ".join(VARIANTS))
+    parser.add_argument("--json-out", default=None)
+    args = parser.parse_args()
+
+    picked = pick_turns(args.turns, args.min_s, args.max_s)
+    audio = conversation([s for _, s in picked], args.gap_s)
+    names = [n for n in args.variants.split(",") if n]
+    runs = {n: run_variant(audio, VARIANTS[n]) for n in names}
+
+    spans = sorted({(t["start_ms"], t["end_ms"]) for r in runs.values() for t in r["turns"]})
+    threads = int(os.environ.get("MULTIPA_THREADS") or os.cpu_count() or 1)
+    floors = floor_ms([audio[a * RATE // 1000 : b * RATE // 1000] for a, b in spans], threads, args.repeats)
+    floor_by_span = {span: round(f, 1) for span, f in zip(spans, floors)}
+    results = {n: summarise(r, floor_by_span) for n, r in runs.items()}
+
     result = {
         "benchmark": "latency",
         "machine": machine(),
-        "config": {"turns": args.turns, "min_s": args.min_s, "max_s": args.max_s, "gap_s": args.gap_s, "workers": 1, "threads": threads, "floor": "faster-whisper WhisperModel.transcribe, whisper-base int8, beam 1, temperature 0, language en", "server_args": args.server_args},
+        "config": {"turns": args.turns, "min_s": args.min_s, "max_s": args.max_s, "gap_s": args.gap_s, "workers": 1, "threads": threads, "floor": "faster-whisper WhisperModel.transcribe, whisper-base int8, beam 1, temperature 0, language en, same thread count", "variants": {n: VARIANTS[n] for n in names}},
         "turns_sent": len(picked),
-        "turns_assessed": len(turns),
-        "turns_failed": len(failed),
-        "failures": [f"{f.get('code')}: {f.get('message')}" for f in failed],
-        "turn_seconds": percentiles([t["duration_s"] * 1000 for t in turns]),
-        "latency_ms": latency,
-        "floor_ms": floor_stats,
-        "ratio_p50": round(latency["p50"] / floor_stats["p50"], 3) if turns else None,
-        "ratio_per_turn": percentiles([t["ratio"] * 1000 for t in turns]),
-        "stages_p50_ms": {k: round(float(np.median([t["stages_ms"].get(k, 0.0) for t in turns])), 1) for k in stages},
-        "server_p50_ms": {k: round(float(np.median([t["server_ms"][k] for t in turns])), 1) for k in ("queue", "assess", "total")},
-        "rss_mib": {"loaded": loaded_rss, "after": rss},
-        "per_turn": turns,
+        "turn_ms": percentiles([(b - a) for a, b in spans]),
+        "variants": results,
     }
-    result["ratio_per_turn"] = {k: (v / 1000 if k != "n" else v) for k, v in result["ratio_per_turn"].items()}
-    rows = [[t["turn_id"], t["duration_s"], t["latency_ms"], t["floor_ms"], t["ratio"], t["transcript"][:40]] for t in turns]
-    readable = "\n".join([
-        table(rows, ["turn", "seconds", "latency ms", "floor ms", "ratio", "transcript"]),
-        "",
-        table([["latency (end of turn -> turn.assessed)", latency["p50"], latency["p95"], latency["max"]], ["floor (faster-whisper, ASR_t alone)", floor_stats["p50"], floor_stats["p95"], floor_stats["max"]]], ["ms", "p50", "p95", "max"]),
-        f"ratio of p50s: {result['ratio_p50']}   turns assessed {len(turns)}, failed {len(failed)}",
-        "stages p50 (ms): " + ", ".join(f"{k} {v}" for k, v in result["stages_p50_ms"].items()),
-    ])
-    emit(result, readable, args.json_out)
-    return 0 if turns and not failed else 1
+    if "speculate" in results and "no-speculate" in results:
+        result["speedup_p50"] = round(results["no-speculate"]["latency_ms"]["p50"] / results["speculate"]["latency_ms"]["p50"], 3)
+    lines = []
+    for n, r in results.items():
+        rows = [[t["turn_id"], t["duration_s"], t["latency_ms"], t["floor_ms"], t["ratio"], t["transcript"][:40]] for t in r["per_turn"]]
+        lines += [f"== {n} ==", table(rows, ["turn", "seconds", "latency ms", "floor ms", "ratio", "transcript"]), ""]
+    summary = [[n, r["latency_ms"].get("p50"), r["latency_ms"].get("p95"), r["latency_ms"].get("max"), r["floor_ms"].get("p50"), r["ratio_p50"], f"{r['turns_assessed']}/{r['turns_failed']}"] for n, r in results.items()]
+    lines.append(table(summary, ["end of turn -> turn.assessed", "p50 ms", "p95 ms", "max ms", "floor p50 ms", "ratio p50", "assessed/failed"]))
+    if "speedup_p50" in result:
+        lines.append(f"speculation speed-up of the p50: {result['speedup_p50']}x")
+    emit(result, "\n".join(lines), args.json_out)
+    return 0 if all(r["turns_assessed"] and not r["turns_failed"] for r in results.values()) else 1
 
 
 if __name__ == "__main__":

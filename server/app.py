@@ -19,6 +19,7 @@ import hmac
 import json
 import logging
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from urllib.parse import parse_qs
@@ -27,6 +28,7 @@ from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from .connection import Connection
 from .exceptions import ConfigError
@@ -49,6 +51,9 @@ class ServerOptions:
     api_keys: tuple[str, ...] = ()  # accepted keys; empty turns authentication off
     limits: Limits = field(default_factory=Limits)  # per-session limits
     drain_timeout_s: float = 60.0  # on shutdown, how long unfinished turns may still take
+    max_outbox: int = 256  # events queued for a client that does not read; more disconnect it (slow_consumer)
+    send_timeout_s: float = 30.0  # a send blocked this long disconnects the client (slow_consumer)
+    max_sessions: int = 100  # open websocket sessions; more are refused with 503 before the upgrade
     speculate: bool = True  # assess a VAD turn at the learner's pause, on an idle worker, while the hang-over runs
 
 
@@ -68,6 +73,7 @@ class Server:
         self._shutdown = asyncio.Event()
         self._closed = asyncio.Event()
         self._stopping: asyncio.Task[None] | None = None
+        self._admitted: weakref.WeakSet[ServerConnection] = weakref.WeakSet()  # past the session limit check
 
     async def start(self) -> None:
         """Start the pool (models load here), then listen.
@@ -134,8 +140,9 @@ class Server:
         log.info("session %s: connected from %s", session.id, ws.remote_address)
         self.metrics.session_opened()
         try:
-            await Connection(ws, session, self.pool, shutdown=self._shutdown, drain_timeout_s=self.options.drain_timeout_s, observe=self.metrics.observe).run()
+            await Connection(ws, session, self.pool, shutdown=self._shutdown, drain_timeout_s=self.options.drain_timeout_s, observe=self.metrics.observe, max_outbox=self.options.max_outbox, send_timeout_s=self.options.send_timeout_s).run()
         finally:
+            self._admitted.discard(ws)
             self.metrics.session_closed()
             log.info("session %s: closed", session.id)
 
@@ -156,6 +163,14 @@ class Server:
             response.headers["WWW-Authenticate"] = "Bearer"
             log.info("refused a connection from %s: no valid API key", connection.remote_address)
             return response
+        # counted here, not in the handler: a flood of handshakes at once must not overshoot
+        sessions = sum(1 for c in self._admitted if c.protocol.state in (State.CONNECTING, State.OPEN))
+        if sessions >= self.options.max_sessions:
+            response = _respond(connection, HTTPStatus.SERVICE_UNAVAILABLE, f"the server is at its limit of {self.options.max_sessions} sessions; try again later\n")
+            response.headers["Retry-After"] = "5"
+            log.warning("refused a connection from %s: %d sessions open", connection.remote_address, sessions)
+            return response
+        self._admitted.add(connection)
         return None
 
     def _authorized(self, headers: Headers, query: str) -> bool:

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=core_settings.device(), choices=["auto", "cpu", "cuda"], help="where workers run the models (MULTIPA_DEVICE)")
     parser.add_argument("--max-queue", type=int, default=16, help="turns waiting for a worker before new ones fail with overloaded")
     parser.add_argument("--drain-timeout", type=float, default=60.0, help="seconds a shutdown waits for turns in flight")
+    parser.add_argument("--max-sessions", type=int, default=100, help="open sessions; more connections are refused with 503")
     parser.add_argument("--no-speculate", action="store_true", help="assess a turn only once it has ended (by default a turn is assessed on an idle worker from the learner's pause, while the hang-over runs)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every session and job")
     return parser
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the cores are shared among the workers: N workers each using every core only thrash
     threads = core_settings.threads() or max(1, (os.cpu_count() or 1) // args.workers)
     pool_options = LocalPoolOptions(workers=args.workers, max_queue=args.max_queue, worker=WorkerOptions(scorer=args.scorer, device=args.device, threads=threads))
-    options = ServerOptions(host=args.host, port=args.port, api_keys=api_keys, drain_timeout_s=args.drain_timeout, speculate=not args.no_speculate)
+    options = ServerOptions(host=args.host, port=args.port, api_keys=api_keys, drain_timeout_s=args.drain_timeout, speculate=not args.no_speculate, max_sessions=args.max_sessions)
     try:
         return asyncio.run(serve(options, pool_options))
     except ServerError as exc:

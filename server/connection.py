@@ -45,6 +45,9 @@ class Connection:
         shutdown: set when the server stops: the session drains and closes with 1001.
         drain_timeout_s: after shutdown, turns still unfinished then fail with ``shutting_down``.
         observe: called with every event (metrics), sent or not.
+        max_outbox: events waiting to be sent; a client that lets more pile up is not
+            reading and is disconnected (``slow_consumer``), so memory stays bounded.
+        send_timeout_s: a send blocked this long (the client stopped reading) does the same.
     """
 
     def __init__(
@@ -56,6 +59,8 @@ class Connection:
         shutdown: asyncio.Event | None = None,
         drain_timeout_s: float = 60.0,
         observe: Callable[[ServerEvent], None] | None = None,
+        max_outbox: int = 256,
+        send_timeout_s: float = 30.0,
     ) -> None:
         self.transport = transport
         self.session = session
@@ -63,9 +68,12 @@ class Connection:
         self.shutdown = shutdown or asyncio.Event()
         self.drain_timeout_s = drain_timeout_s
         self.observe = observe
+        self.max_outbox = max_outbox
+        self.send_timeout_s = send_timeout_s
         self._outbox: asyncio.Queue[Union[ServerEvent, Close, None]] = asyncio.Queue()
         self._jobs: dict[str, asyncio.Task[None]] = {}  # job id -> the task waiting on the pool
         self._gone = False
+        self._aborting: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Serve until the session has closed the connection or the client has gone."""
@@ -110,7 +118,11 @@ class Connection:
                     pass
                 return
             try:
-                await self.transport.send(serialize(item))
+                await asyncio.wait_for(self.transport.send(serialize(item)), self.send_timeout_s)
+            except asyncio.TimeoutError:
+                self._lost(item)
+                self._slow()
+                return
             except ConnectionClosed:
                 self._lost(item)
                 while not self._outbox.empty():
@@ -162,6 +174,9 @@ class Connection:
                 if self._gone:  # the turn's fate still goes on record
                     level = logging.WARNING if isinstance(action.event, (TurnAssessed, TurnFailed)) else logging.INFO
                     log.log(level, "session %s (client gone): %s", self.session.id, serialize(action.event)[:300])
+                elif self._outbox.qsize() >= self.max_outbox:
+                    self._lost(action.event)
+                    self._slow()
                 else:
                     self._outbox.put_nowait(action.event)
             elif isinstance(action, Submit):
@@ -174,6 +189,26 @@ class Connection:
                 self._outbox.put_nowait(action)
         if self._gone:
             self._outbox.put_nowait(None)
+
+    def _slow(self) -> None:
+        """The client does not read what we send: drop it rather than buffer without end."""
+        if self._gone:
+            return
+        log.warning("session %s: the client is not reading its events; disconnecting it (%s)", self.session.id, ErrorCode.SLOW_CONSUMER.value)
+        while not self._outbox.empty():
+            self._lost(self._outbox.get_nowait())
+        self._disconnected()
+        self._aborting = asyncio.get_running_loop().create_task(self._abort())
+
+    async def _abort(self) -> None:
+        try:
+            await asyncio.wait_for(self.transport.close(int(CloseCode.POLICY_VIOLATION), ErrorCode.SLOW_CONSUMER.value), 5.0)
+        except (asyncio.TimeoutError, ConnectionClosed):
+            pass
+        finally:
+            tcp = getattr(self.transport, "transport", None)  # websockets' asyncio transport
+            if tcp is not None:
+                tcp.abort()  # the close frame could not get through a full buffer
 
     def _lost(self, item: Union[ServerEvent, Close, None]) -> None:
         if isinstance(item, (TurnAssessed, TurnFailed)):

@@ -56,6 +56,7 @@ class ErrorCode(str, enum.Enum):
     TIMEOUT = "timeout"  # turn.failed: the assessment took too long
     REFERENCE_MISSING = "reference_missing"  # turn.failed: closed mode, but no turn.reference
     CLIENT_DISCONNECTED = "client_disconnected"  # turn.failed (logged only): the client left
+    SLOW_CONSUMER = "slow_consumer"  # close reason: the client stopped reading its events
 
 
 class CloseCode(enum.IntEnum):
