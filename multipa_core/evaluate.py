@@ -58,6 +58,12 @@ def _utterances(config: EvalConfig) -> list[data.Utterance]:
 
 def evaluate(config: EvalConfig) -> dict[str, Any]:
     """Run the evaluation and return the report (the ``--json`` object)."""
+    return evaluate_with_predictions(config)[0]
+
+
+def evaluate_with_predictions(config: EvalConfig) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The report and the arrays behind it: ``sentence_pred``/``sentence_ref`` (n, 4) and
+    ``word_pred``/``word_ref`` (words, 3), in the order of the heads (for plots)."""
     if config.mode not in ("open", "closed"):
         raise MultipaError(f"mode must be open or closed, not {config.mode!r}")
     started = time.time()
@@ -80,7 +86,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         "word": {h: _metrics(word_pred[:, i], word_ref[:, i]) for i, h in enumerate(WORD_HEADS)},
         "seconds_per_utterance": round((time.time() - started) / max(1, len(utterances)), 4),
     }
-    return report
+    return report, {"sentence_pred": sentence_pred, "sentence_ref": sentence_ref, "word_pred": word_pred, "word_ref": word_ref}
 
 
 def _metrics(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:
