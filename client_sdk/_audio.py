@@ -161,16 +161,26 @@ def _blackman(x: np.ndarray) -> np.ndarray:
     return np.where(np.abs(x) < 1.0, w, 0.0)
 
 
+def sounddevice() -> Any:
+    """The sounddevice module.
+
+    Raises:
+        MissingDependency: it is not installed, or PortAudio is missing.
+    """
+    try:
+        import sounddevice as sd
+    except (ImportError, OSError) as exc:  # OSError: the PortAudio library itself is missing
+        raise MissingDependency(f"the microphone needs sounddevice and PortAudio: pip install 'multipa-live[mic]' ({exc})") from None
+    return sd
+
+
 async def microphone(sample_rate: int, *, block_ms: int = 20, device: int | str | None = None) -> AsyncIterator[np.ndarray]:
     """Blocks of int16 samples from the default (or given) input device, as they are recorded.
 
     Raises:
         MissingDependency: sounddevice is not installed (``pip install 'multipa-live[mic]'``).
     """
-    try:
-        import sounddevice as sd
-    except (ImportError, OSError) as exc:  # OSError: the PortAudio library itself is missing
-        raise MissingDependency(f"the microphone needs sounddevice and PortAudio: pip install 'multipa-live[mic]' ({exc})") from None
+    sd = sounddevice()
     loop = asyncio.get_running_loop()
     blocks: asyncio.Queue[np.ndarray] = asyncio.Queue()
 

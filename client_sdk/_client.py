@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator, Union
 
 import numpy as np
 
-from ._audio import DEFAULT_RATE, SAMPLE_RATES, Resampler, microphone, read_file, to_int16
+from ._audio import DEFAULT_RATE, SAMPLE_RATES, Resampler, microphone, read_file, sounddevice, to_int16
 from ._events import Error, Event, Reconnected, SessionEnded, SessionStarted, VadOptions, parse_event
 from ._exceptions import AuthenticationError, ConnectionLost, ConnectionRefused, MultipaClientError, ServerError
 from ._replay import ReplayBuffer
@@ -157,8 +157,9 @@ class MultipaClient:
         """Stream the microphone (needs the ``mic`` extra) until the iterator is closed.
 
         Raises:
-            MissingDependency: sounddevice is not installed.
+            MissingDependency: sounddevice is not installed (raised here, before connecting).
         """
+        sounddevice()
         return self.stream(microphone(sample_rate, block_ms=block_ms, device=device), sample_rate=sample_rate, realtime=True)
 
     async def end_turn(self) -> None:
