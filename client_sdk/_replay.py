@@ -16,9 +16,12 @@ that has no terminal event yet (:meth:`ReplayBuffer.resume`), so:
 - a turn left without a result that the resent audio does not form again fails
   explicitly with code ``connection_lost``; nothing vanishes.
 
-Retention: audio from the earliest turn without a result; with none, from the
-end of the last turn, but at most ``idle_retain_s`` back (speech the server has
-heard but not yet announced as a turn); never audio not yet sent.
+Retention: audio from ``lead_in_ms`` before the earliest turn without a result
+(on the server VAD's 30 ms frame grid, so the new session's VAD sees the
+turn's onset as the first one did and cuts it the same way, its silence
+before included); with none, from the end of the last turn, but at most
+``idle_retain_s`` back (speech the server has heard but not yet announced as
+a turn); never audio not yet sent.
 """
 
 from __future__ import annotations
@@ -74,10 +77,12 @@ class ReplayBuffer:
     Args:
         rate: the session sample rate.
         idle_retain_s: audio kept when no turn is waiting for its result.
+        lead_in_ms: audio resent before the earliest turn without a result.
     """
 
     rate: int
     idle_retain_s: float = 30.0
+    lead_in_ms: int = 500
     session: int = 0  # index of the current server session
     offset: int = 0  # stream sample the current session starts at
     sent: int = 0  # stream samples sent to the current session
@@ -123,15 +128,15 @@ class ReplayBuffer:
     # --- sessions --------------------------------------------------------------------
 
     def retain_from(self) -> int:
-        """The earliest stream sample that may still be needed, on the 10 ms grid."""
+        """The earliest stream sample that may still be needed, on the VAD's 30 ms grid."""
         waiting = [t.start for t in self.turns.values() if not t.done]
         if waiting:
-            point = min(waiting)
+            point = max(0, min(waiting) - self.lead_in_ms * self.rate // 1000)
         else:
             last = max((t.end if t.end is not None else t.start for t in self.turns.values()), default=0)
             point = max(last, self.end - int(self.idle_retain_s * self.rate))
-        step = self.rate // 100
-        return max(self._base, min(point, self.sent)) // step * step
+        step = self.rate * 3 // 100  # whole 30 ms frames (and so whole milliseconds) at every supported rate
+        return max(self._base, min(point, self.sent) // step * step)
 
     def resume(self) -> tuple[int, int]:
         """Start the next session at :meth:`retain_from`; the (offset, samples to resend) of it."""
@@ -152,7 +157,7 @@ class ReplayBuffer:
 
     def on_event(self, event: Event) -> list[Event]:
         """A server event of the current session in, the events for the application out."""
-        shift = self.offset * 1000 // self.rate  # exact: offsets lie on the 10 ms grid
+        shift = self.offset * 1000 // self.rate  # exact: offsets lie on the 30 ms grid
         if isinstance(event, TurnStarted):
             return self._turn_started(event, shift)
         if isinstance(event, TurnEnded):

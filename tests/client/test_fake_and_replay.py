@@ -93,10 +93,11 @@ def test_a_drop_after_turn_one_resends_only_the_turns_without_results():
     assert error is None and not fake.mismatches
     check_once_each(events, 3)
     (reconnected,) = [e for e in events if isinstance(e, Reconnected)]
-    assert reconnected.resumed_from_ms == 4180 and reconnected.resent_ms == 10200 - 4180  # from turn 2's start
+    # from 500 ms before turn 2's start (4180 ms), on the VAD's 30 ms grid
+    assert reconnected.resumed_from_ms == 3660 and reconnected.resent_ms == 10200 - 3660
     audio = stream_audio()
     resent = np.frombuffer(bytes(fake.sessions[1].audio), np.int16)
-    assert np.array_equal(resent, audio[4180 * RATE // 1000 :])  # turn 1's audio was not sent again
+    assert np.array_equal(resent, audio[3660 * RATE // 1000 :])  # turn 1's audio (940-2940 ms) was not sent again
     assessed = {e.turn_id: to_dict(e) for e in events if isinstance(e, TurnAssessed)}
     assert [assessed[i] for i in (1, 2, 3)] == [e for e in RECORDED if e["type"] == "turn.assessed"]  # the stream's clock and ids
     summary = events[-1]
@@ -108,7 +109,7 @@ def test_a_drop_while_a_turn_is_open_keeps_its_id_and_sends_its_start_once():
     events, error = run(fake, reference="THIS IS A GOOD STEP")
     assert error is None and not fake.mismatches
     check_once_each(events, 3)
-    assert fake.sessions[1].offset_ms == 940  # turn 1 had no result yet: everything from its start
+    assert fake.sessions[1].offset_ms == 420  # turn 1 (from 940 ms) had no result yet: everything from just before it
     recorded = {(e["type"], e.get("turn_id")): e for e in RECORDED}
     for e in events:
         if isinstance(e, (TurnEnded, TurnAssessed)):
@@ -185,14 +186,14 @@ def test_results_out_of_order_mute_the_answered_turn_in_the_resent_audio():
     (out,) = rb.on_event(TurnFailed(2, 2500, 3500, "audio_silent", "quiet"))  # turn 2 answered before turn 1
     assert out.turn_id == 2
     offset, backlog = rb.resume()
-    assert (offset, backlog) == (RATE, 4 * RATE)
+    assert (offset, backlog) == (480 * 16, 5 * RATE - 480 * 16)  # 500 ms before turn 1, down to the 30 ms grid
     sent = b""
     while (item := rb.next_item(RATE)) is not None:
         sent += item[0]
         rb.sent = item[1]
     resent = np.frombuffer(sent, np.int16)
     muted = np.flatnonzero(resent == 0)
-    assert (muted[0], muted[-1] + 1) == (int(1.5 * RATE), int(2.5 * RATE))  # 2500-3500 ms, relative to 1000 ms
+    assert (muted[0], muted[-1] + 1) == (2020 * 16, 3020 * 16)  # 2500-3500 ms, relative to 480 ms
     assert len(muted) == RATE
 
 
@@ -203,13 +204,13 @@ def test_a_turn_the_new_session_does_not_form_again_fails_explicitly():
     rb.on_event(TurnStarted(1, 1000))
     rb.on_event(TurnEnded(1, 1000, 2000, "silence"))
     rb.resume()
-    # the new session (offset 1000 ms) finds speech only after turn 1's span
+    # the new session (offset 480 ms) finds speech only after turn 1's span
     out = rb.on_event(TurnStarted(1, 2500))
     assert [(type(e).__name__, e.turn_id) for e in out] == [("TurnFailed", 1), ("TurnStarted", 2)]
-    assert out[0].code == CONNECTION_LOST and out[1].start_ms == 3500
+    assert out[0].code == CONNECTION_LOST and out[1].start_ms == 2980
     rb.on_event(TurnEnded(1, 2500, 3000, "silence"))
     (summary,) = rb.on_event(Summary("client", 1, 0, 1, 4000, {"audio_too_short": 1}))[-1:]
-    assert (summary.turns_started, summary.turns_failed, summary.audio_ms) == (2, 1, 5000)
+    assert (summary.turns_started, summary.turns_failed, summary.audio_ms) == (2, 1, 4480)
 
 
 def test_retention_is_bounded_without_turns_and_never_drops_unsent_audio():
