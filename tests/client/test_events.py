@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from multipa_client import (
     InvalidEvent,
@@ -90,3 +91,17 @@ def test_a_malformed_assessment_says_which_field():
     del broken["assessment"]["words"][0]["accuracy"]
     with pytest.raises(InvalidEvent, match="accuracy"):
         parse_event(broken)
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8), lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20)
+known = st.sampled_from(["session.started", "turn.started", "turn.ended", "turn.assessed", "turn.failed", "session.ended", "error", "pong", "turn.future"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=known, fields=st.dictionaries(st.sampled_from(["turn_id", "start_ms", "end_ms", "reason", "code", "message", "fatal", "id", "assessment", "latency_ms", "vad", "limits", "session_id", "sample_rate", "mode", "realtime", "turns_started", "turns_assessed", "turns_failed", "audio_ms", "failures"]), json_values))
+def test_whatever_a_server_sends_parses_or_raises_invalid_event(kind, fields):
+    try:
+        event = parse_event(json.dumps({"type": kind, **fields}))
+    except InvalidEvent:
+        return
+    assert event.type == kind and json.dumps(to_dict(event))
