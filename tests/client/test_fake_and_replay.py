@@ -220,3 +220,55 @@ def test_retention_is_bounded_without_turns_and_never_drops_unsent_audio():
     rb.sent = rb.end
     rb.add_audio(np.ones(RATE, np.int16))
     assert rb.retain_from() == 9 * RATE  # two seconds back from the end
+
+
+def test_the_microphone_path_with_a_stand_in_for_sounddevice(monkeypatch):
+    """PortAudio's callback thread to the event loop, in order; the real device is not tested here."""
+    import sys
+    import threading
+    import types
+
+    audio = stream_audio()
+    opened = {}
+
+    class InputStream:
+        def __init__(self, *, samplerate, channels, dtype, blocksize, device, callback):
+            opened.update(samplerate=samplerate, channels=channels, dtype=dtype, blocksize=blocksize)
+            self.callback, self.blocksize, self.stop = callback, blocksize, threading.Event()
+
+        def __enter__(self):
+            def run():
+                for i in range(0, len(audio), self.blocksize):
+                    if self.stop.wait(0.002):
+                        return
+                    block = audio[i : i + self.blocksize].reshape(-1, 1)
+                    self.callback(block, len(block), None, None)
+
+            self.thread = threading.Thread(target=run)
+            self.thread.start()
+            return self
+
+        def __exit__(self, *exc):
+            self.stop.set()
+            self.thread.join()
+
+    monkeypatch.setitem(sys.modules, "sounddevice", types.SimpleNamespace(InputStream=InputStream))
+    fake = FakeServer()
+
+    async def go():
+        events = []
+        async with MultipaClient(URL, transport=fake) as client:
+            stream = client.stream_microphone(block_ms=20)
+            async for event in stream:
+                events.append(event)
+                if isinstance(event, TurnEnded):
+                    break
+            await stream.aclose()
+        return events
+
+    events = asyncio.run(asyncio.wait_for(go(), 30))
+    assert opened == {"samplerate": 16000, "channels": 1, "dtype": "int16", "blocksize": 320}
+    assert [e.type for e in events] == ["session.started", "turn.started", "turn.ended"]
+    received = np.frombuffer(bytes(fake.sessions[0].audio), np.int16)
+    assert len(received) >= 3400 * 16 and np.array_equal(received, audio[: len(received)])
+    assert fake.sessions[0].start["realtime"] is True
