@@ -42,7 +42,7 @@ def read_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
             if "unknown format" not in str(exc):  # WAVE_FORMAT_FLOAT/EXTENSIBLE: let soundfile try
                 raise AudioError(f"{p}: not a readable WAV file ({exc})") from None
     try:
-        import soundfile as sf
+        import soundfile as sf  # type: ignore[import-untyped]
     except ImportError:
         raise MissingDependency(f"{p}: reading {p.suffix or 'this'} files needs soundfile (pip install soundfile); WAV works without it") from None
     try:
@@ -94,7 +94,8 @@ def to_int16(samples: Any) -> np.ndarray:
     if array.dtype.kind == "f":
         if not np.isfinite(array).all():
             raise AudioError("the audio contains NaN or infinite samples")
-        return (np.clip(array, -1.0, 1.0) * 32767.0).astype(np.int16)
+        scaled: np.ndarray = (np.clip(array, -1.0, 1.0) * 32767.0).astype(np.int16)
+        return scaled
     if array.dtype.kind in "iu":
         bits = array.dtype.itemsize * 8
         if array.dtype.kind == "u":
@@ -153,7 +154,8 @@ class Resampler:
         if keep_from > self._x0:
             self._x = self._x[keep_from - self._x0 :]
             self._x0 = keep_from
-        return np.clip(np.round(values), -32768, 32767).astype(np.int16)
+        out: np.ndarray = np.clip(np.round(values), -32768, 32767).astype(np.int16)
+        return out
 
 
 def _blackman(x: np.ndarray) -> np.ndarray:
@@ -168,7 +170,7 @@ def sounddevice() -> Any:
         MissingDependency: it is not installed, or PortAudio is missing.
     """
     try:
-        import sounddevice as sd
+        import sounddevice as sd  # type: ignore[import-not-found, unused-ignore]
     except (ImportError, OSError) as exc:  # OSError: the PortAudio library itself is missing
         raise MissingDependency(f"the microphone needs sounddevice and PortAudio: pip install 'multipa-live[mic]' ({exc})") from None
     return sd

@@ -26,6 +26,7 @@ from ._replay import ReplayBuffer
 from ._transport import Connection, Transport, WebsocketTransport
 
 MAX_REFERENCE_CHARS = 1000
+SHUTTING_DOWN = "shutting_down"  # the fatal error of a server that stops: its session drains, the stream can resume
 _END = object()
 
 
@@ -284,6 +285,7 @@ class MultipaClient:
 
     async def _receive(self, replay: ReplayBuffer, rate: int, out: asyncio.Queue[Any]) -> None:
         fatal: Error | None = None
+        stopping = False  # the server is shutting down and the stream will resume elsewhere
         conn = self._conn
         try:
             while conn is not None:
@@ -292,8 +294,20 @@ class MultipaClient:
                 except ConnectionLost as exc:
                     self._live.clear()
                     conn = await self._resume(replay, rate, out, cause=str(exc))
+                    stopping = False
                     continue
                 event = parse_event(text)
+                if isinstance(event, Error) and event.fatal and event.code == SHUTTING_DOWN and self.reconnect.attempts:
+                    stopping = True  # it drains this session's turns, then the stream goes on in a new one
+                    self._live.clear()  # it reads no more audio: keep it for the next session
+                    continue
+                if stopping and isinstance(event, SessionEnded):
+                    events, stopped_at = replay.server_stopped(event)
+                    for e in events:
+                        out.put_nowait(e)
+                    conn = await self._resume(replay, rate, out, cause=f"the server shut down ({SHUTTING_DOWN})", at=stopped_at)
+                    stopping = False
+                    continue
                 if isinstance(event, Error) and event.fatal:
                     fatal = event
                 for e in replay.on_event(event):
@@ -308,8 +322,9 @@ class MultipaClient:
             out.put_nowait(exc)
         out.put_nowait(_END)
 
-    async def _resume(self, replay: ReplayBuffer, rate: int, out: asyncio.Queue[Any], *, cause: str) -> Connection:
-        """Reconnect with back-off and resend what has no result yet; raises after the last try."""
+    async def _resume(self, replay: ReplayBuffer, rate: int, out: asyncio.Queue[Any], *, cause: str, at: int | None = None) -> Connection:
+        """Reconnect with back-off and resend what has no result yet (or the stream from ``at``,
+        where a stopping server stopped reading); raises after the last try."""
         policy = self.reconnect
         last: Exception = ConnectionLost(cause)
         for attempt in range(1, policy.attempts + 1):
@@ -328,7 +343,7 @@ class MultipaClient:
                     await old.close()
                 except Exception:
                     pass
-            offset, backlog = replay.resume()
+            offset, backlog = replay.resume(at)
             try:
                 # a backlog goes out faster than real time, so a resumed session is never paced
                 await conn.send(self._start_message(rate, False, resumed_from_ms=offset * 1000 // rate))

@@ -138,9 +138,11 @@ class ReplayBuffer:
         step = self.rate * 3 // 100  # whole 30 ms frames (and so whole milliseconds) at every supported rate
         return max(self._base, min(point, self.sent) // step * step)
 
-    def resume(self) -> tuple[int, int]:
-        """Start the next session at :meth:`retain_from`; the (offset, samples to resend) of it."""
-        start = max(self.retain_from(), self._base)
+    def resume(self, at: int | None = None) -> tuple[int, int]:
+        """Start the next session at :meth:`retain_from` (or at stream sample ``at``, down to
+        the 30 ms grid); the (offset, samples to resend) of it."""
+        step = self.rate * 3 // 100
+        start = max(self.retain_from() if at is None else min(at, self.end) // step * step, self._base)
         self.session += 1
         self.offset = self.sent = start
         self._server = {}
@@ -177,12 +179,19 @@ class ReplayBuffer:
             self._trim()
             return [dataclasses.replace(event, turn_id=turn.id, start_ms=event.start_ms + shift, end_ms=event.end_ms + shift)]
         if isinstance(event, SessionEnded):
-            out: list[Event] = self._lose(self._unmatched(), "the connection dropped and the resent audio did not form this turn again")
+            out: list[Event] = [*self._lose(self._unmatched(), "the connection dropped and the resent audio did not form this turn again")]
             self.summaries.append(event)
             return [*out, event if self.session == 0 else self.summary(event)]
         if isinstance(event, SessionStarted) and self.session > 0:
             return []  # the client reports a resumed session as Reconnected
         return [event]
+
+    def server_stopped(self, event: SessionEnded) -> tuple[list[Event], int]:
+        """The session ended because its server shut down (every turn it had is answered):
+        the events for the application, and the stream sample where the server stopped reading."""
+        out: list[Event] = [*self._lose(self._unmatched(), "the connection dropped and the resent audio did not form this turn again")]
+        self.summaries.append(event)
+        return out, self.offset + event.audio_ms * self.rate // 1000
 
     def give_up(self, message: str) -> list[TurnFailed]:
         """Every turn without a result fails with ``connection_lost`` (no session will answer it)."""

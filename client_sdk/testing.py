@@ -75,12 +75,25 @@ class FakeServer:
         api_key: the only key accepted (None: any).
         refuse: answer every connection with this HTTP status (401 raises AuthenticationError).
         drop_after: drop the first connection after this many events.
+        shutdown_after: shut the first session down after this many events, as a stopping
+            server does: ``error`` ``shutting_down``, the results of the turns it has (a turn
+            in progress ends there), ``session.ended`` (reason ``shutdown``, the audio read
+            until then), close.
         fatal: an error code to end the session with, right after ``session.started``.
     """
 
-    def __init__(self, recording: Union[str, Path, Recording] = "three_turns", *, api_key: str | None = None, refuse: int | None = None, drop_after: int | None = None, fatal: str | None = None) -> None:
+    def __init__(
+        self,
+        recording: Union[str, Path, Recording] = "three_turns",
+        *,
+        api_key: str | None = None,
+        refuse: int | None = None,
+        drop_after: int | None = None,
+        shutdown_after: int | None = None,
+        fatal: str | None = None,
+    ) -> None:
         self.recording = recording if isinstance(recording, Recording) else Recording.load(recording)
-        self.api_key, self.refuse, self.drop_after, self.fatal = api_key, refuse, drop_after, fatal
+        self.api_key, self.refuse, self.drop_after, self.shutdown_after, self.fatal = api_key, refuse, drop_after, shutdown_after, fatal
         self.sessions: list[FakeSession] = []
         self.mismatches: list[str] = []  # resent audio that differs from what was first sent
         self.answered: set[int] = set()  # recorded turn ids whose result a client received
@@ -92,13 +105,15 @@ class FakeServer:
             raise ConnectionRefused(f"{url}: the server answered {self.refuse}", status=self.refuse)
         session = FakeSession()
         self.sessions.append(session)
-        drop = self.drop_after if len(self.sessions) == 1 else None
-        return _FakeConnection(self, session, drop)
+        first = len(self.sessions) == 1
+        return _FakeConnection(self, session, self.drop_after if first else None, self.shutdown_after if first else None)
 
 
 class _FakeConnection:
-    def __init__(self, server: FakeServer, session: FakeSession, drop_after: int | None) -> None:
-        self.server, self.session, self.drop_after = server, session, drop_after
+    def __init__(self, server: FakeServer, session: FakeSession, drop_after: int | None, shutdown_after: int | None) -> None:
+        self.server, self.session, self.drop_after, self.shutdown_after = server, session, drop_after, shutdown_after
+        self._seen: dict[int, dict[str, Any]] = {}  # recorded turn -> its last event delivered
+        self._audio_ms = 0  # the recorded audio position of the last event delivered
         self._out: asyncio.Queue[Union[dict[str, Any], None]] = asyncio.Queue()
         self._plan: list[dict[str, Any]] = []  # recorded events still to release, shifted
         self._delivered = 0
@@ -125,11 +140,17 @@ class _FakeConnection:
         if self.drop_after is not None and self._delivered >= self.drop_after:
             self._closed = True  # the drop: whatever was queued is lost in transit
             raise lost("the connection closed (code 1006)", 1006)
+        if self.shutdown_after is not None and self._delivered >= self.shutdown_after:
+            self.shutdown_after = None
+            self._shutdown()
         event = await self._out.get()
         if event is None:
             self._closed = True
             raise lost("the connection closed (code 1000)", 1000)
         self._delivered += 1
+        self._audio_ms = max(self._audio_ms, event.get("_audio_ms", 0))
+        if "_recorded_turn" in event:
+            self._seen[event["_recorded_turn"]] = event
         if event["type"] in _TERMINAL:
             self.server.answered.add(event["_recorded_turn"])
         return json.dumps({k: v for k, v in event.items() if not k.startswith("_")})
@@ -176,12 +197,41 @@ class _FakeConnection:
             if recorded in self.server.answered:
                 continue
             event["_recorded_turn"] = recorded
+            event["_audio_ms"] = entry["audio_ms"]
             event["turn_id"] = ids.setdefault(recorded, len(ids) + 1)
             event["start_ms"] -= shift
             if "end_ms" in event:
                 event["end_ms"] -= shift
             plan.append({**entry, "event": event})
         return plan
+
+    def _shutdown(self) -> None:
+        """What a server that stops sends: the results of the turns it has, then the end."""
+        while not self._out.empty():
+            self._out.get_nowait()  # released, but not yet sent: it never said them
+        self._plan, self._finished = [], True
+        shift = self.session.offset_ms
+        stopped_ms = self._audio_ms - shift  # session time where it stopped reading
+        events: list[dict[str, Any]] = [{"type": "error", "code": "shutting_down", "message": "the server is shutting down; turns in progress are still assessed", "fatal": True}]
+        terminal = {e["_recorded_turn"]: e for e in self._terminal}
+        for recorded, last in self._seen.items():
+            if last["type"] in _TERMINAL:
+                continue
+            result = dict(terminal[recorded])
+            if last["type"] == "turn.started":  # in progress: it ends where the reading stopped
+                events.append({"type": "turn.ended", "turn_id": last["turn_id"], "start_ms": last["start_ms"], "end_ms": stopped_ms, "reason": "session_end", "_recorded_turn": recorded})
+                result["end_ms"] = stopped_ms
+            events.append(result)
+        done = [e for e in events if e["type"] in _TERMINAL] + [e for e in self._seen.values() if e["type"] in _TERMINAL]
+        failures: dict[str, int] = {}
+        for e in done:
+            if e["type"] == "turn.failed":
+                failures[e["code"]] = failures.get(e["code"], 0) + 1
+        failed = sum(failures.values())
+        events.append({"type": "session.ended", "reason": "shutdown", "turns_started": len(done), "turns_assessed": len(done) - failed, "turns_failed": failed, "audio_ms": stopped_ms, "failures": failures})
+        for e in events:
+            self._out.put_nowait(e)
+        self._out.put_nowait(None)
 
     def _audio(self, data: bytes) -> None:
         if self.session.start is None:
@@ -192,11 +242,12 @@ class _FakeConnection:
         self._release()
 
     def _check_resent(self, head: bytes) -> None:
-        """The first 200 ms of a resumed session must be the stream's audio at its offset."""
+        """The first 200 ms of a resumed session must be the stream's audio at its offset
+        (as far as the first session received it)."""
         first = self.server.sessions[0].audio
         at = self.session.offset_ms * self._rate // 1000 * 2
-        size = self._rate // 5 * 2
-        if first[at : at + size] != head[:size]:
+        size = min(self._rate // 5 * 2, len(first) - at)
+        if size > 0 and first[at : at + size] != head[:size]:
             self.server.mismatches.append(f"session {len(self.server.sessions)}: the audio resent from {self.session.offset_ms} ms differs from the stream's")
 
     def _release(self) -> None:

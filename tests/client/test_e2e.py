@@ -260,3 +260,45 @@ def test_the_fake_server_plays_what_the_real_server_says(server, tmp_path):
 
     played = [to_dict(e) for e in asyncio.run(go())]
     assert [{k: v for k, v in e.items() if k != "session_id"} for e in played] == [{k: v for k, v in e["event"].items() if k != "session_id"} for e in fresh.events]
+
+
+def test_a_server_restart_mid_stream_resumes_on_another_server(server, scorer, three_turns, tmp_path):
+    """A rolling restart: the stream's server drains and stops; the proxy now leads to another one."""
+    audio, expected = three_turns
+    port_of = lambda url: int(url.rsplit(":", 1)[1].split("/")[0])  # noqa: E731
+    stopping = ServerProcess(["--workers", "1", "--scorer", scorer, "--api-key", KEY], tmp_path / "stopping.log")
+    assessed_before = metric(server, "multipa_turns_assessed_total")
+
+    async def go():
+        proxy = Proxy(port_of(stopping.url))
+        url = f"ws://127.0.0.1:{await proxy.start()}/v1/stream"
+        events = []
+
+        async def source():
+            for i in range(0, len(audio), 320):
+                yield audio[i : i + 320]
+
+        async with MultipaClient(url, api_key=KEY, reconnect=ReconnectPolicy(initial_delay_s=0.2)) as client:
+            async def consume():
+                async for event in client.stream(source(), sample_rate=RATE, realtime=True):
+                    events.append(event)
+                    if isinstance(event, TurnEnded) and proxy.port != port_of(server.url):
+                        stopping.terminate()  # SIGTERM after turn 1: it assesses that turn, says shutdown, exits
+                        proxy.port = port_of(server.url)
+
+            await asyncio.wait_for(consume(), 300)
+        await proxy.close()
+        return events
+
+    try:
+        events = asyncio.run(go())
+    finally:
+        code = stopping.stop()
+    assert code == 0 and "Traceback" not in stopping.log()
+    (reconnected,) = [e for e in events if isinstance(e, Reconnected)]
+    assert "shutting_down" in reconnected.cause and expected[0][1] <= reconnected.resumed_from_ms < expected[1][0]
+    # the same three turns as without the restart, turn 1 from the first server, 2 and 3 from the second
+    check_turns([e for e in events if not isinstance(e, Reconnected)], expected, tolerance_ms=30)
+    at = events.index(reconnected)
+    assert [e.turn_id for e in events[:at] if isinstance(e, TurnAssessed)] == [1]
+    assert metric(server, "multipa_turns_assessed_total") - assessed_before == 2  # nothing assessed twice

@@ -272,3 +272,33 @@ def test_the_microphone_path_with_a_stand_in_for_sounddevice(monkeypatch):
     received = np.frombuffer(bytes(fake.sessions[0].audio), np.int16)
     assert len(received) >= 3400 * 16 and np.array_equal(received, audio[: len(received)])
     assert fake.sessions[0].start["realtime"] is True
+
+
+def test_a_server_shutting_down_drains_then_the_stream_resumes_where_it_stopped_reading():
+    fake = FakeServer(shutdown_after=3)  # session.started, turn 1 started and ended; read until 3400 ms
+    events, error = run(fake)
+    assert error is None and not fake.mismatches
+    check_once_each(events, 3)
+    assert [e.type for e in events] == ["session.started", "turn.started", "turn.ended", "turn.assessed", "client.reconnected"] + ["turn.started", "turn.ended"] * 2 + ["turn.assessed"] * 2 + ["session.ended"]
+    reconnected = events[4]
+    assert reconnected.resumed_from_ms == 3390 and "shutting_down" in reconnected.cause  # 3400 ms, down to the 30 ms grid
+    assert [s.offset_ms for s in fake.sessions] == [0, 3390]
+    resent = np.frombuffer(bytes(fake.sessions[1].audio), np.int16)
+    assert np.array_equal(resent, stream_audio()[3390 * RATE // 1000 :])
+    summary = events[-1]
+    assert (summary.reason, summary.turns_started, summary.turns_assessed, summary.audio_ms) == ("client", 3, 3, 10200)
+
+
+def test_a_turn_in_progress_at_shutdown_ends_there_and_is_assessed():
+    events, error = run(FakeServer(shutdown_after=4))  # turn 2 had started at 4180 ms; read until 4680 ms
+    assert error is None
+    check_once_each(events, 3)
+    (ended,) = [e for e in events if isinstance(e, TurnEnded) and e.turn_id == 2]
+    assert (ended.start_ms, ended.end_ms, ended.reason) == (4180, 4680, "session_end")
+    assert next(e for e in events if isinstance(e, Reconnected)).resumed_from_ms == 4680
+
+
+def test_without_reconnect_a_shutdown_ends_the_stream_with_server_error():
+    events, error = run(FakeServer(shutdown_after=3), reconnect=False)
+    assert isinstance(error, ServerError) and error.code == "shutting_down"
+    assert [e.type for e in events][-3:] == ["error", "turn.assessed", "session.ended"] and events[-1].reason == "shutdown"
