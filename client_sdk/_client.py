@@ -164,7 +164,11 @@ class MultipaClient:
         return self.stream(microphone(sample_rate, block_ms=block_ms, device=device), sample_rate=sample_rate, realtime=True)
 
     async def end_turn(self) -> None:
-        """End the turn in progress now (push-to-talk release)."""
+        """End the turn in progress now (push-to-talk release).
+
+        Raises:
+            MultipaClientError: no stream is in progress.
+        """
         await self._control({"type": "turn.end"})
 
     async def set_reference(self, text: str) -> None:
