@@ -92,6 +92,7 @@ class ReplayBuffer:
     summaries: list[SessionEnded] = field(default_factory=list)
     _buf: bytearray = field(default_factory=bytearray)
     _base: int = 0  # stream sample of _buf[0]
+    _checked: int = 0  # self.end when retention was last looked at
     _queue: list[Control] = field(default_factory=list)  # controls still to send in this session
     _server: dict[int, Turn] = field(default_factory=dict)  # server turn id (this session) -> turn
     _pending_reference: Control | None = None
@@ -102,7 +103,9 @@ class ReplayBuffer:
         """Append int16 samples at the session rate."""
         self._buf += np.asarray(samples, dtype="<i2").tobytes()
         self.end += len(samples)
-        self._trim()
+        if self.end - self._checked >= self.rate:  # a look at what may go, once a second of audio
+            self._checked = self.end
+            self._trim()
 
     def add_control(self, message: dict[str, Any]) -> None:
         """A control message at the current end of the stream (``turn.reference``, ``turn.end``, ``session.end``)."""

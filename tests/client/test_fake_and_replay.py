@@ -302,3 +302,16 @@ def test_without_reconnect_a_shutdown_ends_the_stream_with_server_error():
     events, error = run(FakeServer(shutdown_after=3), reconnect=False)
     assert isinstance(error, ServerError) and error.code == "shutting_down"
     assert [e.type for e in events][-3:] == ["error", "turn.assessed", "session.ended"] and events[-1].reason == "shutdown"
+
+
+def test_the_buffer_stays_small_over_a_long_stream():
+    rb = ReplayBuffer(RATE, idle_retain_s=5.0)
+    for second in range(120):
+        rb.add_audio(np.ones(RATE, np.int16))
+        rb.sent = rb.end
+        if second % 10 == 5:  # a two-second turn, answered at once
+            turn = second // 10 + 1
+            for event in (TurnStarted(turn, (second - 2) * 1000), TurnEnded(turn, (second - 2) * 1000, second * 1000, "silence"), TurnFailed(turn, (second - 2) * 1000, second * 1000, "audio_silent", "")):
+                rb.on_event(event)
+        assert len(rb._buf) <= 2 * 7 * RATE  # 5 s retained, trimmed in whole seconds
+    assert rb.retain_from() == 115 * RATE
