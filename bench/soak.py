@@ -103,7 +103,7 @@ def main() -> int:
     sessions, rounds, round_rss = [], 0, []
     began = time.monotonic()
     try:
-        while time.monotonic() - began < args.minutes * 60:
+        while rounds == 0 or time.monotonic() - began < args.minutes * 60:  # at least one round
             kinds = ["normal", "garbage", "vanish"] * args.sessions
             batch = []
             for i in range(args.sessions):

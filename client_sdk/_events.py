@@ -92,6 +92,7 @@ class Latency:
     queue: float  # waiting for a worker
     assess: float  # on the worker
     total: float  # from turn.ended to turn.assessed
+    head_start: float | None = None  # assessed speculatively: it began this long before turn.ended
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,7 @@ def _session_started(d: dict[str, Any]) -> SessionStarted:
 def _turn_assessed(d: dict[str, Any]) -> TurnAssessed:
     w = "turn.assessed"
     lat = _obj(d, "latency_ms", w)
-    latency = Latency(_get(lat, "queue", float, "latency_ms", 0.0), _get(lat, "assess", float, "latency_ms", 0.0), _get(lat, "total", float, "latency_ms", 0.0))
+    latency = Latency(_get(lat, "queue", float, "latency_ms", 0.0), _get(lat, "assess", float, "latency_ms", 0.0), _get(lat, "total", float, "latency_ms", 0.0), _get(lat, "head_start", (int, float), "latency_ms", None))
     return TurnAssessed(_get(d, "turn_id", int, w), _get(d, "start_ms", int, w), _get(d, "end_ms", int, w), parse_assessment(_obj(d, "assessment", w)), latency)
 
 
@@ -324,7 +325,7 @@ def to_dict(event: Event) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if not (k == "completeness" and v is None)}
+        return {k: _plain(v) for k, v in value.items() if not (k in ("completeness", "head_start") and v is None)}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value

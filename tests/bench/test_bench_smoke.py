@@ -1,0 +1,51 @@
+"""The benchmarks run for real, briefly: each prints one JSON object whose numbers hang together.
+
+Full runs (minutes each) are in docs/benchmarks.md; these keep the scripts working.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT.parent / "shared" / "speechocean762"
+
+pytestmark = [pytest.mark.models, pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data missing at {DATA}")]
+
+
+def bench(script: str, *args: str, timeout: float = 900.0) -> dict:
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.strip(), "a readable table on stderr"
+    return json.loads(proc.stdout)
+
+
+def test_latency_against_the_floor(tmp_path):
+    out = bench("latency.py", "--turns", "2", "--gap-s", "2.0", "--variants", "speculate", "--json-out", str(tmp_path / "latency.json"))
+    run = out["variants"]["speculate"]
+    assert run["turns_assessed"] >= 2 and run["turns_failed"] == 0
+    assert run["latency_ms"]["p50"] > 0 and run["floor_ms"]["p50"] > 0
+    assert run["ratio_p50"] == pytest.approx(run["latency_ms"]["p50"] / run["floor_ms"]["p50"], rel=0.01)
+    assert {"encode_target", "asr_target", "asr_recognized", "score"} <= set(run["stages_p50_ms"])
+    assert json.loads((tmp_path / "latency.json").read_text()) == out
+
+
+def test_soak_round_keeps_every_promise():
+    out = bench("soak.py", "--minutes", "0", "--sessions", "3", "--turns", "2")
+    assert out["passed"] and out["rounds"] == 1 and out["sessions"] == 3
+    assert out["turns_started"] >= 2 and out["turns_assessed"] + out["turns_failed"] == out["turns_started"]
+
+
+def test_accuracy_both_modes_with_plots(tmp_path):
+    out = bench("accuracy.py", "--limit", "4", "--json-out", str(tmp_path / "accuracy.json"))
+    for mode in ("open", "closed"):
+        report = out["modes"][mode]
+        assert report["n"] == 4 and report["mode"] == mode
+        assert set(report["sentence"]) == {"accuracy", "fluency", "prosody", "total"}
+        png = Path(report["plot"])
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
