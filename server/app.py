@@ -1,4 +1,5 @@
-"""The websocket server: ``/v1/stream``, ``GET /healthz``, ``GET /metrics``, auth and shutdown.
+"""The websocket server: ``/v1/stream``, ``GET /healthz``, ``GET /metrics``, the browser SDK
+(``GET /sdk/<file>``) and its demo (``GET /demo``), auth and shutdown.
 
 Built on websockets' asyncio server. Plain HTTP requests and the API key check
 are answered in its ``process_request`` hook, before any websocket handshake,
@@ -28,6 +29,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from . import static
 from .connection import Connection
 from .exceptions import ConfigError
 from .metrics import Metrics
@@ -106,6 +108,13 @@ class Server:
         """The stream endpoint."""
         return f"ws://{self.options.host}:{self.port}{STREAM_PATH}"
 
+    @property
+    def demo_url(self) -> str:
+        """The demo page, for people (0.0.0.0 or :: replaced by localhost: browsers allow the microphone there)."""
+        host = "localhost" if self.options.host in ("0.0.0.0", "::", "") else self.options.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}{static.DEMO_PATH}"
+
     def shutdown(self) -> None:
         """Begin a graceful shutdown (idempotent; safe from a signal handler)."""
         if self._stopping is None:
@@ -148,8 +157,11 @@ class Server:
         if path == "/metrics":
             text = self.metrics.render(self.pool.stats(), draining=self._shutdown.is_set())
             return _respond(connection, HTTPStatus.OK, text, "text/plain; version=0.0.4; charset=utf-8")
+        name = static.route(path)
+        if name is not None:  # the SDK and the demo are public: the page asks the user for the key
+            return static.respond(connection, request, name)
         if path != STREAM_PATH:
-            return _respond(connection, HTTPStatus.NOT_FOUND, f"not found; the stream is at {STREAM_PATH}\n")
+            return _respond(connection, HTTPStatus.NOT_FOUND, f"not found; the stream is at {STREAM_PATH}, the demo page at {static.DEMO_PATH}\n")
         if self.options.api_keys and not self._authorized(request.headers, query):
             response = _respond(connection, HTTPStatus.UNAUTHORIZED, "a valid API key is required (Authorization: Bearer KEY, or ?api_key=KEY)\n")
             response.headers["WWW-Authenticate"] = "Bearer"
