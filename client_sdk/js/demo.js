@@ -151,6 +151,7 @@ function sendReference() {
 
 async function start() {
   $("alert").hidden = true;
+  $("summary").hidden = true;
   cards.clear();
   const closed = $("closed-mode").checked;
   if (closed && !$("reference").value.trim()) {
@@ -171,6 +172,11 @@ async function start() {
     if (detail.code !== "stopped") showAlert(detail.code, detail.message);
   });
   client.addEventListener("reconnecting", ({ detail }) => showAlert("reconnecting", `The connection dropped; trying again in ${seconds(detail.delayMs)} s (attempt ${detail.attempt}).`));
+  client.addEventListener("session.ended", ({ detail }) => {
+    const box = $("summary");
+    box.textContent = `Session ended: ${detail.turns_started} turn${detail.turns_started === 1 ? "" : "s"}, ${detail.turns_assessed} assessed, ${detail.turns_failed} without feedback, ${seconds(detail.audio_ms)} s of audio.`;
+    box.hidden = false;
+  });
   client.addEventListener("session.started", () => {
     cards.clear(); // turn ids restart with every session (also after a reconnect)
     session += 1;

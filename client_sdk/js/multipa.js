@@ -112,6 +112,16 @@ export class MultipaClient extends EventTarget {
     this._references = []; // turn.reference texts to re-send after a reconnect
   }
 
+  /** @type {MediaStream|null} the audio being streamed (null before start() and after stop()) */
+  get mediaStream() {
+    return this._stream ?? null;
+  }
+
+  /** @type {AudioContext|null} the context that captures it (closed by stop()) */
+  get audioContext() {
+    return this._context ?? null;
+  }
+
   /**
    * Open the microphone and the connection, and start streaming. Call it from a
    * user gesture (a click): browsers keep audio suspended until one.
