@@ -62,7 +62,7 @@ function phoneTable(word) {
   const rows = word.phones.map((p) => el("tr", {}, el("td", {}, p.phone), el("td", {}, `${p.start_ms}–${p.end_ms} ms`), el("td", {}, `${Math.round(p.probability * 100)} %`)));
   return el("div", { class: "phones", dataset: { word: word.text } },
     el("table", {}, el("caption", { class: "visually-hidden" }, `Sounds of “${word.text}”`),
-      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "sound"), el("th", { scope: "col" }, "time"), el("th", { scope: "col" }, "clarity"))),
+      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "sound"), el("th", { scope: "col" }, "time"), el("th", { scope: "col" }, "probability"))),
       el("tbody", {}, ...rows)));
 }
 

@@ -73,7 +73,7 @@ export class MultipaClient extends EventTarget {
    * @param {object} [options.metadata] - free-form, logged with the session on the server
    * @param {number} [options.frameMs=40] - audio per websocket frame, 20 to 100
    * @param {MediaTrackConstraints} [options.audio] - getUserMedia audio constraints; by default
-   *   echo cancellation and gain control on, noise suppression off (it smears the phones the model scores)
+   *   echo cancellation and gain control on, noise suppression off (it alters the very speech sounds being scored)
    * @param {MediaStream} [options.stream] - use this stream instead of opening the microphone (not stopped by stop())
    * @param {number} [options.maxReconnects=6] - attempts after a dropped connection before giving up
    * @param {number} [options.backoffMs=500] - first reconnect delay; doubles each attempt, up to 8 s, with jitter

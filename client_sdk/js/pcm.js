@@ -60,10 +60,10 @@ export class Resampler {
    * @param {number} inRate - input sample rate in Hz (an integer)
    * @param {number} [outRate=16000] - output sample rate in Hz (an integer)
    * @param {object} [options]
-   * @param {number} [options.zeroCrossings=16] - sinc lobes on each side: longer is sharper and slower
-   * @param {number} [options.rolloff=0.85] - cut-off as a fraction of the lower Nyquist frequency
+   * @param {number} [options.zeroCrossings=32] - sinc lobes on each side: longer is sharper and slower
+   * @param {number} [options.rolloff=0.92] - cut-off as a fraction of the lower Nyquist frequency
    */
-  constructor(inRate, outRate = TARGET_RATE, { zeroCrossings = 16, rolloff = 0.85 } = {}) {
+  constructor(inRate, outRate = TARGET_RATE, { zeroCrossings = 32, rolloff = 0.92 } = {}) {
     if (!Number.isInteger(inRate) || !Number.isInteger(outRate) || inRate <= 0 || outRate <= 0) {
       throw new RangeError(`sample rates must be positive integers, not ${inRate} and ${outRate}`);
     }

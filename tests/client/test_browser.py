@@ -9,6 +9,7 @@ screen. Screenshots go to pytest's tmp dir (their paths are printed).
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 
 import numpy as np
@@ -34,6 +35,8 @@ def band_of(score: float) -> str:
 @pytest.fixture(scope="module")
 def server(scorer, tmp_path_factory):  # noqa: F811
     process = ServerProcess(["--workers", "1", "--scorer", scorer, "--api-key", KEY], tmp_path_factory.mktemp("server") / "server.log")
+    # the line after "listening on": where a new user opens the demo
+    process.demo = process.proc.stdout.readline().strip().removeprefix("demo: ")
     yield process
     assert process.stop() == 0, process.log()[-3000:]
     assert "Traceback" not in process.log()
@@ -57,6 +60,7 @@ def browser(tmp_path, microphone):
 
 
 def test_the_sdk_files_are_served_without_a_key(server):
+    assert server.demo == server.http + "/demo"
     status, content_type, body = http_get(server.http + "/sdk/multipa.js")
     assert (status, content_type) == (200, "text/javascript; charset=utf-8") and "export class MultipaClient" in body
     assert http_get(server.http + "/sdk/pcm-worklet.js")[:2] == (200, "text/javascript; charset=utf-8")
@@ -76,7 +80,7 @@ def test_the_sdk_files_are_served_without_a_key(server):
 
 def test_the_demo_page_assesses_what_the_microphone_hears(server, browser, tmp_path):
     browser.viewport(900, 1100)
-    browser.open(server.http + "/demo")
+    browser.open(server.demo)
 
     # a wrong key first: the page says why it cannot start, and releases the microphone
     browser.click("#start")
@@ -117,6 +121,14 @@ def test_the_demo_page_assesses_what_the_microphone_hears(server, browser, tmp_p
     widths = browser.evaluate("[document.documentElement.scrollWidth, document.body.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[2] and widths[1] <= widths[2], widths
     print(f"narrow screenshot: {browser.screenshot(tmp_path / 'demo-360.png')}")
+
+    # a dropped connection: the SDK opens a new session, the turn it interrupted fails with a
+    # code instead of hanging, and feedback goes on
+    first = browser.evaluate("window.multipaDemo.client.sessionId")
+    browser.evaluate("const c = window.multipaDemo.client; window.__reconnects = []; c.addEventListener('reconnecting', e => window.__reconnects.push(e.detail)); c._ws.close(4000, 'test: a dropped connection'); true")
+    browser.wait_for(f"window.multipaDemo.client.sessionId !== {json.dumps(first)} && ['listening', 'assessing'].includes(window.multipaDemo.client.state)", timeout=60, what="a new session")
+    assert browser.evaluate("window.__reconnects.map(r => [r.attempt, r.closeCode])") == [[1, 4000]]
+    browser.wait_for("document.querySelectorAll('.turn.assessed[data-session=\"2\"] button.word').length > 0", timeout=180, what="an assessed turn after the reconnect")
 
     # Stop: session.end, the last feedback, session.ended; microphone and audio context released
     browser.evaluate("window.__audio = {tracks: window.multipaDemo.client.mediaStream.getTracks(), context: window.multipaDemo.client.audioContext}; true")
