@@ -53,7 +53,7 @@ def js_dir() -> Path:
     spec = importlib.util.find_spec("multipa_client")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("the multipa_client package is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / "js"
+    return Path(next(iter(spec.submodule_search_locations))) / "js"
 
 
 def route(path: str) -> str | None:

@@ -142,6 +142,18 @@ def test_the_demo_page_assesses_what_the_microphone_hears(server, browser, tmp_p
     statuses = browser.evaluate("[...document.querySelectorAll('.turn')].map(t => [t.className, t.textContent])")
     assert all("assessed" in c or ("failed" in c and ":" in text) for c, text in statuses), statuses
 
+    # closed mode: the sentence in the box is every turn's reference (queued until the session opens)
+    browser.click("#closed-mode")
+    browser.click("#start")
+    browser.wait_for("!!document.querySelector('.turn.assessed .target')", timeout=180, what="a closed-mode turn")
+    assert browser.evaluate("document.querySelector('.turn.assessed .target').textContent") == "Expected: This is a good step."
+    assert browser.evaluate("!!document.querySelector('.turn.assessed .bar[data-aspect=\"completeness\"]')")
+    browser.click("#start")
+    browser.wait_for("document.getElementById('state').dataset.state === 'closed'", timeout=180, what="the closed-mode session to end")
+    statuses = browser.evaluate("[...document.querySelectorAll('.turn')].map(t => [t.className, t.textContent])")
+    assert all("assessed" in c or ("failed" in c and ":" in text) for c, text in statuses), statuses
+    assert not any("reference_missing" in text for _, text in statuses), statuses
+
     assert browser.exceptions() == []
     # the page only ever talked to the test server
     urls = browser.requested_urls()
