@@ -110,10 +110,8 @@ class Server:
 
     @property
     def demo_url(self) -> str:
-        """The demo page, for people (0.0.0.0 or :: replaced by localhost: browsers allow the microphone there)."""
-        host = "localhost" if self.options.host in ("0.0.0.0", "::", "") else self.options.host
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}{static.DEMO_PATH}"
+        """The demo page, for people."""
+        return static.demo_url(self.options.host, self.port)
 
     def shutdown(self) -> None:
         """Begin a graceful shutdown (idempotent; safe from a signal handler)."""

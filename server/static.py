@@ -56,6 +56,14 @@ def js_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "js"
 
 
+def demo_url(host: str, port: int) -> str:
+    """The demo page's address for people: a wildcard host becomes ``localhost``, where
+    browsers allow the microphone without https."""
+    host = "localhost" if host in ("0.0.0.0", "::", "") else host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}{DEMO_PATH}"
+
+
 def route(path: str) -> str | None:
     """The file name that a request path maps to, or None when it is not a static path.
 

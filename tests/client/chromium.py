@@ -3,7 +3,8 @@
 No WebDriver: the test starts ``/usr/bin/chromium`` itself and talks to it over
 its DevTools websocket with the ``websockets`` package the server already
 needs, so no tool can download a browser or a driver. Every request that is not
-for a loopback address goes to a dead proxy: the test never reaches the network.
+for a loopback address goes to :class:`TrapProxy`, which records it and answers
+nothing: the test never reaches the network, and can tell whether it tried.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -30,14 +33,59 @@ FLAGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,OptimizationHintsFetching,OptimizationGuideModelDownloading,AutofillServerCommunication,MediaRouter,Translate",
+    "--disable-client-side-phishing-detection",
+    "--disable-domain-reliability",
+    "--safebrowsing-disable-auto-update",
+    "--metrics-recording-only",
+    "--no-pings",
+    "--disable-breakpad",
     "--disable-extensions",
     "--disable-default-apps",
     "--mute-audio",
     "--autoplay-policy=no-user-gesture-required",
-    "--proxy-server=http://127.0.0.1:9",  # anything not loopback fails here instead of leaving the machine
     "--remote-debugging-port=0",
     "--remote-allow-origins=*",
 ]
+
+
+class TrapProxy:
+    """A local "proxy" that records the first line of every request sent to it and closes."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen()
+        self.port = self._sock.getsockname()[1]
+        self.requests: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    self.requests.append(conn.recv(4096).split(b"\r\n", 1)[0].decode(errors="replace") or "(connected, sent nothing)")
+                except OSError:
+                    self.requests.append("(connected, sent nothing)")
+
+    def hosts(self) -> set[str]:
+        """The hosts asked for (``CONNECT host:443`` and ``GET http://host/...`` alike)."""
+        found = set()
+        for line in self.requests:
+            parts = line.split()
+            if len(parts) >= 2 and not line.startswith("("):
+                found.add(parts[1].split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0])
+            else:
+                found.add(line)
+        return found
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 class CdpError(RuntimeError):
@@ -53,7 +101,9 @@ class Chromium:
         self.log_path = profile.parent / "chromium.log"
         self._log = open(self.log_path, "w")
         mic = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}"]
-        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, *mic, f"--user-data-dir={profile}", "about:blank"], stdout=self._log, stderr=subprocess.STDOUT)
+        self.proxy = TrapProxy()  # everything but loopback (which Chromium never proxies) ends here
+        proxy = f"--proxy-server=http://127.0.0.1:{self.proxy.port}"
+        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, *mic, proxy, f"--user-data-dir={profile}", "about:blank"], stdout=self._log, stderr=subprocess.STDOUT)
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + timeout
         while not (port_file.is_file() and len(port_file.read_text().split()) == 2):
@@ -153,6 +203,7 @@ class Chromium:
                     self.proc.kill()
                     self.proc.wait()
             self._log.close()
+            self.proxy.close()
 
 
 def available() -> bool:

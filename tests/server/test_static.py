@@ -29,3 +29,9 @@ def test_etags_answer_304():
     file = static.load("multipa.js")
     assert static.not_modified(file, file.etag) and static.not_modified(file, f'"x", W/{file.etag}')
     assert not static.not_modified(file, '"other"') and not static.not_modified(file, None)
+
+
+def test_the_demo_url_is_one_a_browser_can_open():
+    assert static.demo_url("127.0.0.1", 8765) == "http://127.0.0.1:8765/demo"
+    assert static.demo_url("0.0.0.0", 80) == static.demo_url("::", 80) == "http://localhost:80/demo"
+    assert static.demo_url("::1", 8765) == "http://[::1]:8765/demo"
