@@ -296,8 +296,9 @@ export class MultipaClient extends EventTarget {
     this._retryTimer = setTimeout(() => {
       if (this._stopping) return;
       this._connect().catch((err) => {
-        if (err.code === "unauthorized" || err.fatal) this._fail(err);
-        else this._reconnect(1006);
+        if (this._stopping) return;
+        if (err.code === "connection_failed") this._reconnect(1006); // not back yet: try again later
+        else this._fail(err); // refused (a key revoked meanwhile, a fatal error): retrying cannot help
       });
     }, delayMs);
   }

@@ -9,6 +9,7 @@ screen. Screenshots go to pytest's tmp dir (their paths are printed).
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 
@@ -30,6 +31,12 @@ WORDS = "[...document.querySelectorAll('.turn.assessed button.word')]"
 # nothing, so they never leave the machine
 CHROMIUM_OWN_DOMAINS = (".googleapis.com", ".google.com")
 BAND_COLOURS = {"good": "rgb(23, 115, 58)", "fair": "rgb(138, 83, 0)", "poor": "rgb(179, 38, 30)"}  # demo.css
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def band_of(score: float) -> str:
@@ -128,10 +135,18 @@ def test_the_demo_page_assesses_what_the_microphone_hears(server, browser, tmp_p
 
     # a dropped connection: the SDK opens a new session, the turn it interrupted fails with a
     # code instead of hanging, and feedback goes on
-    first = browser.evaluate("window.multipaDemo.client.sessionId")
-    browser.evaluate("const c = window.multipaDemo.client; window.__reconnects = []; c.addEventListener('reconnecting', e => window.__reconnects.push(e.detail)); c._ws.close(4000, 'test: a dropped connection'); true")
+    # (the first attempt goes to a port where nothing listens, as if the server were still down)
+    first, down = browser.evaluate("window.multipaDemo.client.sessionId"), f"127.0.0.1:{free_port()}"
+    browser.evaluate(
+        "const c = window.multipaDemo.client; window.__reconnects = []; window.__url = c.options.url;"
+        "c.addEventListener('reconnecting', e => window.__reconnects.push(e.detail));"
+        f"c.options.backoffMs = 3000; c.options.url = 'ws://{down}/v1/stream';"
+        "c._ws.close(4000, 'test: a dropped connection'); true"
+    )
+    browser.wait_for("window.__reconnects.length === 2", timeout=60, what="a second attempt")
+    browser.evaluate("window.multipaDemo.client.options.url = window.__url; true")  # the server is back
     browser.wait_for(f"window.multipaDemo.client.sessionId !== {json.dumps(first)} && ['listening', 'assessing'].includes(window.multipaDemo.client.state)", timeout=60, what="a new session")
-    assert browser.evaluate("window.__reconnects.map(r => [r.attempt, r.closeCode])") == [[1, 4000]]
+    assert browser.evaluate("window.__reconnects.map(r => [r.attempt, r.closeCode])") == [[1, 4000], [2, 1006]]
     browser.wait_for("document.querySelectorAll('.turn.assessed[data-session=\"2\"] button.word').length > 0", timeout=180, what="an assessed turn after the reconnect")
 
     # Stop: session.end, the last feedback, session.ended; microphone and audio context released
@@ -161,8 +176,8 @@ def test_the_demo_page_assesses_what_the_microphone_hears(server, browser, tmp_p
     assert browser.exceptions() == []
     # the page only ever talked to the test server
     urls = browser.requested_urls()
-    host = server.http.split("://", 1)[1]
-    assert urls and all(u.split("://", 1)[1].startswith(host + "/") for u in urls), urls
+    hosts = {server.http.split("://", 1)[1], down}
+    assert urls and all(u.split("://", 1)[1].split("/", 1)[0] in hosts for u in urls), urls
     assert any(u.startswith("ws://") and "/v1/stream?api_key=" in u for u in urls)
     # nothing left the machine: non-loopback traffic goes to the trap proxy, where only
     # Chromium's own calls to Google services turn up (none of the page's)
