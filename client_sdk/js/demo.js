@@ -101,7 +101,7 @@ function renderWords(node, assessment) {
 }
 
 function renderBars(sentence) {
-  const bars = el("div", { class: "bars", role: "list", "aria-label": "Sentence scores" });
+  const bars = el("div", { class: "bars", role: "group", "aria-label": "Sentence scores" });
   for (const aspect of SENTENCE_ASPECTS) {
     if (!(aspect in sentence)) continue;
     const value = sentence[aspect];
