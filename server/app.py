@@ -1,4 +1,5 @@
-"""The websocket server: ``/v1/stream``, ``GET /healthz``, ``GET /metrics``, auth and shutdown.
+"""The websocket server: ``/v1/stream``, ``GET /healthz``, ``GET /metrics``, the browser SDK
+(``GET /sdk/<file>``) and its demo (``GET /demo``), auth and shutdown.
 
 Built on websockets' asyncio server. Plain HTTP requests and the API key check
 are answered in its ``process_request`` hook, before any websocket handshake,
@@ -30,6 +31,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from . import static
 from .connection import Connection
 from .exceptions import ConfigError
 from .metrics import Metrics
@@ -113,6 +115,11 @@ class Server:
         """The stream endpoint."""
         return f"ws://{self.options.host}:{self.port}{STREAM_PATH}"
 
+    @property
+    def demo_url(self) -> str:
+        """The demo page, for people."""
+        return static.demo_url(self.options.host, self.port)
+
     def shutdown(self) -> None:
         """Begin a graceful shutdown (idempotent; safe from a signal handler)."""
         if self._stopping is None:
@@ -156,8 +163,11 @@ class Server:
         if path == "/metrics":
             text = self.metrics.render(self.pool.stats(), draining=self._shutdown.is_set())
             return _respond(connection, HTTPStatus.OK, text, "text/plain; version=0.0.4; charset=utf-8")
+        name = static.route(path)
+        if name is not None:  # the SDK and the demo are public: the page asks the user for the key
+            return static.respond(connection, request, name)
         if path != STREAM_PATH:
-            return _respond(connection, HTTPStatus.NOT_FOUND, f"not found; the stream is at {STREAM_PATH}\n")
+            return _respond(connection, HTTPStatus.NOT_FOUND, f"not found; the stream is at {STREAM_PATH}, the demo page at {static.DEMO_PATH}\n")
         if self.options.api_keys and not self._authorized(request.headers, query):
             response = _respond(connection, HTTPStatus.UNAUTHORIZED, "a valid API key is required (Authorization: Bearer KEY, or ?api_key=KEY)\n")
             response.headers["WWW-Authenticate"] = "Bearer"

@@ -1,8 +1,9 @@
 """The ``multipa-server`` command: the streaming service with its embedded worker pool.
 
-Prints where it listens once the workers are ready; SIGTERM or Ctrl-C drains the
-turns in flight and exits 0. A configuration or model problem prints
-``error [code]: sentence`` on stderr and exits 2.
+Prints where it listens once the workers are ready, then ``demo: URL`` (the page
+a new user opens first); SIGTERM or Ctrl-C drains the turns in flight and exits
+0. A configuration or model problem prints ``error [code]: sentence`` on stderr
+and exits 2.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ async def serve(options: ServerOptions, pool_options: LocalPoolOptions) -> int:
     starting.result()  # raises the start error, if any
     workers = pool_options.workers
     print(f"multipa-server listening on {server.url} ({workers} worker{'s' * (workers != 1)}, scorer {pool_options.worker.scorer}, auth {'on' if options.api_keys else 'off'})", flush=True)
+    print(f"demo: {server.demo_url}", flush=True)
     await stop.wait()
     server.shutdown()
     await server.wait_closed()
