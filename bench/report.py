@@ -1,0 +1,133 @@
+"""Writes docs/benchmarks.md from the JSON results in bench/results/ (every number with its command).
+
+    python bench/report.py > docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def where(r: dict) -> str:
+    m = r["machine"]
+    return f"{m['cpus']} cores ({m['cpu']}), Python {m['python']}, {m['date']}; `{r.get('command', 'see above')}` (`bench/results/`)"
+
+
+def row(cells: list) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def latency(r: dict) -> list[str]:
+    out = ["## Latency against the ASR floor (`bench/latency.py`)", "", where(r), ""]
+    out += [
+        f"One real-time stream of {r['turns_sent']} development-speaker utterances ({r['config']['min_s']} to {r['config']['max_s']} s files, turns of {r['turn_ms']['p50'] / 1000:.1f} s at the median) with {r['config']['gap_s']} s of silence between them, through a real `multipa-server` (one worker, {r['config']['threads']} threads). Latency: `turn.ended` to `turn.assessed` at the client. Floor: {r['config']['floor']}, on the same turn audio, timed after the server stopped.",
+        "",
+        row(["server", "p50 ms", "p95 ms", "max ms", "floor p50 ms", "ratio of p50s", "median per-turn ratio", "speculative turns", "assessed / failed"]),
+        row(["---"] * 9),
+    ]
+    for name, v in r["variants"].items():
+        out.append(row([name, v["latency_ms"]["p50"], v["latency_ms"]["p95"], v["latency_ms"]["max"], v["floor_ms"]["p50"], v["ratio_p50"], v["ratio_per_turn_p50"], v["speculative_turns"], f"{v['turns_assessed']} / {v['turns_failed']}"]))
+    if "speedup_p50" in r:
+        out += ["", f"Speculative assessment (the default) against `--no-speculate`, same run, same turns: p50 {r['speedup_p50']}x faster."]
+    for name, v in r["variants"].items():
+        out += ["", f"Stages inside the worker, p50 ms ({name}; `asr_recognized` runs in a thread beside `encode_target` + `asr_target`): " + ", ".join(f"{k} {x}" for k, x in v["stages_p50_ms"].items()), f"Server side p50 ms: " + ", ".join(f"{k} {x}" for k, x in v["server_p50_ms"].items())]
+    return out
+
+
+def stages(r: dict) -> list[str]:
+    s = r["summary"]
+    out = ["## The pipeline before and after the latency work (`bench/stages.py`)", "", where(r), ""]
+    out += [f"In process, no server: {r['config']['turns']} turns, each configuration run on each turn in turn (interleaved, so machine noise hits all alike), beside plain faster-whisper with ASR_t alone.", ""]
+    out += [row(["", "p50 ms", "p95 ms", "ratio to the floor (p50)"]), row(["---"] * 4)]
+    out.append(row(["floor (faster-whisper, ASR_t alone)", s["floor_ms"]["p50"], s["floor_ms"]["p95"], "1"]))
+    for name in r["config"]["configs"]:
+        out.append(row([f"{name} {json.dumps(r['config']['configs'][name])}", s[f"{name}_ms"]["p50"], s[f"{name}_ms"]["p95"], s[f"{name}_ratio_to_floor_p50"]]))
+    if "speedup_p50" in s:
+        out += ["", f"Speed-up of the p50, sequential to default: {s['speedup_p50']}x; the assessed words were the same on {s['same_words']} of {r['config']['turns']} turns (Whisper's own word timestamps are not needed: the features use the aligner's)."]
+    return out
+
+
+def throughput(r: dict, title: str) -> list[str]:
+    c = r["config"]
+    out = [f"## Concurrent streams: {title} (`bench/throughput.py`)", "", where(r), ""]
+    out += [f"{c['pool']} pool, {c['workers']} worker(s) of {c['threads_per_worker']} thread(s); each client streams {c['turns_per_stream']} turns of {c['turn_s']} s at real-time pace with {c['gap_s']} s of silence between them, clients offset so their turns end at different moments. Target: p95 latency at most {c['target_p95_ms']:.0f} ms, no failed turn.", ""]
+    out += [row(["streams", "turns assessed", "failed", "p50 ms", "p95 ms", "max ms", "RSS of server + workers, MiB"]), row(["---"] * 7)]
+    for lv in r["levels"]:
+        out.append(row([lv["streams"], lv["turns_assessed"], lv["turns_failed"], lv["latency_ms"].get("p50"), lv["latency_ms"].get("p95"), lv["latency_ms"].get("max"), round(sum(lv["rss_mib"].values()))]))
+    out += ["", f"Sustained: **{r['sustained_streams']} stream(s)** with p95 under the target; the largest worker used {r['worker_rss_mib_max']} MiB."]
+    return out
+
+
+def soak(r: dict) -> list[str]:
+    out = ["## Soak (`bench/soak.py`)", "", where(r), ""]
+    out += [
+        f"{r['rounds']} rounds, {r['sessions']} sessions ({r['sessions_vanished']} vanished mid-turn without a close, a third sent garbage between audio frames), {r['turns_started']} turns started in the sessions that stayed: {r['turns_assessed']} assessed, {r['turns_failed']} failed {json.dumps(r['failure_codes'])}.",
+        f"Sessions breaking a promise (a turn without exactly one terminal event, `session.ended` not last, a failure without a code): **{r['sessions_breaking_a_promise']}**. Server alive at the end: {r['server_alive_at_end']}, exit code {r['server_exit_code']}, tracebacks in its log: {r['tracebacks_in_server_log']}.",
+        f"Resident memory of the server and its workers after each round (MiB): {r['rss_mib_after_each_round']}; growth after the first round: {r['rss_growth_after_first_round_mib']} MiB.",
+    ]
+    return out
+
+
+def accuracy(r: dict) -> list[str]:
+    out = ["## Accuracy (`bench/accuracy.py`)", "", where(r), ""]
+    out += ["`multipa evaluate` on the development speakers (never trained on), both modes; plots of predicted against expert scores: " + ", ".join(f"`{m['plot']}`" for m in r["modes"].values()) + ".", ""]
+    out += [row(["mode", "n", "failed", "acc PCC / SCC", "flu PCC / SCC", "pro PCC / SCC", "total PCC / SCC", "word acc", "word stress", "word total"]), row(["---"] * 10)]
+
+    def cell(m: dict) -> str:
+        f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        return f"{f(m['pcc'])} / {f(m['scc'])}"
+
+    for mode, m in r["modes"].items():
+        out.append(row([mode, m["n"], m["failed"], *(cell(m["sentence"][h]) for h in ("accuracy", "fluency", "prosody", "total")), *(cell(m["word"][h]) for h in ("accuracy", "stress", "total"))]))
+    return out
+
+
+def main() -> int:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Every number here comes from a JSON file in `bench/results/`, written by the command",
+        "shown with it; this page is generated from them by `python bench/report.py > docs/benchmarks.md`.",
+        "The machine is the project's CI kind: 2 cores, no GPU. Timings on it are noisy (other",
+        "processes share the cores), so comparisons are made inside one run, on the same turns.",
+        "No GPU was lent to the session that measured these: the CUDA path and GPU batching are unmeasured.",
+        "",
+    ]
+    sections = [("latency", latency), ("stages", stages)]
+    for name, fn in sections:
+        r = load(name)
+        if r:
+            lines += fn(r) + [""]
+    for name, title in (("throughput-local", "embedded pool"), ("throughput-mqtt", "MQTT workers")):
+        r = load(name)
+        if r:
+            lines += throughput(r, title) + [""]
+    for name, fn in (("soak", soak), ("accuracy", accuracy)):
+        r = load(name)
+        if r:
+            lines += fn(r) + [""]
+    lines += [
+        "## Reliability tests in CI",
+        "",
+        "Beside these runs, the test suite (`make test`) holds the fault and hostile-input cases that fit its time:",
+        "worker crash and retry (`tests/server/test_local_pool.py`), a client vanishing mid-turn and every input",
+        "order of a session (property tests, `tests/server/test_session.py`, `test_connection.py`), a client that",
+        "never reads and a connection flood beyond the session limit (`tests/server/test_app_limits.py`), malformed",
+        "and oversized frames and wrong keys (`tests/server/test_protocol.py`, `test_e2e.py`), an unwritable cache",
+        "(`tests/core/test_cache.py`), and the MQTT faults (`tests/server/test_mqtt_*.py`).",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
