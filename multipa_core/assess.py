@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import MultipaError
 from .features import WORD_SCALARS
 from .pipeline import FeaturePipeline, PipelineOptions, TurnAnalysis
 from .scorer import Scorer, Scores, needs_improvement
@@ -100,9 +101,34 @@ class Assessor:
         Raises:
             AudioError: the audio breaks a limit of :mod:`multipa_core.audio`.
         """
-        analysis = self.pipeline.analyze(samples, reference=reference)
+        outcome = self.assess_many([(samples, reference)])[0]
+        if isinstance(outcome, MultipaError):
+            raise outcome
+        return outcome
+
+    def assess_many(self, turns: list[tuple[np.ndarray, str | None]]) -> list[Assessment | MultipaError]:
+        """Assess turns that arrived together: the feature stages turn by turn, the scoring
+        network once for all of them (one padded forward pass).
+
+        Returns:
+            per turn, its assessment or the error that rejected it (the others go on).
+        """
+        analyses: list[TurnAnalysis | MultipaError] = []
+        for samples, reference in turns:
+            try:
+                analyses.append(self.pipeline.analyze(samples, reference=reference))
+            except MultipaError as exc:
+                analyses.append(exc)
+        ok = [a for a in analyses if isinstance(a, TurnAnalysis)]
         started = time.perf_counter()
-        scores = self.scorer.score([analysis.features])[0]
-        analysis.timings["score"] = time.perf_counter() - started
-        analysis.timings["total"] = analysis.timings.get("total", 0.0) + analysis.timings["score"]  # wall time
-        return build_assessment(analysis, scores, self.scorer.thresholds)
+        scores = iter(self.scorer.score([a.features for a in ok]))
+        seconds = time.perf_counter() - started
+        out: list[Assessment | MultipaError] = []
+        for analysis in analyses:
+            if isinstance(analysis, MultipaError):
+                out.append(analysis)
+                continue
+            analysis.timings["score"] = seconds
+            analysis.timings["total"] = analysis.timings.get("total", 0.0) + seconds  # wall time
+            out.append(build_assessment(analysis, next(scores), self.scorer.thresholds))
+        return out

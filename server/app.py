@@ -22,6 +22,7 @@ import logging
 import uuid
 import weakref
 from dataclasses import dataclass, field
+from typing import Callable
 from http import HTTPStatus
 from urllib.parse import parse_qs
 
@@ -36,7 +37,7 @@ from .connection import Connection
 from .exceptions import ConfigError
 from .metrics import Metrics
 from .pool import WorkerPool
-from .protocol import PROTOCOL_VERSION
+from .protocol import PROTOCOL_VERSION, ServerEvent
 from .session import Limits, Session
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,12 @@ class Server:
     Args:
         pool: where turns are assessed; :meth:`start` starts it, shutdown closes it.
         options: listening address, API keys and limits.
+        publish: called with the session id and every event of that session, sent or not.
     """
 
-    def __init__(self, pool: WorkerPool, options: ServerOptions | None = None) -> None:
+    def __init__(self, pool: WorkerPool, options: ServerOptions | None = None, *, publish: Callable[[str, ServerEvent], None] | None = None) -> None:
         self.pool = pool
+        self.publish = publish  # also hands every session event elsewhere (the MQTT fan-out)
         self.options = options or ServerOptions()
         self.metrics = Metrics()
         self._ws: WsServer | None = None
@@ -146,8 +149,16 @@ class Server:
         session = Session(uuid.uuid4().hex[:12], limits=self.options.limits, speculate=self.options.speculate)
         log.info("session %s: connected from %s", session.id, ws.remote_address)
         self.metrics.session_opened()
+        observe = self.metrics.observe
+        if self.publish is not None:
+            publish, metrics = self.publish, self.metrics.observe
+
+            def observe(event: ServerEvent) -> None:
+                metrics(event)
+                publish(session.id, event)
+
         try:
-            await Connection(ws, session, self.pool, shutdown=self._shutdown, drain_timeout_s=self.options.drain_timeout_s, observe=self.metrics.observe, max_outbox=self.options.max_outbox, send_timeout_s=self.options.send_timeout_s).run()
+            await Connection(ws, session, self.pool, shutdown=self._shutdown, drain_timeout_s=self.options.drain_timeout_s, observe=observe, max_outbox=self.options.max_outbox, send_timeout_s=self.options.send_timeout_s).run()
         finally:
             self._admitted.discard(ws)
             self.metrics.session_closed()

@@ -1,4 +1,5 @@
-"""The ``multipa-server`` command: the streaming service with its embedded worker pool.
+"""The ``multipa-server`` command: the streaming service with its embedded worker pool,
+or, with ``--broker``, in front of ``multipa-worker`` processes reached through MQTT.
 
 Prints where it listens once the workers are ready, then ``demo: URL`` (the page
 a new user opens first); SIGTERM or Ctrl-C drains the turns in flight and exits
@@ -22,6 +23,9 @@ from . import settings
 from .app import Server, ServerOptions
 from .exceptions import ServerError
 from .local_pool import LocalPool, LocalPoolOptions
+from .mqtt_pool import MqttPool, MqttPoolOptions
+from .mqtt_worker import add_broker_arguments, broker_from_args
+from .pool import WorkerPool
 from .worker import WorkerOptions
 
 
@@ -43,12 +47,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-sessions", type=int, default=100, help="open sessions; more connections are refused with 503")
     parser.add_argument("--no-speculate", action="store_true", help="assess a turn only once it has ended (by default a turn is assessed on an idle worker from the learner's pause, while the hang-over runs)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every session and job")
+    add_broker_arguments(parser, broker_help="dispatch turns to multipa-worker processes through this broker (mqtt://HOST:PORT or mqtts:// for TLS; MULTIPA_BROKER) instead of local workers")
+    group = parser.add_argument_group("MQTT gateway (with --broker)")
+    group.add_argument("--job-deadline", type=float, default=60.0, help="seconds a worker has to answer before the turn is sent again")
+    group.add_argument("--max-attempts", type=int, default=3, help="sends of a turn before it fails with worker_unavailable")
+    group.add_argument("--publish-events", action="store_true", help="also publish every session event to <prefix>/sessions/<session id>/events")
     return parser
 
 
-async def serve(options: ServerOptions, pool_options: LocalPoolOptions) -> int:
+async def serve(options: ServerOptions, pool_options: LocalPoolOptions | MqttPoolOptions) -> int:
     """Run until SIGTERM/SIGINT; the exit status."""
-    server = Server(LocalPool(pool_options), options)
+    if isinstance(pool_options, MqttPoolOptions):
+        pool: WorkerPool = MqttPool(pool_options)
+        server = Server(pool, options, publish=pool.publish_event if pool_options.publish_events else None)
+        where = f"workers over MQTT at {pool_options.broker.url}"
+    else:
+        server = Server(LocalPool(pool_options), options)
+        where = f"{pool_options.workers} worker{'s' * (pool_options.workers != 1)}, scorer {pool_options.worker.scorer}"
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -63,8 +78,7 @@ async def serve(options: ServerOptions, pool_options: LocalPoolOptions) -> int:
         return 0
     stopped.cancel()
     starting.result()  # raises the start error, if any
-    workers = pool_options.workers
-    print(f"multipa-server listening on {server.url} ({workers} worker{'s' * (workers != 1)}, scorer {pool_options.worker.scorer}, auth {'on' if options.api_keys else 'off'})", flush=True)
+    print(f"multipa-server listening on {server.url} ({where}, auth {'on' if options.api_keys else 'off'})", flush=True)
     print(f"demo: {server.demo_url}", flush=True)
     await stop.wait()
     server.shutdown()
@@ -81,7 +95,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     api_keys = tuple(args.api_key) if args.api_key else settings.api_keys()
     # the cores are shared among the workers: N workers each using every core only thrash
     threads = core_settings.threads() or max(1, (os.cpu_count() or 1) // args.workers)
-    pool_options = LocalPoolOptions(workers=args.workers, max_queue=args.max_queue, worker=WorkerOptions(scorer=args.scorer, device=args.device, threads=threads))
+    pool_options: LocalPoolOptions | MqttPoolOptions = LocalPoolOptions(workers=args.workers, max_queue=args.max_queue, worker=WorkerOptions(scorer=args.scorer, device=args.device, threads=threads))
+    broker = args.broker or os.environ.get("MULTIPA_BROKER")
+    if broker:
+        if args.job_deadline <= 0 or args.max_attempts < 1:
+            print("error [config_error]: --job-deadline must be positive and --max-attempts at least 1", file=sys.stderr)
+            return 2
+        args.broker = broker
+        try:
+            pool_options = MqttPoolOptions(broker=broker_from_args(args), job_deadline_s=args.job_deadline, max_attempts=args.max_attempts, max_queue=args.max_queue, publish_events=args.publish_events)
+        except ServerError as exc:
+            print(f"error [{exc.code}]: {exc}", file=sys.stderr)
+            return 2
     options = ServerOptions(host=args.host, port=args.port, api_keys=api_keys, drain_timeout_s=args.drain_timeout, speculate=not args.no_speculate, max_sessions=args.max_sessions)
     try:
         return asyncio.run(serve(options, pool_options))

@@ -9,6 +9,7 @@ machine-readable ``code`` (the one a client sees in an ``error`` or
     ├── PoolError                     code: internal_error
     │   ├── OverloadedError           code: overloaded
     │   ├── WorkerCrashedError        code: worker_crashed
+    │   ├── WorkerUnavailableError    code: worker_unavailable (MQTT pool)
     │   ├── JobTimeoutError           code: timeout
     │   ├── PoolClosedError           code: shutting_down
     │   ├── PoolStartError            code: worker_start_failed
@@ -54,6 +55,12 @@ class WorkerCrashedError(PoolError):
     """The worker running the job died, and so did its replacement on the retry."""
 
     code = "worker_crashed"
+
+
+class WorkerUnavailableError(PoolError):
+    """No MQTT worker answered the job within its deadlines, after every re-send."""
+
+    code = "worker_unavailable"
 
 
 class JobTimeoutError(PoolError):

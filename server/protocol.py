@@ -53,6 +53,7 @@ class ErrorCode(str, enum.Enum):
     OVERLOADED = "overloaded"  # turn.failed: the worker queue is full
     TOO_MANY_TURNS = "too_many_turns"  # turn.failed: the session's turns in flight are at the limit
     WORKER_CRASHED = "worker_crashed"  # turn.failed: the worker died twice on this turn
+    WORKER_UNAVAILABLE = "worker_unavailable"  # turn.failed: no MQTT worker answered, after every re-send
     TIMEOUT = "timeout"  # turn.failed: the assessment took too long
     REFERENCE_MISSING = "reference_missing"  # turn.failed: closed mode, but no turn.reference
     CLIENT_DISCONNECTED = "client_disconnected"  # turn.failed (logged only): the client left

@@ -28,3 +28,13 @@ def scorer(tmp_path_factory) -> str:
     proc = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0 and out.is_file(), proc.stderr[-3000:]
     return str(out)
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    """A private broker for one test (see tests/server/broker.py)."""
+    from .broker import Mosquitto
+
+    broker = Mosquitto(tmp_path)
+    yield broker
+    broker.stop()
