@@ -147,6 +147,7 @@ class MqttWorker:
         if not reply_to:
             log.warning("worker: job %s has no response topic; dropped", decoded.id)
             return
+        log.info("worker %s: accepted job %s (turn %s, send %d)", self.id, decoded.id, decoded.turn, decoded.attempt)
         self._queue.put_nowait(_Work(decoded, reply_to, correlation))
         accepted = wire.encode(wire.Accepted(decoded.id, decoded.attempt, self.id))
         asyncio.get_running_loop().create_task(self._answer(reply_to, accepted, correlation))
