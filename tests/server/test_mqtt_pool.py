@@ -325,3 +325,28 @@ def test_start_fails_clearly_without_a_broker():
         assert failure.value.code == "worker_start_failed" and "127.0.0.1:9" in str(failure.value)
 
     run(main())
+
+
+def test_the_machines_broker_on_1883():
+    """What `.ci/run` promises: a broker on 127.0.0.1:1883 that a gateway and a worker use."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.settimeout(1.0)
+        if probe.connect_ex(("127.0.0.1", 1883)) != 0:
+            from .broker import missing
+
+            missing("no MQTT broker on 127.0.0.1:1883")
+
+    async def main():
+        prefix = f"t/system-{time.monotonic_ns()}"
+        workers = Running("mqtt://127.0.0.1:1883", prefix)
+        workers.start(Fake("w"))
+        pool = pool_for("mqtt://127.0.0.1:1883", prefix)
+        await pool.start()
+        await until(lambda: pool.stats().ready == 1)
+        assert (await pool.submit(job(1))).assessment["turn"] == "s/1"
+        await pool.close()
+        await workers.stop_all()
+
+    run(main())
