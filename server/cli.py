@@ -19,7 +19,7 @@ from typing import Sequence
 
 from multipa_core import settings as core_settings
 
-from . import settings
+from . import mqtt_link, settings
 from .app import Server, ServerOptions
 from .exceptions import ServerError
 from .local_pool import LocalPool, LocalPoolOptions
@@ -98,12 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     pool_options: LocalPoolOptions | MqttPoolOptions = LocalPoolOptions(workers=args.workers, max_queue=args.max_queue, worker=WorkerOptions(scorer=args.scorer, device=args.device, threads=threads))
     broker = args.broker or os.environ.get("MULTIPA_BROKER")
     if broker:
-        if args.job_deadline <= 0 or args.max_attempts < 1:
-            print("error [config_error]: --job-deadline must be positive and --max-attempts at least 1", file=sys.stderr)
+        if args.job_deadline <= 0 or not 1 <= args.max_attempts <= 100:
+            print("error [config_error]: --job-deadline must be positive and --max-attempts from 1 to 100", file=sys.stderr)
             return 2
         args.broker = broker
         try:
-            pool_options = MqttPoolOptions(broker=broker_from_args(args), job_deadline_s=args.job_deadline, max_attempts=args.max_attempts, max_queue=args.max_queue, publish_events=args.publish_events)
+            pool_options = MqttPoolOptions(broker=mqtt_link.checked(broker_from_args(args)), job_deadline_s=args.job_deadline, max_attempts=args.max_attempts, max_queue=args.max_queue, publish_events=args.publish_events)
         except ServerError as exc:
             print(f"error [{exc.code}]: {exc}", file=sys.stderr)
             return 2

@@ -94,6 +94,8 @@ class Metrics:
         metric("multipa_workers", "gauge", "Workers by state.", [(_labels(state="configured"), pool.workers), (_labels(state="ready"), pool.ready), (_labels(state="busy"), pool.busy)])
         metric("multipa_worker_restarts_total", "counter", "Workers replaced after a crash or timeout.", [("", pool.restarts)])
         metric("multipa_draining", "gauge", "1 while the server shuts down.", [("", int(draining))])
+        if pool.extra:  # the pool's own gauges and counters (the MQTT gateway's re-sends, reconnects, ...)
+            metric("multipa_pool", "gauge", "Pool-specific gauges and counters, by name.", [(_labels(name=k), v) for k, v in sorted(pool.extra.items())])
         for name, help_text, series in (
             ("multipa_turn_latency_seconds", "Turn latency by stage: queue, assess, total (turn.ended to turn.assessed).", self.latency),
             ("multipa_pipeline_stage_seconds", "Time of each pipeline stage inside the worker.", self.stages),

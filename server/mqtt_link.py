@@ -84,6 +84,12 @@ def tls_context(options: BrokerOptions) -> ssl.SSLContext | None:
     return context
 
 
+def checked(options: BrokerOptions) -> BrokerOptions:
+    """The options, once their TLS files are known to load (so a bad path fails at start)."""
+    tls_context(options)
+    return options
+
+
 def client(options: BrokerOptions, identifier: str, *, will: Any = None) -> Any:
     """An unconnected aiomqtt client speaking MQTT 5."""
     import aiomqtt
@@ -132,7 +138,7 @@ async def session(
             disconnected()
         if stop.is_set():
             return
-        delay = BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
+        delay = BACKOFF_S[min(max(failures - 1, 0), len(BACKOFF_S) - 1)]
         try:
             await asyncio.wait_for(stop.wait(), delay)
         except asyncio.TimeoutError:

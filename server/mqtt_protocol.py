@@ -21,6 +21,7 @@ raises :class:`WireError`, whatever the bytes.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -179,9 +180,9 @@ def decode(payload: bytes) -> Message:
     if length > MAX_HEADER_BYTES or _PREFIX.size + length > len(payload):
         raise WireError("header length out of range")
     try:
-        header = json.loads(bytes(payload[_PREFIX.size : _PREFIX.size + length]).decode("utf-8"), parse_constant=_no_constant)
+        header = json.loads(bytes(payload[_PREFIX.size : _PREFIX.size + length]).decode("utf-8"), parse_constant=_no_constant, parse_float=_finite)
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise WireError("header is not a UTF-8 JSON object") from None
+        raise WireError("header is not a UTF-8 JSON object with finite numbers") from None
     if not isinstance(header, dict):
         raise WireError("header is not a JSON object")
     body = bytes(payload[_PREFIX.size + length :])
@@ -256,6 +257,13 @@ def _attempt(header: dict[str, Any]) -> int:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(name)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: JSON cannot carry it on to the client
+        raise ValueError(text)
+    return value
 
 
 # --- worker status (JSON) -------------------------------------------------------------

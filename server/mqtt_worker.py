@@ -30,7 +30,7 @@ from multipa_core import settings as core_settings
 
 from . import mqtt_link
 from . import mqtt_protocol as wire
-from .exceptions import ServerError
+from .exceptions import ConfigError, ServerError
 from .mqtt_link import BrokerOptions
 
 log = logging.getLogger(__name__)
@@ -89,23 +89,23 @@ class MqttWorker:
         processor = asyncio.create_task(self._process())
         await stop.wait()
         self._taking = False
-        client = self._client
-        if client is not None:
-            try:
-                await client.unsubscribe(wire.jobs_subscription(self._prefix))
-            except Exception:  # the connection is going anyway
-                pass
+        await self._quietly(lambda c: c.unsubscribe(wire.jobs_subscription(self._prefix)))
         while self._busy:  # the batch running now still gets its answers out
             await asyncio.sleep(0.05)
         processor.cancel()
-        if self._client is not None:
-            try:
-                await self._client.publish(wire.status_topic(self._prefix, self.id), self._status("offline"), qos=1, retain=True)
-            except Exception:
-                pass
+        await self._quietly(lambda c: c.publish(wire.status_topic(self._prefix, self.id), self._status("offline"), qos=1, retain=True))
         self._stop_link.set()
         link.cancel()
         await asyncio.gather(link, processor, return_exceptions=True)
+
+    async def _quietly(self, call: Callable[[Any], Any]) -> None:
+        """A goodbye step, when connected: bounded, and never an error (the will covers us)."""
+        if self._client is None:
+            return
+        try:
+            await asyncio.wait_for(call(self._client), 3.0)
+        except Exception as exc:
+            log.warning("worker %s: leaving the broker: %s", self.id, exc or type(exc).__name__)
 
     async def _serve(self, client: Any) -> None:
         await client.subscribe(wire.cancel_topic(self._prefix), qos=1)
@@ -169,15 +169,12 @@ class MqttWorker:
             self._unsent.append((topic, payload, correlation))
 
     async def _process(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
-            until = loop.time() + BATCH_WINDOW_S
-            while len(batch) < self.batch:
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), max(0.0, until - loop.time())))
-                except asyncio.TimeoutError:
-                    break
+            if self.batch > 1 and self._queue.qsize() < self.batch - 1:
+                await asyncio.sleep(BATCH_WINDOW_S)  # others arriving together join it
+            while len(batch) < self.batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             now = time.time()
             live = [w for w in batch if w.job.id not in self._cancelled and w.job.deadline > now]
             for w in batch:
@@ -291,8 +288,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker_id = args.id or re.sub(r"[^A-Za-z0-9_.-]", "-", f"{socket.gethostname()}-{os.getpid()}")
     try:
         broker = broker_from_args(args)
-        wire.check_id(worker_id, "--id")
-        mqtt_link.tls_context(broker)  # a bad certificate path fails now, not at each reconnect
+        try:
+            wire.check_id(worker_id, "--id")
+        except wire.WireError as exc:
+            raise ConfigError(str(exc)) from None
+        mqtt_link.checked(broker)  # a bad certificate path fails now, not at each reconnect
         from multipa_core.asr import resolve_device
         from multipa_core.assess import Assessor
         from multipa_core.errors import MultipaError

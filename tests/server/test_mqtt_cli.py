@@ -75,7 +75,6 @@ def test_worker_id_with_a_slash_fails_before_the_models(capsys):
     assert err.startswith("error [") and "--id must be" in err
 
 
-@pytest.mark.xfail(strict=True, reason="main() reports the WireError of check_id with its own code, invalid_payload, not config_error")
 def test_worker_id_with_a_slash_is_a_config_error(capsys):
     config_error(capsys, mqtt_worker.main, "--broker", "mqtt://127.0.0.1:1", "--id", "a/b")
 
@@ -99,3 +98,9 @@ def test_server_gateway_limits(capsys, option, value):
 
 def test_server_bad_prefix(capsys):
     assert "prefix" in config_error(capsys, cli.main, "--broker", "mqtt://127.0.0.1:1", "--prefix", "$SYS")
+
+
+def test_server_with_a_missing_ca_file_fails_at_start(capsys):
+    from multipa_server import cli
+
+    config_error(capsys, cli.main, "--broker", "mqtts://127.0.0.1:1", "--ca-file", "/nonexistent/ca.pem")

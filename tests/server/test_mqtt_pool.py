@@ -350,3 +350,34 @@ def test_the_machines_broker_on_1883():
         await workers.stop_all()
 
     run(main())
+
+
+def test_tls_with_the_brokers_ca_and_a_clear_failure_without_it(tmp_path):
+    from .broker import Mosquitto, certificates
+
+    ca, cert, key = certificates(tmp_path)
+    broker = Mosquitto(tmp_path, tls=(ca, cert, key))
+    try:
+
+        async def main():
+            workers = Running(broker.url, "t/tls")
+            worker = MqttWorker(Fake("w"), broker_options(broker.url, prefix="t/tls", ca_file=str(ca)), worker_id="w")
+            stop = asyncio.Event()
+            task = asyncio.create_task(worker.run(stop))
+            pool = MqttPool(MqttPoolOptions(broker=broker_options(broker.url, prefix="t/tls", ca_file=str(ca))))
+            await pool.start()
+            await until(lambda: pool.stats().ready == 1)
+            assert (await pool.submit(job(1))).assessment["turn"] == "s/1"
+            await pool.close()
+            stop.set()
+            await task
+            # the system's CAs do not know this broker: the start fails, it does not hang
+            untrusted = MqttPool(MqttPoolOptions(broker=broker_options(broker.url, prefix="t/tls"), connect_timeout_s=2.0))
+            with pytest.raises(Exception) as failure:
+                await untrusted.start()
+            assert failure.value.code == "worker_start_failed"
+            del workers
+
+        run(main())
+    finally:
+        broker.stop()

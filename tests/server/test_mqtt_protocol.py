@@ -177,7 +177,8 @@ def test_bad_deadlines_are_rejected(deadline):
 @pytest.mark.parametrize("literal", ["1e999", "-1e999", "1" + "0" * 400, "-" + "1" * 4000])
 def test_deadlines_beyond_a_float_are_rejected(literal):
     """1e999 parses as infinity, a 400-digit integer overflows a float: both are refused, never OverflowError."""
-    assert "deadline" in str(rejected(frame(b"J", with_literal(job_header(), "deadline", literal), PCM)))
+    message = str(rejected(frame(b"J", with_literal(job_header(), "deadline", literal), PCM)))
+    assert "deadline" in message or "finite numbers" in message
 
 
 def test_an_integer_deadline_is_accepted_as_a_float():
@@ -230,7 +231,8 @@ def test_bad_assess_times_are_rejected(assess_ms):
 
 @pytest.mark.parametrize("literal", ["1e999", "1" + "0" * 400])
 def test_assess_times_beyond_a_float_are_rejected(literal):
-    assert "assess_ms" in str(rejected(frame(b"R", with_literal(result_header(), "assess_ms", literal))))
+    message = str(rejected(frame(b"R", with_literal(result_header(), "assess_ms", literal))))
+    assert "assess_ms" in message or "finite numbers" in message
 
 
 @pytest.mark.parametrize("attempt", [0, -1, 101, True, False, 1.0, "1", None, ...])
@@ -264,7 +266,6 @@ def test_job_and_turn_ids_may_contain_a_slash():
     assert w.decode(frame(b"C", {"id": "abc/1~2"})) == CancelMessage("abc/1~2")
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: decode keeps 1e999 (infinity) inside an assessment, which no JSON encoder with allow_nan=False can send on")
 def test_an_assessment_with_an_infinite_number_is_rejected():
     rejected(frame(b"R", with_literal(result_header(code=..., message=...), "assessment", '{"score": 1e999}')))
 
