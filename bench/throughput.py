@@ -56,6 +56,26 @@ def start_mqtt_workers(count: int, broker: str, prefix: str, threads: int) -> li
     return [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(f"/tmp/multipa-bench-worker-{i}.log", "w")) for i in range(count)]
 
 
+def wait_for_workers(url: str, count: int, timeout: float = 600.0) -> None:
+    """Until the gateway's /healthz counts ``count`` workers ready (they load the models first)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    health = url.replace("ws://", "http://").rsplit("/v1/", 1)[0] + "/healthz"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(health, timeout=5) as response:
+                if json.loads(response.read())["workers_ready"] >= count:
+                    return
+        except urllib.error.HTTPError as exc:  # 503 while no worker is ready
+            if json.loads(exc.read() or b"{}").get("workers_ready", 0) >= count:
+                return
+        time.sleep(0.5)
+    raise RuntimeError(f"{count} MQTT workers were not ready within {timeout:.0f} s")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pool", choices=["local", "mqtt"], default="local")
@@ -84,7 +104,8 @@ def main() -> int:
     server = ServerProcess(extra)
     levels = []
     try:
-        time.sleep(2.0 if workers else 0.0)
+        if workers:
+            wait_for_workers(server.url, len(workers))
         for streams in range(1, args.max_streams + 1):
             outcomes = asyncio.run(level(server.url, audio, streams, cycle_s / streams))
             result = {"streams": streams, **measure(outcomes)}
