@@ -100,6 +100,9 @@ def main() -> int:
         "The machine is the project's CI kind: 2 cores, no GPU. Timings on it are noisy (other",
         "processes share the cores), so comparisons are made inside one run, on the same turns.",
         "No GPU was lent to the session that measured these: the CUDA path and GPU batching are unmeasured.",
+        "The MQTT runs put the broker, the gateway and the workers on the same 2 cores: they show the",
+        "overhead of the broker path, not what more machines add (two workers of one thread each on 2 cores",
+        "are slower per turn than one worker of two threads).",
         "",
     ]
     sections = [("latency", latency), ("stages", stages)]
@@ -107,7 +110,7 @@ def main() -> int:
         r = load(name)
         if r:
             lines += fn(r) + [""]
-    for name, title in (("throughput-local", "embedded pool"), ("throughput-mqtt", "MQTT workers")):
+    for name, title in (("throughput-local", "embedded pool"), ("throughput-mqtt", "one MQTT worker"), ("throughput-mqtt-2workers", "two MQTT workers sharing the same 2 cores")):
         r = load(name)
         if r:
             lines += throughput(r, title) + [""]

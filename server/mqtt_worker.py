@@ -304,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         try:
             assessor = Assessor(PipelineOptions(device=args.device, threads=args.threads), scorer=args.scorer)
+            assessor.warm_up()
         except MultipaError as exc:
             print(f"error [{exc.code}]: {exc}", file=sys.stderr)
             return 2

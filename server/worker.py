@@ -117,4 +117,5 @@ def _load(options: WorkerOptions) -> tuple[Any, str]:
 
         torch.set_num_threads(options.threads)
     assessor = Assessor(PipelineOptions(device=options.device, threads=options.threads), scorer=options.scorer)
+    assessor.warm_up()
     return assessor, resolve_device(options.device)
