@@ -96,12 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the cores are shared among the workers: N workers each using every core only thrash
     threads = core_settings.threads() or max(1, (os.cpu_count() or 1) // args.workers)
     pool_options: LocalPoolOptions | MqttPoolOptions = LocalPoolOptions(workers=args.workers, max_queue=args.max_queue, worker=WorkerOptions(scorer=args.scorer, device=args.device, threads=threads))
-    broker = args.broker or os.environ.get("MULTIPA_BROKER")
-    if broker:
+    if args.broker:
         if args.job_deadline <= 0 or not 1 <= args.max_attempts <= 100:
             print("error [config_error]: --job-deadline must be positive and --max-attempts from 1 to 100", file=sys.stderr)
             return 2
-        args.broker = broker
         try:
             pool_options = MqttPoolOptions(broker=mqtt_link.checked(broker_from_args(args)), job_deadline_s=args.job_deadline, max_attempts=args.max_attempts, max_queue=args.max_queue, publish_events=args.publish_events)
         except ServerError as exc:

@@ -25,12 +25,11 @@ from . import worker
 from .exceptions import (
     AssessmentError,
     JobTimeoutError,
-    OverloadedError,
     PoolClosedError,
     PoolStartError,
     WorkerCrashedError,
 )
-from .pool import Job, JobResult, PoolStats, WorkerPool
+from .pool import Job, JobResult, PoolStats, WorkerPool, check_admission
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +104,7 @@ class LocalPool(WorkerPool):
             raise errors[0]
 
     async def submit(self, job: Job) -> JobResult:
-        if self._closed:
-            raise PoolClosedError("the worker pool is shutting down")
-        if len(self._queue) >= self.options.max_queue:
-            raise OverloadedError(f"{len(self._queue)} turns are already waiting for a worker; try again later")
+        check_admission(self._closed, len(self._queue), self.options.max_queue)
         loop = asyncio.get_running_loop()
         entry = _Entry(job, loop.create_future(), loop.time())
         self._queue.append(entry)

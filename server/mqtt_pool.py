@@ -29,9 +29,9 @@ from typing import Any
 
 from . import mqtt_link
 from . import mqtt_protocol as wire
-from .exceptions import AssessmentError, OverloadedError, PoolClosedError, PoolStartError, WorkerUnavailableError
+from .exceptions import AssessmentError, PoolClosedError, PoolStartError, WorkerUnavailableError
 from .mqtt_link import BrokerOptions
-from .pool import Job, JobResult, PoolStats, WorkerPool
+from .pool import Job, JobResult, PoolStats, WorkerPool, check_admission
 from .protocol import ServerEvent, serialize
 
 log = logging.getLogger(__name__)
@@ -96,10 +96,7 @@ class MqttPool(WorkerPool):
         log.info("gateway %s connected to %s, topics under %s/", self.gateway, self.options.broker.url, self._prefix)
 
     async def submit(self, job: Job) -> JobResult:
-        if self._closed:
-            raise PoolClosedError("the worker pool is shutting down")
-        if len(self._queue) >= self.options.max_queue:
-            raise OverloadedError(f"{len(self._queue)} turns are already waiting for a worker; try again later")
+        check_admission(self._closed, len(self._queue), self.options.max_queue)
         loop = asyncio.get_running_loop()
         self._seq += 1
         entry = _Entry(f"{self.gateway}-{self._seq}", job, loop.create_future(), loop.time())
@@ -150,7 +147,7 @@ class MqttPool(WorkerPool):
         self._dispatch()
         async for message in client.messages:
             try:
-                self._receive(str(message.topic), bytes(message.payload), message.properties)
+                self._receive(str(message.topic), bytes(message.payload))
             except Exception:  # one bad message must not end the connection
                 log.exception("gateway: handling a message on %s failed", message.topic)
 
@@ -163,11 +160,9 @@ class MqttPool(WorkerPool):
         if not was_connected:
             return
         self._counts["reconnects"] += 1
-        for entry in sorted(self._inflight.values(), key=lambda e: e.submitted, reverse=True):
-            del self._inflight[entry.key]
-            self._retry(entry, "the broker connection dropped")
+        self._resend(list(self._inflight.values()), "the broker connection dropped")
 
-    def _receive(self, topic: str, payload: bytes, properties: Any) -> None:
+    def _receive(self, topic: str, payload: bytes) -> None:
         if topic == self._results:
             try:
                 message = wire.decode(payload)
@@ -242,7 +237,6 @@ class MqttPool(WorkerPool):
         if self._inflight.pop(entry.key, None) is not None:
             self._retry(entry, f"no answer within {self.options.job_deadline_s:g} s")
         else:  # it waited a whole deadline in the queue: no worker could take it
-            self._remove(entry)
             self._unavailable(entry, f"no worker was free to take the turn within {self.options.job_deadline_s:g} s")
 
     def _retry(self, entry: _Entry, why: str) -> None:
@@ -265,11 +259,13 @@ class MqttPool(WorkerPool):
     def _worker_gone(self, worker: str) -> None:
         """Re-send what the worker had accepted, and what was sent but not yet accepted by anyone
         (the broker may have routed it to that worker)."""
-        for entry in sorted(self._inflight.values(), key=lambda e: e.submitted, reverse=True):
-            if entry.worker in (worker, None):
-                del self._inflight[entry.key]
-                self._retry(entry, f"worker {worker} went offline")
-        self._dispatch()
+        self._resend([e for e in self._inflight.values() if e.worker in (worker, None)], f"worker {worker} went offline")
+
+    def _resend(self, entries: list[_Entry], why: str) -> None:
+        """Take sent jobs out of flight and queue them again, the oldest first in line."""
+        for entry in sorted(entries, key=lambda e: e.submitted, reverse=True):
+            del self._inflight[entry.key]
+            self._retry(entry, why)
 
     def _accepted(self, message: wire.Accepted) -> None:
         entry = self._inflight.get(message.id)
@@ -282,7 +278,6 @@ class MqttPool(WorkerPool):
             self._counts["duplicates"] += 1
             log.info("gateway: ignored a duplicate or late answer to job %s from %s", message.id, message.worker)
             return
-        self._remove(entry)
         if message.assessment is None:
             self._finish(entry, AssessmentError(message.code or "internal_error", message.message or "the worker failed"))
         else:
@@ -295,21 +290,18 @@ class MqttPool(WorkerPool):
     def _withdraw(self, entry: _Entry) -> None:
         """The submitter stopped waiting: forget the job and tell the workers."""
         sent = entry.key in self._inflight
-        self._remove(entry)
         self._finish(entry, None)
         if sent:
             self._spawn(self._publish(wire.cancel_topic(self._prefix), wire.encode(wire.CancelMessage(entry.key))))
         self._dispatch()
 
-    def _remove(self, entry: _Entry) -> None:
+    def _finish(self, entry: _Entry, outcome: JobResult | BaseException | None) -> None:
+        """Settle a job (None: withdrawn) and forget it, wherever it was."""
+        if entry.timer is not None:
+            entry.timer.cancel()
         self._inflight.pop(entry.key, None)
         if entry in self._queue:
             self._queue.remove(entry)
-
-    def _finish(self, entry: _Entry, outcome: JobResult | BaseException | None) -> None:
-        if entry.timer is not None:
-            entry.timer.cancel()
-        self._remove(entry)
         if entry.future.done():
             return
         if outcome is None:

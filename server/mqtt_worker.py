@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 from multipa_core import settings as core_settings
 
-from . import mqtt_link
+from . import mqtt_link, settings
 from . import mqtt_protocol as wire
 from .exceptions import ConfigError, ServerError
 from .mqtt_link import BrokerOptions
@@ -117,7 +117,7 @@ class MqttWorker:
         log.info("worker %s online at %s, jobs from %s", self.id, self.broker.url, wire.jobs_subscription(self._prefix))
         unsent, self._unsent = self._unsent, []
         for topic, payload, correlation in unsent:
-            await self._answer(topic, payload, correlation)
+            await self._answer(topic, payload, correlation, keep=True)
         async for message in client.messages:
             try:
                 self._receive(message)
@@ -150,9 +150,11 @@ class MqttWorker:
         log.info("worker %s: accepted job %s (turn %s, send %d)", self.id, decoded.id, decoded.turn, decoded.attempt)
         self._queue.put_nowait(_Work(decoded, reply_to, correlation))
         accepted = wire.encode(wire.Accepted(decoded.id, decoded.attempt, self.id))
-        asyncio.get_running_loop().create_task(self._answer(reply_to, accepted, correlation))
+        asyncio.get_running_loop().create_task(self._answer(reply_to, accepted, correlation, keep=False))
 
-    async def _answer(self, topic: str, payload: bytes, correlation: bytes) -> None:
+    async def _answer(self, topic: str, payload: bytes, correlation: bytes, *, keep: bool) -> None:
+        """Publish to a gateway; ``keep``: when the connection is down, send it after reconnecting
+        (results are worth it; acceptances are stale by then)."""
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
@@ -165,7 +167,7 @@ class MqttWorker:
                 return
             except Exception as exc:
                 log.warning("worker: could not answer on %s (%s); will retry after reconnecting", topic, exc)
-        if payload[5:6] == b"R":  # results are worth keeping; acceptances are stale by then
+        if keep:
             self._unsent.append((topic, payload, correlation))
 
     async def _process(self) -> None:
@@ -190,7 +192,7 @@ class MqttWorker:
             for work, result in zip(live, results):
                 self.done += 1
                 log.info("worker %s: job %s (turn %s, send %d) answered: %s", self.id, work.job.id, work.job.turn, work.job.attempt, result.code or "assessed")
-                await self._answer(work.reply_to, wire.encode(result), work.correlation)
+                await self._answer(work.reply_to, wire.encode(result), work.correlation, keep=True)
 
 
 def assessor_batch(assessor: Any, worker_id: str) -> AssessMany:
@@ -233,7 +235,7 @@ def assessor_batch(assessor: Any, worker_id: str) -> AssessMany:
 def add_broker_arguments(parser: argparse.ArgumentParser, *, broker_help: str) -> None:
     """The broker options, shared by multipa-worker and multipa-server."""
     group = parser.add_argument_group("MQTT broker")
-    group.add_argument("--broker", default=None, help=broker_help)
+    group.add_argument("--broker", default=os.environ.get("MULTIPA_BROKER"), help=broker_help)
     group.add_argument("--username", default=os.environ.get("MULTIPA_MQTT_USERNAME"), help="broker user name (MULTIPA_MQTT_USERNAME)")
     group.add_argument("--password", default=os.environ.get("MULTIPA_MQTT_PASSWORD"), help="broker password (MULTIPA_MQTT_PASSWORD; safer than the flag)")
     group.add_argument("--tls", action="store_true", help="connect with TLS (implied by mqtts://)")
@@ -253,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_broker_arguments(parser, broker_help="mqtt://HOST:PORT, or mqtts://HOST:PORT for TLS (MULTIPA_BROKER)")
     parser.add_argument("--device", default=core_settings.device(), choices=["auto", "cpu", "cuda"], help="where the models run; auto picks CUDA when present (MULTIPA_DEVICE)")
     parser.add_argument("--batch", type=int, default=1, help="most turns assessed together (they share the scoring network's pass); 1 by default")
-    parser.add_argument("--scorer", default=os.environ.get("MULTIPA_SCORER") or "multipa-scorer", help="scorer checkpoint name or path (MULTIPA_SCORER)")
+    parser.add_argument("--scorer", default=settings.scorer(), help="scorer checkpoint name or path (MULTIPA_SCORER)")
     parser.add_argument("--threads", type=int, default=core_settings.threads(), help="CPU threads for the models (0: all cores; MULTIPA_THREADS)")
     parser.add_argument("--id", default=None, help="worker name, unique among the workers (default HOST-PID)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every job")
@@ -278,7 +280,6 @@ async def _serve(worker: MqttWorker) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args.broker = args.broker or os.environ.get("MULTIPA_BROKER")
     if not args.broker:
         print("error [config_error]: --broker mqtt://HOST:PORT is required (or MULTIPA_BROKER)", file=sys.stderr)
         return 2

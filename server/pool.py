@@ -18,6 +18,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any
 
+from .exceptions import OverloadedError, PoolClosedError
+
 
 @dataclass(frozen=True)
 class Job:
@@ -86,3 +88,16 @@ class WorkerPool(abc.ABC):
     @abc.abstractmethod
     def stats(self) -> PoolStats:
         """Current worker and queue counts."""
+
+
+def check_admission(closed: bool, queued: int, max_queue: int) -> None:
+    """What every pool's :meth:`WorkerPool.submit` checks first.
+
+    Raises:
+        PoolClosedError: the pool is closing.
+        OverloadedError: ``queued`` jobs already wait and that is the bound.
+    """
+    if closed:
+        raise PoolClosedError("the worker pool is shutting down")
+    if queued >= max_queue:
+        raise OverloadedError(f"{queued} turns are already waiting for a worker; try again later")
