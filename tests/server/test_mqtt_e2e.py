@@ -4,11 +4,8 @@ with the real models, a real Mosquitto (a private one, so it can be stopped and 
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import select
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,54 +14,23 @@ import pytest
 
 from .broker import Mosquitto
 from .speech import UTTERANCES, conversation, silence, utterance
-from .wsclient import ServerProcess, Wait, converse, talk
+from .wsclient import ChildProcess, ServerProcess, Wait, converse, talk
 
 pytestmark = [pytest.mark.models, pytest.mark.broker]
 
 UTTS = list(UTTERANCES)
 
 
-class WorkerProcess:
+class WorkerProcess(ChildProcess):
     """``multipa-worker`` as a subprocess, ready once it says so."""
 
     def __init__(self, broker_url: str, name: str, scorer: str, log: Path, *extra: str) -> None:
-        self.name, self.log_path = name, log
-        self._log = open(log, "w")
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         command = [sys.executable, "-m", "multipa_server.mqtt_worker", "--broker", broker_url, "--id", name, "--scorer", scorer, "--threads", "1", "-v", *extra]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env)
-        deadline = time.monotonic() + 300
-        assert self.proc.stdout is not None
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"worker {name} did not start: {self.log()[-3000:]}")
-            ready, _, _ = select.select([self.proc.stdout], [], [], remaining)
-            if ready and "ready on" in self.proc.stdout.readline():
-                return
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text()
+        super().__init__(f"worker {name}", command, log, "ready on")
+        self.name = name
 
     def answered(self) -> int:
         return len(re.findall(r"answered: assessed", self.log()))
-
-    def accepted(self) -> bool:
-        return "accepted job" in self.log()
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
 
 
 @pytest.fixture(scope="module")

@@ -99,27 +99,26 @@ def talk(url: str, script: list, **options) -> Outcome:
     return asyncio.run(converse(url, script, **options))
 
 
-class ServerProcess:
-    """``multipa-server`` as a subprocess on a free port."""
+class ChildProcess:
+    """A command of this project as a subprocess, ready once a line of its stdout matches ``ready``
+    (stderr goes to ``log``); SIGTERM stops it."""
 
-    def __init__(self, args: list[str], log: Path, *, timeout: float = 300.0) -> None:
+    def __init__(self, what: str, command: list[str], log: Path, ready: str, *, timeout: float = 300.0) -> None:
         self.log_path = log
         self._log = open(log, "w")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "multipa_server.cli", "--port", "0", *args], stdout=subprocess.PIPE, stderr=self._log, text=True, env=env)
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env)
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self.proc.poll() is not None:
                 self.stop()
-                raise RuntimeError(f"the server did not start: {self.log()[-3000:]}")
-            ready, _, _ = select.select([self.proc.stdout], [], [], remaining)
-            line = self.proc.stdout.readline() if ready else ""
-            found = re.search(r"listening on (ws://\S+)", line)
+                raise RuntimeError(f"{what} did not start: {self.log()[-3000:]}")
+            readable, _, _ = select.select([self.proc.stdout], [], [], remaining)
+            found = re.search(ready, self.proc.stdout.readline() if readable else "")
             if found:
-                self.url = found.group(1)
-                self.http = self.url.replace("ws://", "http://").rsplit("/v1/", 1)[0]
+                self.ready = found
                 return
 
     def log(self) -> str:
@@ -140,6 +139,15 @@ class ServerProcess:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
+
+
+class ServerProcess(ChildProcess):
+    """``multipa-server`` as a subprocess on a free port."""
+
+    def __init__(self, args: list[str], log: Path, *, timeout: float = 300.0) -> None:
+        super().__init__("the server", [sys.executable, "-m", "multipa_server.cli", "--port", "0", *args], log, r"listening on (ws://\S+)", timeout=timeout)
+        self.url = self.ready.group(1)
+        self.http = self.url.replace("ws://", "http://").rsplit("/v1/", 1)[0]
 
 
 def http_get(url: str) -> tuple[int, str, str]:
