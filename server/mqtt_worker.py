@@ -92,7 +92,7 @@ class MqttWorker:
         await self._quietly(lambda c: c.unsubscribe(wire.jobs_subscription(self._prefix)))
         while self._busy:  # the batch running now still gets its answers out
             await asyncio.sleep(0.05)
-        processor.cancel()
+        processor.cancel()  # it waits for the next job (a cancel inside a publish, which runs in asyncio.wait_for, can be lost on Python 3.11)
         await self._quietly(lambda c: c.publish(wire.status_topic(self._prefix, self.id), self._status("offline"), qos=1, retain=True))
         self._stop_link.set()
         link.cancel()
@@ -184,15 +184,15 @@ class MqttWorker:
                     log.info("worker: skipped job %s (withdrawn or past its deadline)", w.job.id)
             if not live:
                 continue
-            self._busy = True
+            self._busy = True  # until the answers are out: a stop must not cancel a publish halfway
             try:
                 results = await asyncio.to_thread(self.assess, [w.job for w in live])
+                for work, result in zip(live, results):
+                    self.done += 1
+                    log.info("worker %s: job %s (turn %s, send %d) answered: %s", self.id, work.job.id, work.job.turn, work.job.attempt, result.code or "assessed")
+                    await self._answer(work.reply_to, wire.encode(result), work.correlation, keep=True)
             finally:
                 self._busy = False
-            for work, result in zip(live, results):
-                self.done += 1
-                log.info("worker %s: job %s (turn %s, send %d) answered: %s", self.id, work.job.id, work.job.turn, work.job.attempt, result.code or "assessed")
-                await self._answer(work.reply_to, wire.encode(result), work.correlation, keep=True)
 
 
 def assessor_batch(assessor: Any, worker_id: str) -> AssessMany:
