@@ -40,6 +40,7 @@ class Example:
     features: TurnFeatures
     sentence: np.ndarray  # (4,) expert medians: accuracy, fluency, prosody, total
     words: np.ndarray  # (W, 3) expert medians per target word (NaN where unknown)
+    mode: str = "closed"  # closed: the reference text is the target transcript; open: ASR_t's is
 
 
 def sentence_labels(utt: data.Utterance) -> np.ndarray:
@@ -78,6 +79,35 @@ def closed_examples(utterances: Iterable[data.Utterance], pre: Precomputed, buil
             cache.put_arrays(utt.utt, stored)
         features = TurnFeatures(**{f.name: stored[f.name] for f in fields(TurnFeatures)})
         out.append(Example(utt.utt, features, sentence_labels(utt), word_labels(utt)))
+    return out, skipped
+
+
+def open_examples(utterances: Iterable[data.Utterance], pre: Precomputed, builder: FeatureBuilder, cache_root: str, *, desc: str = "open features") -> tuple[list[Example], list[str]]:
+    """Examples as open mode sees them: ASR_t's transcript is the target.
+
+    Each ASR_t word's labels are the mean of the reference words that overlap it
+    in time (:func:`open_word_targets`, the open-mode evaluation rule); a word
+    overlapping none has unknown labels. Training on these matches what the
+    scorer meets at inference without a reference text.
+
+    Returns:
+        The examples and the ids of utterances that could not be used (logged).
+    """
+    cache = features_cache(cache_root, builder, "open")
+    out: list[Example] = []
+    skipped: list[str] = []
+    for utt in tqdm(list(utterances), desc=desc, unit="utt", dynamic_ncols=True):
+        if utt.utt not in pre.frames or utt.utt not in pre.recognized or utt.utt not in pre.target:
+            skipped.append(utt.utt)
+            continue
+        stored = cache.get_arrays(utt.utt)
+        if stored is None:
+            analysis = builder.analyze(pre.frames[utt.utt].astype(np.float32), pre.target[utt.utt], pre.recognized[utt.utt], mode="open", duration=0.0)
+            stored = {f.name: getattr(analysis.features, f.name) for f in fields(TurnFeatures)}
+            stored["word_targets"] = open_word_targets(analysis, utt, builder)
+            cache.put_arrays(utt.utt, stored)
+        features = TurnFeatures(**{f.name: stored[f.name] for f in fields(TurnFeatures)})
+        out.append(Example(utt.utt, features, sentence_labels(utt), stored["word_targets"], mode="open"))
     return out, skipped
 
 

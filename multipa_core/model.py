@@ -103,7 +103,8 @@ def build_scorer(config: ScorerConfig) -> Any:
             groups = {
                 "acoustic": [w_acoustic],
                 "phones": [w_phone, batch["word_phones"].float()],
-                "text": [self.text_proj(batch["word_text"].float()), self.other_proj(batch["word_text_other"].float())],
+                # an ablated group is zeros; ablated text is not even read (its features may be zero-width)
+                "text": [self.text_proj(batch["word_text"].float()), self.other_proj(batch["word_text_other"].float())] if "text" not in self.cfg.ablate else [torch.zeros_like(w_acoustic)] * 2,
                 "alignment": [batch["word_scalars"].float()],
             }
             parts = [torch.zeros_like(t) if name in self.cfg.ablate else t for name, ts in groups.items() for t in ts]

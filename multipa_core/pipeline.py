@@ -24,7 +24,7 @@ from .align import Aligner, Alignment
 from .asr import AsrOptions, DualASR, Transcript, encoder_frames, normalize_word, resolve_device
 from .features import TurnFeatures, build
 from .lexicon import Lexicon, default_lexicon
-from .textemb import TextEmbedder
+from .textemb import text_embedder
 
 
 @dataclass(frozen=True)
@@ -80,14 +80,14 @@ class FeatureBuilder:
 
     Args:
         aligner: aligner checkpoint name or path.
-        text_model: text embedding name or directory.
+        text_model: text embedding name or directory (``none``: no text embeddings).
         device: ``cpu`` or ``cuda`` for the torch models.
         lexicon: pronunciations (default: corpus lexicon, CMUdict, fallback rules).
     """
 
     def __init__(self, *, aligner: str = "multipa-aligner", text_model: str = "minilm-l6", device: str = "cpu", lexicon: Lexicon | None = None) -> None:
         self.aligner = Aligner(aligner, device=device)
-        self.text = TextEmbedder(text_model, device=device)
+        self.text = text_embedder(text_model, device=device)
         self.lexicon = lexicon or default_lexicon()
         self.key = f"{_file_digest(registry.resolve(aligner, kind='aligner'))}-{text_model.replace('/', '_')}"
 

@@ -19,6 +19,7 @@ from . import registry
 from .features import TurnFeatures, collate
 from .model import SENTENCE_HEADS, WORD_HEADS, ScorerConfig, build_scorer
 from .probe import Ridge, summarise
+from .textemb import NO_TEXT
 
 SCALE = 10.0  # scores live on 0..10; the network works on 0..1
 
@@ -54,7 +55,8 @@ class Scorer:
         self.thresholds: dict[str, float] = state["thresholds"]
         self.floor: dict[str, float] = state["floor"]
         self.aligner: str = state.get("aligner", "multipa-aligner")
-        self.text_model: str = state.get("text_model", "minilm-l6")
+        # a network trained without text embeddings does not need them computed at all
+        self.text_model: str = NO_TEXT if "text" in self.config.ablate else state.get("text_model", "minilm-l6")
         self.metadata: dict[str, Any] = state.get("metadata", {})
         blend = state.get("probe")
         self.probe = Ridge(**{k: np.asarray(v) if k != "alpha" else v for k, v in blend["ridge"].items()}) if blend else None

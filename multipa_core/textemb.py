@@ -13,6 +13,26 @@ import numpy as np
 
 from . import registry
 
+NO_TEXT = "none"  # the text model of a scorer that does not read text embeddings
+
+
+def text_embedder(model: str, *, device: str = "cpu") -> "TextEmbedder | NoText":
+    """The embedder for ``model``; :data:`NO_TEXT` loads nothing."""
+    return NoText() if model == NO_TEXT else TextEmbedder(model, device=device)
+
+
+class NoText:
+    """Zero-width word vectors, for scorers trained without text embeddings: the
+    text model is neither loaded nor run."""
+
+    dim = 0
+
+    def __call__(self, words: list[str]) -> np.ndarray:
+        return self.many([words])[0]
+
+    def many(self, sequences: list[list[str]]) -> list[np.ndarray]:
+        return [np.zeros((len(words), 0), dtype=np.float32) for words in sequences]
+
 
 class TextEmbedder:
     """Per-word contextual vectors for a list of words.

@@ -22,12 +22,18 @@ import numpy as np
 from tqdm import tqdm
 
 from . import data, settings
-from .dataset import Example, closed_examples
+from .dataset import Example, closed_examples, open_examples
 from .features import collate
 from .model import ScorerConfig, build_scorer
 from .scorer import SCALE, save_scorer, training_thresholds
 
 log = logging.getLogger(__name__)
+
+
+# Target transcripts a scorer can be trained on: the reference text (its words
+# carry the labels), ASR_t's transcript (labels carried over by time overlap, as
+# open mode sees a turn), or both (each utterance twice).
+TRANSCRIPTS = ("reference", "asr", "both")
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class TrainConfig:
     members: int = 3  # networks trained with different seeds and averaged (an ensemble)
     blend_probe: bool = True  # blend a ridge probe on frame statistics into the sentence scores
     limit: int = 0  # first N training utterances only (0 = all); for smoke runs
+    transcripts: str = "reference"  # target transcripts in training: reference (the paper), asr (ASR_t, labels by overlap) or both
     net: ScorerConfig = field(default_factory=ScorerConfig)  # network shape
 
 
@@ -94,11 +101,19 @@ def prepare(config: TrainConfig) -> tuple[list[Example], list[Example], list[str
     train_utts, val_utts = data.select(utterances, "train"), data.select(utterances, "validation")
     if config.limit:
         train_utts, val_utts = train_utts[: config.limit], val_utts[: max(2, config.limit // 4)]
-    pre = precompute(train_utts + val_utts, None, cache_root, recognized=True, desc="ASR train+validation")
+    if config.transcripts not in TRANSCRIPTS:
+        raise ValueError(f"transcripts must be one of {', '.join(TRANSCRIPTS)}, not {config.transcripts!r}")
+    asr = config.transcripts != "reference"
+    pre = precompute(train_utts + val_utts, None, cache_root, recognized=True, target=asr, desc="ASR train+validation")
     builder = FeatureBuilder(aligner=config.aligner, text_model=config.text_model)
-    train_ex, skipped_t = closed_examples(train_utts, pre, builder, cache_root, desc="features train")
-    val_ex, skipped_v = closed_examples(val_utts, pre, builder, cache_root, desc="features validation")
-    return train_ex, val_ex, pre.failed + skipped_t + skipped_v
+    train_ex, val_ex, skipped = [], [], list(pre.failed)
+    makers = [(kind, make) for kind, make in (("reference", closed_examples), ("asr", open_examples)) if config.transcripts in (kind, "both")]
+    for kind, make in makers:
+        for part, utts, into in (("train", train_utts, train_ex), ("validation", val_utts, val_ex)):
+            examples, missed = make(utts, pre, builder, cache_root, desc=f"features {part} ({kind})")
+            into.extend(examples)
+            skipped.extend(missed)
+    return train_ex, val_ex, skipped
 
 
 def _fit_member(config: TrainConfig, member: int, train_ex: list[Example], val_ex: list[Example], state_path: Path) -> tuple[Any, dict[str, Any]]:
@@ -214,13 +229,17 @@ def train(config: TrainConfig) -> dict[str, Any]:
         nets.append(net)
         members.append(summary)
     blend = fit_blend(nets, train_ex, val_ex) if config.blend_probe and train_ex and val_ex else None
-    labels = np.concatenate([e.words for e in train_ex]) if train_ex else np.zeros((0, 3))
+    # the needs-improvement thresholds come from the reference words' own labels when there are any
+    labelled = [e for e in train_ex if e.mode == "closed"] or train_ex
+    labels = np.concatenate([e.words for e in labelled]) if labelled else np.zeros((0, 3))
     sentences = np.stack([e.sentence for e in train_ex]) if train_ex else np.zeros((0, 4))
     floor = {a: float(sentences[:, i].min()) for i, a in enumerate(("accuracy", "fluency", "prosody", "total"))} if len(sentences) else {}
     report = {
         "config": asdict(config),
-        "train_utterances": len(train_ex),
-        "validation_utterances": len(val_ex),
+        "train_utterances": len({e.utt for e in train_ex}),
+        "validation_utterances": len({e.utt for e in val_ex}),
+        "train_examples": len(train_ex),
+        "validation_examples": len(val_ex),
         "skipped": skipped,
         "members": members,
         "probe_blend": None if blend is None else {"alpha": blend[0].alpha, "weight": blend[1], "validation_mse": blend[2]},
@@ -232,7 +251,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         str(out), nets, config.net,
         thresholds=training_thresholds(labels) if len(labels) else {},
         floor=floor, aligner=config.aligner, text_model=config.text_model,
-        metadata={"members": len(nets), "train_utterances": len(train_ex), "seed": config.seed},
+        metadata={"members": len(nets), "train_utterances": len({e.utt for e in train_ex}), "transcripts": config.transcripts, "seed": config.seed},
         probe=None if blend is None else (blend[0], blend[1]),
     )
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")

@@ -95,3 +95,28 @@ def test_checkpoint_round_trip(tmp_path):
     assert all(0.0 <= v <= 10.0 for v in scores.sentence.values())
     assert needs_improvement({"accuracy": 0.0, "stress": 10.0, "total": 10.0}, thresholds)
     assert not needs_improvement({"accuracy": 10.0, "stress": 10.0, "total": 10.0}, thresholds)
+
+
+def test_text_ablated_network_needs_no_text_embeddings(tmp_path):
+    """A network trained without text reads no text features: zero-width ones score the
+    same, and its checkpoint tells the pipeline not to load a text model."""
+    from dataclasses import replace
+
+    from multipa_core.scorer import Scorer, save_scorer
+    from multipa_core.textemb import NO_TEXT, text_embedder
+
+    cfg = replace(CFG, ablate=("text",))
+    torch.manual_seed(5)
+    net = build_scorer(cfg)
+    rng = np.random.default_rng(5)
+    item = random_turn(rng, 30, 3)
+    blank = TurnFeatures(**{**vars(item), "word_text": np.zeros((3, 0), np.float32), "word_text_other": np.zeros((3, 0), np.float32)})
+    with_text, without = run(net, [item]), run(net, [blank])
+    torch.testing.assert_close(with_text["sentence"], without["sentence"], atol=0, rtol=0)
+    torch.testing.assert_close(with_text["word"], without["word"], atol=0, rtol=0)
+
+    path = tmp_path / "scorer.pt"
+    save_scorer(str(path), [net], cfg, thresholds={}, floor={}, aligner="multipa-aligner", text_model="minilm-l6", metadata={})
+    assert Scorer(str(path)).text_model == NO_TEXT
+    vectors = text_embedder(NO_TEXT).many([["a", "b"], []])
+    assert [v.shape for v in vectors] == [(2, 0), (0, 0)]

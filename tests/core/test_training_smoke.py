@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from multipa_core import data
@@ -39,19 +40,24 @@ def test_aligner_smoke_run_reports_development_metrics(aligner):
 
 
 def test_training_never_reads_development_speakers(monkeypatch, cache, aligner, tmp_path):
-    """The scorer trainer sees only training and validation speakers, and resumes."""
+    """The scorer trainer sees only training and validation speakers, in both kinds of
+    examples (reference and ASR_t transcripts), and resumes."""
     from multipa_core import dataset, train as train_mod
 
-    seen = []
-    real = dataset.closed_examples
+    seen, made = [], []
 
-    def spy(utterances, *args, **kwargs):
-        utterances = list(utterances)
-        seen.extend(u.speaker for u in utterances)
-        return real(utterances, *args, **kwargs)
+    def spying(real):
+        def spy(utterances, *args, **kwargs):
+            utterances = list(utterances)
+            seen.extend(u.speaker for u in utterances)
+            examples, skipped = real(utterances, *args, **kwargs)
+            made.extend(examples)
+            return examples, skipped
+        return spy
 
-    monkeypatch.setattr(train_mod, "closed_examples", spy)
-    config = train_mod.TrainConfig(data=str(DATA), out=str(tmp_path / "scorer.pt"), cache=cache, aligner=str(aligner[0]), epochs=2, limit=6, members=2)
+    monkeypatch.setattr(train_mod, "closed_examples", spying(dataset.closed_examples))
+    monkeypatch.setattr(train_mod, "open_examples", spying(dataset.open_examples))
+    config = train_mod.TrainConfig(data=str(DATA), out=str(tmp_path / "scorer.pt"), cache=cache, aligner=str(aligner[0]), epochs=2, limit=6, members=2, transcripts="both")
 
     calls = {"n": 0}
     real_save = train_mod.save_scorer
@@ -68,6 +74,11 @@ def test_training_never_reads_development_speakers(monkeypatch, cache, aligner, 
     assert (tmp_path / "scorer.state0.pt").is_file() and (tmp_path / "scorer.state1.pt").is_file()
     report = train_mod.train(config)  # resumes: no epoch is run again
     assert [len(m["history"]) for m in report["members"]] == [2, 2]
+    assert report["train_examples"] == 2 * report["train_utterances"] == 12
+    opened = [e for e in made if e.mode == "open"]
+    assert {e.mode for e in made} == {"closed", "open"} and len(opened) == len(made) // 2
+    assert all(len(e.words) == len(e.features.word_text) for e in opened)
+    assert any(np.isfinite(e.words).any() for e in opened)  # labels carried over by time overlap
     assert (tmp_path / "scorer.pt").is_file()
     assert not list(tmp_path.glob("scorer.state*"))
 
