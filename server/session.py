@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Union
 
 from .exceptions import ProtocolError

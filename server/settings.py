@@ -1,4 +1,4 @@
-"""Environment variables of the server, all read here and all prefixed ``MULTIPA_``.
+"""Environment variables of the server, prefixed ``MULTIPA_``.
 
 They give the defaults of the ``multipa-server`` options (a flag wins):
 
@@ -10,7 +10,10 @@ They give the defaults of the ``multipa-server`` options (a flag wins):
 - ``MULTIPA_SCORER``: scorer checkpoint name or path (default ``multipa-scorer``).
 
 The workers' compute device and threads come from :mod:`multipa_core.settings`
-(``MULTIPA_DEVICE``, ``MULTIPA_THREADS``).
+(``MULTIPA_DEVICE``, ``MULTIPA_THREADS``). The MQTT options' defaults
+(``MULTIPA_BROKER``, ``MULTIPA_MQTT_USERNAME``, ``MULTIPA_MQTT_PASSWORD``) are read
+where the gateway and the worker declare them, in
+:func:`server.mqtt_worker.add_broker_arguments`.
 """
 
 from __future__ import annotations
