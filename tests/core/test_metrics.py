@@ -30,3 +30,17 @@ def test_ridge_probe_recovers_a_linear_map():
 def test_summarise_is_mean_and_std():
     frames = np.array([[1.0, 2.0], [3.0, 6.0]])
     np.testing.assert_allclose(probe.summarise(frames), [2.0, 4.0, 1.0, 2.0])
+
+
+def test_summarise_with_percentiles_and_a_probe_that_reads_them():
+    frames = np.arange(11.0)[:, None] * np.array([[1.0, -1.0]])  # 0..10 and 0..-10
+    stats = probe.summarise(frames, "mean-std-p10-p90")
+    np.testing.assert_allclose(stats[4:], [1.0, -9.0, 9.0, -1.0])  # p10 per dim, then p90
+    np.testing.assert_allclose(stats[:4], probe.summarise(frames))
+    with pytest.raises(ValueError, match="stats must be one of"):
+        probe.summarise(frames, "median")
+    rng = np.random.default_rng(1)
+    turns = [rng.normal(size=(int(rng.integers(5, 40)), 3)) for _ in range(60)]
+    x = np.stack([probe.summarise(t, "mean-std-p10-p90") for t in turns])
+    model = probe.fit_ridge(x, x[:, :2], 1.0, "mean-std-p10-p90")
+    np.testing.assert_allclose(model.predict_frames(turns[:3]), model.predict(x[:3]))
