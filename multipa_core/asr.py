@@ -178,6 +178,13 @@ class WhisperASR:
                     words.append(Word(w.word.strip(), float(w.start), float(w.end), float(w.probability)))
         return Transcript(" ".join(t for t in texts if t), words)
 
+    def transcribe_with_frames(self, audio: np.ndarray, *, features: np.ndarray | None = None) -> tuple[Transcript, np.ndarray]:
+        """The transcript and the encoder frames inside the audio (the encoder runs once for both)."""
+        if features is None:
+            features = self.features(audio)
+        encoding = self.encode(features)
+        return self.transcribe(audio, features=features, encoder_output=encoding), encoder_frames(encoding, len(audio))
+
 
 def encoder_frames(encoder_output: Any, num_samples: int) -> np.ndarray:
     """The encoder frames inside the audio, as float32 (frames, dim) on the CPU."""

@@ -61,7 +61,7 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         data=args.data, out=args.out, cache=args.cache, epochs=args.epochs, limit=args.limit, seed=args.seed,
         aligner=args.aligner, members=args.members, blend_probe=not args.no_probe_blend, net=ScorerConfig(ablate=tuple(args.ablate)),
-        transcripts=args.transcripts, probe_stats=args.probe_stats,
+        transcripts=args.transcripts, probe_inputs=args.probe_inputs,
     )
     report = train(config)
     summary = {k: report[k] for k in ("train_utterances", "validation_utterances", "best_validation_loss", "seconds")}
@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--members", type=int, default=3, help="networks trained with different seeds and averaged")
     p.add_argument("--no-probe-blend", action="store_true", help="sentence scores from the networks alone (no ridge probe blended in)")
     p.add_argument("--ablate", nargs="*", default=[], choices=["acoustic", "phones", "text", "alignment", "utterance"], help="input groups to zero (ablations)")
-    p.add_argument("--probe-stats", default="mean-std", choices=["mean-std", "mean-std-p10-p90"], help="frame statistics of the blended ridge probe")
+    p.add_argument("--probe-inputs", default="mean-std", choices=["mean-std", "mean-std-p10-p90", "two-encoders-pronunciation"], help="what the blended ridge probe reads: ASR_t frame statistics (with percentiles), or those of both encoders plus a pronunciation summary")
     p.add_argument("--transcripts", default="reference", choices=["reference", "asr", "both"], help="target transcripts to train on: the reference text (the paper), ASR_t's with word labels carried over by time overlap (as open mode sees a turn), or both")
     p.add_argument("--epochs", type=int, default=80)
     p.add_argument("--limit", type=int, default=0, help="first N training utterances only (smoke runs)")

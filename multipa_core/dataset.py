@@ -52,7 +52,7 @@ def word_labels(utt: data.Utterance) -> np.ndarray:
 
 
 def features_cache(root: str, builder: FeatureBuilder, mode: str) -> ArrayCache:
-    return ArrayCache(root, f"turnfeatures-{mode}-{builder.key}-v1")
+    return ArrayCache(root, f"turnfeatures-{mode}-{builder.key}-v2")
 
 
 def closed_examples(utterances: Iterable[data.Utterance], pre: Precomputed, builder: FeatureBuilder, cache_root: str, *, desc: str = "features") -> tuple[list[Example], list[str]]:
@@ -70,7 +70,7 @@ def closed_examples(utterances: Iterable[data.Utterance], pre: Precomputed, buil
             continue
         stored = cache.get_arrays(utt.utt)
         if stored is None:
-            analysis = builder.analyze(pre.frames[utt.utt].astype(np.float32), Transcript(utt.text), pre.recognized[utt.utt], mode="closed", duration=0.0)
+            analysis = builder.analyze(pre.frames[utt.utt].astype(np.float32), Transcript(utt.text), pre.recognized[utt.utt], mode="closed", duration=0.0, recognizer_frames=pre.recognizer_frames.get(utt.utt))
             if len(analysis.target_alignment.words) != len(utt.words):
                 log.warning("utterance %s: %d aligned words for %d labelled ones; skipped", utt.utt, len(analysis.target_alignment.words), len(utt.words))
                 skipped.append(utt.utt)
@@ -102,7 +102,7 @@ def open_examples(utterances: Iterable[data.Utterance], pre: Precomputed, builde
             continue
         stored = cache.get_arrays(utt.utt)
         if stored is None:
-            analysis = builder.analyze(pre.frames[utt.utt].astype(np.float32), pre.target[utt.utt], pre.recognized[utt.utt], mode="open", duration=0.0)
+            analysis = builder.analyze(pre.frames[utt.utt].astype(np.float32), pre.target[utt.utt], pre.recognized[utt.utt], mode="open", duration=0.0, recognizer_frames=pre.recognizer_frames.get(utt.utt))
             stored = {f.name: getattr(analysis.features, f.name) for f in fields(TurnFeatures)}
             stored["word_targets"] = open_word_targets(analysis, utt, builder)
             cache.put_arrays(utt.utt, stored)

@@ -113,7 +113,7 @@ def _scorer_predictions(utterances: list[data.Utterance], pre: Any, config: Eval
             if utt.utt in pre.failed or utt.utt not in pre.frames:
                 raise MultipaError("the audio could not be decoded or transcribed")
             target = pre.target[utt.utt] if config.mode == "open" else Transcript(utt.text)
-            analysis = builder.analyze(pre.frames[utt.utt].astype(np.float32), target, pre.recognized[utt.utt], mode=config.mode, duration=0.0)
+            analysis = builder.analyze(pre.frames[utt.utt].astype(np.float32), target, pre.recognized[utt.utt], mode=config.mode, duration=0.0, recognizer_frames=pre.recognizer_frames.get(utt.utt))
             scores = scorer.score([analysis.features])[0]
         except MultipaError as exc:
             log.warning("utterance %s failed: %s", utt.utt, exc)

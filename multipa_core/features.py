@@ -27,7 +27,7 @@ embedding (the aligner's posterior vector) and the phone's one-hot vector.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 import numpy as np
@@ -56,6 +56,9 @@ class TurnFeatures:
     phone_scalars: np.ndarray  # (P, len(PHONE_SCALARS))
     phone_word: np.ndarray  # (P,) int64 index of each phone's word
     phone_frames: np.ndarray  # (P, 2) int64 [start, end) frame span
+    # (T', R) ASR_r's encoder frames: a second acoustic view, read by the sentence probe
+    # only (the network does not use it); empty where the recognizer's encoding is unknown
+    recognizer_frames: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     def shapes(self) -> dict[str, list[int]]:
         return {f.name: list(getattr(self, f.name).shape) for f in fields(self)}
@@ -116,6 +119,7 @@ def build(
     recognized: Alignment,
     target_text: np.ndarray,
     recognized_text: np.ndarray,
+    recognizer_frames: np.ndarray | None = None,
 ) -> TurnFeatures:
     """Compute every feature of one turn.
 
@@ -125,6 +129,7 @@ def build(
         recognized: the recognized transcript's alignment.
         target_text: (len(target.words), D) text embeddings of the target words.
         recognized_text: (len(recognized.words), D) text embeddings of the recognized words.
+        recognizer_frames: (T', R) ASR_r's encoder frames, when known.
     """
     W, P = len(target.words), len(target.phones)
     T = frames.shape[0]
@@ -185,6 +190,7 @@ def build(
         phone_scalars=phone_scalars,
         phone_word=np.array([p.word for p in target.phones], dtype=np.int64),
         phone_frames=phone_frames,
+        recognizer_frames=np.zeros((0, 0), np.float32) if recognizer_frames is None else np.asarray(recognizer_frames, dtype=np.float32),
     )
 
 

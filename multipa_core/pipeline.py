@@ -95,8 +95,11 @@ class FeatureBuilder:
         """Force-align normalised words (words without phones are left out)."""
         return self.aligner.align(log_probs, words, [self.lexicon.phones(w) for w in words])
 
-    def analyze(self, frames: np.ndarray, target: Transcript, recognized: Transcript, *, mode: str, duration: float, timings: dict[str, float] | None = None) -> TurnAnalysis:
-        """Features of a turn from its encoder frames and both transcripts."""
+    def analyze(
+        self, frames: np.ndarray, target: Transcript, recognized: Transcript, *, mode: str, duration: float,
+        recognizer_frames: np.ndarray | None = None, timings: dict[str, float] | None = None,
+    ) -> TurnAnalysis:
+        """Features of a turn from its encoder frames (ASR_t's, and ASR_r's when known) and both transcripts."""
         timings = {} if timings is None else timings
         with _timed(timings, "posteriors"):
             log_probs = self.aligner.log_posteriors(frames)
@@ -106,7 +109,7 @@ class FeatureBuilder:
         with _timed(timings, "text_embedding"):
             t_text, r_text = self.text.many([[w.text for w in t_align.words], [w.text for w in r_align.words]])
         with _timed(timings, "features"):
-            features = build(frames, t_align, r_align, t_text, r_text)
+            features = build(frames, t_align, r_align, t_text, r_text, recognizer_frames)
         timings["total"] = sum(v for k, v in timings.items() if k != "total")
         return TurnAnalysis(mode, duration, recognized, target, t_align, r_align, features, log_probs, timings)
 
@@ -156,26 +159,27 @@ class FeaturePipeline:
             else:
                 target = Transcript(reference.strip())
         if side is None:
-            recognized, timings["asr_recognized"] = self._recognize(samples, recognized_mel)
+            recognized, recognizer_frames, timings["asr_recognized"] = self._recognize(samples, recognized_mel)
         else:
             with _timed(timings, "asr_recognized_wait"):
-                recognized, timings["asr_recognized"] = side.result()
+                recognized, recognizer_frames, timings["asr_recognized"] = side.result()
         analysis = self.builder.analyze(
             frames,
             target,
             recognized,
             mode="open" if reference is None else "closed",
             duration=len(samples) / audio_io.SAMPLE_RATE,
+            recognizer_frames=recognizer_frames,
             timings=timings,
         )
         analysis.timings["total"] = time.perf_counter() - started  # wall time: ASR_r overlaps the stages above
         return analysis
 
-    def _recognize(self, samples: np.ndarray, mel: np.ndarray | None) -> tuple[Transcript, float]:
-        """ASR_r's transcript and the seconds it took."""
+    def _recognize(self, samples: np.ndarray, mel: np.ndarray | None) -> tuple[Transcript, np.ndarray, float]:
+        """ASR_r's transcript, its encoder frames (encoded once, for both) and the seconds it took."""
         started = time.perf_counter()
-        transcript = self.asr.asr_r.transcribe(samples, features=mel)
-        return transcript, time.perf_counter() - started
+        transcript, frames = self.asr.asr_r.transcribe_with_frames(samples, features=mel)
+        return transcript, frames, time.perf_counter() - started
 
 
 @contextmanager

@@ -25,9 +25,9 @@ from .errors import MultipaError
 log = logging.getLogger(__name__)
 
 
-def frames_cache(root: str, target_model: str = "whisper-base") -> ArrayCache:
-    """The cache of ASR_t encoder frames (float16, frames x 512)."""
-    return ArrayCache(root, f"frames-{target_model}-int8-v1")
+def frames_cache(root: str, model: str = "whisper-base") -> ArrayCache:
+    """The cache of one Whisper model's encoder frames (float16, frames x dim)."""
+    return ArrayCache(root, f"frames-{model}-int8-v1")
 
 
 def transcript_cache(root: str, model: str) -> ArrayCache:
@@ -45,6 +45,7 @@ class Precomputed:
 
     frames: dict[str, np.ndarray] = field(default_factory=dict)
     recognized: dict[str, Transcript] = field(default_factory=dict)  # ASR_r
+    recognizer_frames: dict[str, np.ndarray] = field(default_factory=dict)  # ASR_r's encoder frames
     target: dict[str, Transcript] = field(default_factory=dict)  # ASR_t
     failed: list[str] = field(default_factory=list)
 
@@ -58,20 +59,23 @@ def precompute(
     target: bool = False,
     desc: str = "precomputing",
 ) -> Precomputed:
-    """Fill the caches for ``utterances``: encoder frames always, transcripts on request.
+    """Fill the caches for ``utterances``: ASR_t's encoder frames always, transcripts on
+    request (ASR_r's with its encoder frames).
 
     The models load only when something is missing (``asr`` None: the defaults).
     A failing utterance is logged with its id, counted in ``failed`` and skipped.
     """
     frames = frames_cache(cache_root, "whisper-base")
     r_cache = transcript_cache(cache_root, "whisper-tiny.en") if recognized else None
+    r_frames = frames_cache(cache_root, "whisper-tiny.en") if recognized else None
     t_cache = transcript_cache(cache_root, "whisper-base") if target else None
     out = Precomputed()
     for utt in tqdm(list(utterances), desc=desc, unit="utt", dynamic_ncols=True):
         array = frames.get_array(utt.utt)
         r_doc = r_cache.get_json(utt.utt) if r_cache else None
+        r_array = r_frames.get_array(utt.utt) if r_frames else None
         t_doc = t_cache.get_json(utt.utt) if t_cache else None
-        if array is None or (r_cache and r_doc is None) or (t_cache and t_doc is None):
+        if array is None or (r_cache and (r_doc is None or r_array is None)) or (t_cache and t_doc is None):
             if asr is None:
                 asr = DualASR()
             try:
@@ -84,9 +88,13 @@ def precompute(
                     if t_cache is not None and t_doc is None:
                         t_doc = asr.asr_t.transcribe(samples, features=mel, encoder_output=encoding).to_dict()
                         t_cache.put_json(utt.utt, t_doc)
-                if r_cache is not None and r_doc is None:
-                    r_doc = asr.asr_r.transcribe(samples).to_dict()
-                    r_cache.put_json(utt.utt, r_doc)
+                if r_cache is not None and r_frames is not None and (r_doc is None or r_array is None):
+                    transcript, r_array = asr.asr_r.transcribe_with_frames(samples)
+                    r_array = r_array.astype(np.float16)
+                    r_frames.put_array(utt.utt, r_array)
+                    if r_doc is None:
+                        r_doc = transcript.to_dict()
+                        r_cache.put_json(utt.utt, r_doc)
             except MultipaError as exc:
                 log.warning("utterance %s failed: %s", utt.utt, exc)
                 out.failed.append(utt.utt)
@@ -94,6 +102,7 @@ def precompute(
         out.frames[utt.utt] = array
         if r_doc is not None:
             out.recognized[utt.utt] = transcript_from_dict(r_doc)
+            out.recognizer_frames[utt.utt] = r_array
         if t_doc is not None:
             out.target[utt.utt] = transcript_from_dict(t_doc)
     return out

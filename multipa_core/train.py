@@ -54,7 +54,7 @@ class TrainConfig:
     seed: int = 762  # python, numpy and torch seeds (member i uses seed + i)
     members: int = 3  # networks trained with different seeds and averaged (an ensemble)
     blend_probe: bool = True  # blend a ridge probe on frame statistics into the sentence scores
-    probe_stats: str = "mean-std"  # the frame statistics the blended probe reads (multipa_core.probe.STATS)
+    probe_inputs: str = "mean-std"  # what the blended probe reads (multipa_core.probe.INPUTS)
     limit: int = 0  # first N training utterances only (0 = all); for smoke runs
     transcripts: str = "reference"  # target transcripts in training: reference (the paper), asr (ASR_t, labels by overlap) or both
     net: ScorerConfig = field(default_factory=ScorerConfig)  # network shape
@@ -179,7 +179,7 @@ def _fit_member(config: TrainConfig, member: int, train_ex: list[Example], val_e
     return net, {"member": member, "seed": seed, "best_epoch": best_epoch, "best_validation_loss": best, "history": history}
 
 
-def fit_blend(nets: list[Any], train_ex: list[Example], val_ex: list[Example], probe_stats: str = "mean-std") -> tuple[Any, list[float], dict[str, float]]:
+def fit_blend(nets: list[Any], train_ex: list[Example], val_ex: list[Example], probe_inputs: str = "mean-std") -> tuple[Any, list[float], dict[str, float]]:
     """A ridge probe on frame statistics (training speakers, alpha chosen on validation)
     and, per sentence aspect, the weight of its blend with the networks that gives the
     lowest validation MSE."""
@@ -188,12 +188,12 @@ def fit_blend(nets: list[Any], train_ex: list[Example], val_ex: list[Example], p
     from . import probe
 
     def stats(items: list[Example]) -> np.ndarray:
-        return np.stack([probe.summarise(e.features.frames, probe_stats) for e in items])
+        return np.stack([probe.describe(e.features, probe_inputs) for e in items])
 
     x_train, y_train = stats(train_ex), np.stack([e.sentence for e in train_ex])
     x_val, y_val = stats(val_ex), np.stack([e.sentence for e in val_ex])
-    errors = [float(np.mean((probe.fit_ridge(x_train, y_train, a).predict(x_val) - y_val) ** 2)) for a in probe.ALPHAS]
-    ridge = probe.fit_ridge(x_train, y_train, probe.ALPHAS[int(np.argmin(errors))], probe_stats)
+    errors = [float(np.mean((probe.fit_ridge(x_train, y_train, a, probe_inputs).predict(x_val) - y_val) ** 2)) for a in probe.ALPHAS]
+    ridge = probe.fit_ridge(x_train, y_train, probe.ALPHAS[int(np.argmin(errors))], probe_inputs)
     probe_val = ridge.predict(x_val)
     with torch.no_grad():
         batch = collate([e.features for e in val_ex])
@@ -229,7 +229,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         net, summary = _fit_member(config, m, train_ex, val_ex, out.with_suffix(f".state{m}.pt"))
         nets.append(net)
         members.append(summary)
-    blend = fit_blend(nets, train_ex, val_ex, config.probe_stats) if config.blend_probe and train_ex and val_ex else None
+    blend = fit_blend(nets, train_ex, val_ex, config.probe_inputs) if config.blend_probe and train_ex and val_ex else None
     # the needs-improvement thresholds come from the reference words' own labels when there are any
     labelled = [e for e in train_ex if e.mode == "closed"] or train_ex
     labels = np.concatenate([e.words for e in labelled]) if labelled else np.zeros((0, 3))
@@ -243,7 +243,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "validation_examples": len(val_ex),
         "skipped": skipped,
         "members": members,
-        "probe_blend": None if blend is None else {"alpha": blend[0].alpha, "stats": blend[0].stats, "weight": blend[1], "validation_mse": blend[2]},
+        "probe_blend": None if blend is None else {"alpha": blend[0].alpha, "inputs": blend[0].inputs, "weight": blend[1], "validation_mse": blend[2]},
         "best_validation_loss": float(np.mean([m["best_validation_loss"] for m in members])),
         "parameters": sum(p.numel() for net in nets for p in net.parameters()),
         "seconds": round(time.time() - started, 1),

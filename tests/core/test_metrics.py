@@ -32,15 +32,35 @@ def test_summarise_is_mean_and_std():
     np.testing.assert_allclose(probe.summarise(frames), [2.0, 4.0, 1.0, 2.0])
 
 
-def test_summarise_with_percentiles_and_a_probe_that_reads_them():
+def test_summarise_with_percentiles():
     frames = np.arange(11.0)[:, None] * np.array([[1.0, -1.0]])  # 0..10 and 0..-10
     stats = probe.summarise(frames, "mean-std-p10-p90")
     np.testing.assert_allclose(stats[4:], [1.0, -9.0, 9.0, -1.0])  # p10 per dim, then p90
     np.testing.assert_allclose(stats[:4], probe.summarise(frames))
     with pytest.raises(ValueError, match="stats must be one of"):
         probe.summarise(frames, "median")
+
+
+def test_probe_on_both_encoders_and_the_pronunciation_summary():
+    from tests.core.test_model import random_turn
+
     rng = np.random.default_rng(1)
-    turns = [rng.normal(size=(int(rng.integers(5, 40)), 3)) for _ in range(60)]
-    x = np.stack([probe.summarise(t, "mean-std-p10-p90") for t in turns])
-    model = probe.fit_ridge(x, x[:, :2], 1.0, "mean-std-p10-p90")
-    np.testing.assert_allclose(model.predict_frames(turns[:3]), model.predict(x[:3]))
+    turns = []
+    for _ in range(60):
+        turn = random_turn(rng, int(rng.integers(10, 40)), int(rng.integers(1, 5)))
+        turn.recognizer_frames = rng.normal(size=(len(turn.frames), 5)).astype(np.float32)
+        turns.append(turn)
+    x = np.stack([probe.describe(t, "two-encoders-pronunciation") for t in turns])
+    assert x.shape == (60, 4 * 16 + 4 * 5 + probe.PRONUNCIATION_SIZE) and np.isfinite(x).all()
+    weights = probe.penalty_weights("two-encoders-pronunciation", x.shape[1])
+    assert (weights[-probe.PRONUNCIATION_SIZE :] == probe.PRONUNCIATION_WEIGHT).all() and (weights[: -probe.PRONUNCIATION_SIZE] == 1).all()
+    model = probe.fit_ridge(x, x[:, :2], 1.0, "two-encoders-pronunciation")
+    np.testing.assert_allclose(model.predict_turns(turns[:3]), model.predict(x[:3]))
+    # a column of the pronunciation summary is shrunk less under the same penalty
+    y = x[:, -1:]
+    plain, boosted = (probe.fit_ridge(x, y, 1e3, inputs) for inputs in ("mean-std", "two-encoders-pronunciation"))
+    assert abs(boosted.weights[-2, 0] / boosted.scale[-1]) > 2 * abs(plain.weights[-2, 0] / plain.scale[-1])
+    no_second_view = turns[0]
+    no_second_view.recognizer_frames = np.zeros((0, 0), np.float32)
+    with pytest.raises(ValueError, match="ASR_r's encoder frames"):
+        probe.describe(no_second_view, "two-encoders-pronunciation")

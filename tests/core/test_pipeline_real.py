@@ -54,6 +54,7 @@ def test_real_utterances(pipeline, utterances, mode):
         assert f.word_text.shape[0] == len(result.target_alignment.words) > 0
         assert f.phone_post.shape[0] == len(result.target_alignment.phones)
         assert f.frames.shape == (int(np.ceil(len(samples) / 320)), 512)
+        assert f.recognizer_frames.shape == (len(f.frames), 384)  # Whisper tiny.en's encoder, run once for its transcript too
         if mode == "closed":
             assert [w.text for w in result.target_alignment.words] == [w.lower() for w in utt.text.split()]
 
