@@ -39,6 +39,7 @@ from .distance import align_weighted, levenshtein
 WORD_SCALARS = ("duration", "interval", "start_diff", "end_diff", "levenshtein", "aligned_words", "phone_distance", "phone_ratio", "paired")
 PHONE_SCALARS = ("duration", "interval", "start_diff", "end_diff", "aligned_phones", "probability", "paired")
 PHONE_VECTOR = len(ph.PHONES) + ph.STRESS_LEVELS
+PROBE_ONLY = ("recognizer_frames",)  # fields the sentence probe reads and the network does not
 
 
 @dataclass
@@ -198,7 +199,8 @@ def collate(items: list[TurnFeatures]) -> dict[str, Any]:
     """Pad a batch of turns into torch tensors with boolean masks.
 
     Returns:
-        Every :class:`TurnFeatures` field stacked with zero padding, plus
+        Every :class:`TurnFeatures` field the network reads (all but :data:`PROBE_ONLY`)
+        stacked with zero padding, plus
         ``frame_mask`` (B, T), ``word_mask`` (B, W) and ``phone_mask`` (B, P),
         True where real.
     """
@@ -207,6 +209,8 @@ def collate(items: list[TurnFeatures]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     sizes = {"frames": [len(x.frames) for x in items], "word": [len(x.word_text) for x in items], "phone": [len(x.phone_post) for x in items]}
     for f in fields(TurnFeatures):
+        if f.name in PROBE_ONLY:
+            continue
         arrays = [getattr(x, f.name) for x in items]
         longest = max(1, max(a.shape[0] for a in arrays))
         padded = np.zeros((len(arrays), longest, *arrays[0].shape[1:]), dtype=arrays[0].dtype)
