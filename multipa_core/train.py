@@ -2,9 +2,12 @@
 
 Training speakers fit the network and validation speakers stop it early;
 development speakers are never read. As in the paper, the target transcript in
-training is the reference text (the word labels belong to it); at inference
-ASR_t stands in. A run saves its state after every epoch and resumes from it
-when started again with the same configuration.
+training is the reference text (the word labels belong to it), and at inference
+ASR_t stands in; by default each utterance is also seen as open mode sees it,
+with ASR_t's transcript as the target and each of its words labelled with the
+reference words it overlaps in time (``transcripts="both"``). A run saves its
+state after every epoch and resumes from it when started again with the same
+configuration.
 """
 
 from __future__ import annotations
@@ -54,10 +57,10 @@ class TrainConfig:
     seed: int = 762  # python, numpy and torch seeds (member i uses seed + i)
     members: int = 3  # networks trained with different seeds and averaged (an ensemble)
     blend_probe: bool = True  # blend a ridge probe on frame statistics into the sentence scores
-    probe_inputs: str = "mean-std"  # what the blended probe reads (multipa_core.probe.INPUTS)
+    probe_inputs: str = "two-encoders-pronunciation"  # what the blended probe reads (multipa_core.probe.INPUTS)
     limit: int = 0  # first N training utterances only (0 = all); for smoke runs
-    transcripts: str = "reference"  # target transcripts in training: reference (the paper), asr (ASR_t, labels by overlap) or both
-    net: ScorerConfig = field(default_factory=ScorerConfig)  # network shape
+    transcripts: str = "both"  # target transcripts in training: reference (the paper), asr (ASR_t, labels by overlap) or both
+    net: ScorerConfig = field(default_factory=lambda: ScorerConfig(ablate=("text",)))  # network shape; the shipped scorer reads no text embeddings
 
 
 def _targets(batch: list[Example]) -> tuple[Any, Any, Any]:
