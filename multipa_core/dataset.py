@@ -61,25 +61,7 @@ def closed_examples(utterances: Iterable[data.Utterance], pre: Precomputed, buil
     Returns:
         The examples and the ids of utterances that could not be used (logged).
     """
-    cache = features_cache(cache_root, builder, "closed")
-    out: list[Example] = []
-    skipped: list[str] = []
-    for utt in tqdm(list(utterances), desc=desc, unit="utt", dynamic_ncols=True):
-        if utt.utt not in pre.frames or utt.utt not in pre.recognized:
-            skipped.append(utt.utt)
-            continue
-        stored = cache.get_arrays(utt.utt)
-        if stored is None:
-            analysis = builder.analyze(pre.frames[utt.utt].astype(np.float32), Transcript(utt.text), pre.recognized[utt.utt], mode="closed", duration=0.0, recognizer_frames=pre.recognizer_frames.get(utt.utt))
-            if len(analysis.target_alignment.words) != len(utt.words):
-                log.warning("utterance %s: %d aligned words for %d labelled ones; skipped", utt.utt, len(analysis.target_alignment.words), len(utt.words))
-                skipped.append(utt.utt)
-                continue
-            stored = {f.name: getattr(analysis.features, f.name) for f in fields(TurnFeatures)}
-            cache.put_arrays(utt.utt, stored)
-        features = TurnFeatures(**{f.name: stored[f.name] for f in fields(TurnFeatures)})
-        out.append(Example(utt.utt, features, sentence_labels(utt), word_labels(utt)))
-    return out, skipped
+    return _examples(utterances, pre, builder, cache_root, "closed", desc)
 
 
 def open_examples(utterances: Iterable[data.Utterance], pre: Precomputed, builder: FeatureBuilder, cache_root: str, *, desc: str = "open features") -> tuple[list[Example], list[str]]:
@@ -93,21 +75,33 @@ def open_examples(utterances: Iterable[data.Utterance], pre: Precomputed, builde
     Returns:
         The examples and the ids of utterances that could not be used (logged).
     """
-    cache = features_cache(cache_root, builder, "open")
+    return _examples(utterances, pre, builder, cache_root, "open", desc)
+
+
+def _examples(utterances: Iterable[data.Utterance], pre: Precomputed, builder: FeatureBuilder, cache_root: str, mode: str, desc: str) -> tuple[list[Example], list[str]]:
+    cache = features_cache(cache_root, builder, mode)
+    needed = (pre.frames, pre.recognized) + ((pre.target,) if mode == "open" else ())
     out: list[Example] = []
     skipped: list[str] = []
     for utt in tqdm(list(utterances), desc=desc, unit="utt", dynamic_ncols=True):
-        if utt.utt not in pre.frames or utt.utt not in pre.recognized or utt.utt not in pre.target:
+        if any(utt.utt not in part for part in needed):
             skipped.append(utt.utt)
             continue
         stored = cache.get_arrays(utt.utt)
         if stored is None:
-            analysis = builder.analyze(pre.frames[utt.utt].astype(np.float32), pre.target[utt.utt], pre.recognized[utt.utt], mode="open", duration=0.0, recognizer_frames=pre.recognizer_frames.get(utt.utt))
+            target = pre.target[utt.utt] if mode == "open" else Transcript(utt.text)
+            analysis = builder.analyze(pre.frames[utt.utt].astype(np.float32), target, pre.recognized[utt.utt], mode=mode, duration=0.0, recognizer_frames=pre.recognizer_frames.get(utt.utt))
+            if mode == "closed" and len(analysis.target_alignment.words) != len(utt.words):
+                log.warning("utterance %s: %d aligned words for %d labelled ones; skipped", utt.utt, len(analysis.target_alignment.words), len(utt.words))
+                skipped.append(utt.utt)
+                continue
             stored = {f.name: getattr(analysis.features, f.name) for f in fields(TurnFeatures)}
-            stored["word_targets"] = open_word_targets(analysis, utt, builder)
+            if mode == "open":  # closed-mode labels are the reference words' own, read afresh
+                stored["word_targets"] = open_word_targets(analysis, utt, builder)
             cache.put_arrays(utt.utt, stored)
         features = TurnFeatures(**{f.name: stored[f.name] for f in fields(TurnFeatures)})
-        out.append(Example(utt.utt, features, sentence_labels(utt), stored["word_targets"], mode="open"))
+        words = stored["word_targets"] if mode == "open" else word_labels(utt)
+        out.append(Example(utt.utt, features, sentence_labels(utt), words, mode=mode))
     return out, skipped
 
 
