@@ -42,12 +42,11 @@ def main() -> int:
     for inputs in probe.INPUTS:
         x_train = np.stack([probe.describe(e.features, inputs) for e in train_ex])
         x_val = np.stack([probe.describe(e.features, inputs) for e in val_ex])
-        errors = [float(np.mean((probe.fit_ridge(x_train, y_train, a, inputs).predict(x_val) - y_val) ** 2)) for a in probe.ALPHAS]
-        alpha = probe.ALPHAS[int(np.argmin(errors))]
-        predicted = probe.fit_ridge(x_train, y_train, alpha, inputs).predict(x_val)[val_open]
+        ridge, mse = probe.fit_choosing_alpha(x_train, y_train, x_val, y_val, inputs)
+        predicted = ridge.predict(x_val)[val_open]
         pcc = {a: agreement(predicted[:, i], y_val[val_open, i])["pcc"] for i, a in enumerate(ASPECTS)}
-        results[inputs] = {"alpha": alpha, "dims": int(x_train.shape[1]), "validation_mse": round(min(errors), 4), "validation_pcc": pcc}
-        rows.append([inputs, x_train.shape[1], alpha, *(f"{pcc[a]:.3f}" for a in ASPECTS)])
+        results[inputs] = {"alpha": ridge.alpha, "dims": int(x_train.shape[1]), "validation_mse": round(mse, 4), "validation_pcc": pcc}
+        rows.append([inputs, x_train.shape[1], ridge.alpha, *(f"{pcc[a]:.3f}" for a in ASPECTS)])
     result = {"benchmark": "probe_inputs", "machine": machine(), "config": {"data": args.data, "part": "validation speakers", "utterances": len(val_open)}, "inputs": results}
     emit(result, table(rows, ["inputs", "dims", "alpha", *ASPECTS]), args.json_out)
     return 0

@@ -123,9 +123,15 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float, inputs: str = "mean-st
     return Ridge(mean, scale, weights, alpha, inputs)
 
 
+def fit_choosing_alpha(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, inputs: str = "mean-std") -> tuple[Ridge, float]:
+    """The ridge fitted on the training rows with the alpha of :data:`ALPHAS` that gives the
+    lowest validation MSE, and that MSE."""
+    errors = [float(np.mean((fit_ridge(x_train, y_train, a, inputs).predict(x_val) - y_val) ** 2)) for a in ALPHAS]
+    best = int(np.argmin(errors))
+    return fit_ridge(x_train, y_train, ALPHAS[best], inputs), errors[best]
+
+
 def fit_with_validation(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> Ridge:
     """Pick alpha on the validation speakers, then refit on training + validation."""
-    errors = [float(np.mean((fit_ridge(x_train, y_train, a).predict(x_val) - y_val) ** 2)) for a in ALPHAS]
-    best = ALPHAS[int(np.argmin(errors))]
-    return fit_ridge(np.vstack([x_train, x_val]), np.vstack([y_train, y_val]), best)
-
+    alpha = fit_choosing_alpha(x_train, y_train, x_val, y_val)[0].alpha
+    return fit_ridge(np.vstack([x_train, x_val]), np.vstack([y_train, y_val]), alpha)

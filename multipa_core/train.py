@@ -195,8 +195,7 @@ def fit_blend(nets: list[Any], train_ex: list[Example], val_ex: list[Example], p
 
     x_train, y_train = stats(train_ex), np.stack([e.sentence for e in train_ex])
     x_val, y_val = stats(val_ex), np.stack([e.sentence for e in val_ex])
-    errors = [float(np.mean((probe.fit_ridge(x_train, y_train, a, probe_inputs).predict(x_val) - y_val) ** 2)) for a in probe.ALPHAS]
-    ridge = probe.fit_ridge(x_train, y_train, probe.ALPHAS[int(np.argmin(errors))], probe_inputs)
+    ridge = probe.fit_choosing_alpha(x_train, y_train, x_val, y_val, probe_inputs)[0]
     probe_val = ridge.predict(x_val)
     with torch.no_grad():
         batch = collate([e.features for e in val_ex])
@@ -237,10 +236,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
     labelled = [e for e in train_ex if e.mode == "closed"] or train_ex
     labels = np.concatenate([e.words for e in labelled]) if labelled else np.zeros((0, 3))
     sentences = np.stack([e.sentence for e in train_ex]) if train_ex else np.zeros((0, 4))
+    train_utterances = len({e.utt for e in train_ex})
     floor = {a: float(sentences[:, i].min()) for i, a in enumerate(("accuracy", "fluency", "prosody", "total"))} if len(sentences) else {}
     report = {
         "config": asdict(config),
-        "train_utterances": len({e.utt for e in train_ex}),
+        "train_utterances": train_utterances,
         "validation_utterances": len({e.utt for e in val_ex}),
         "train_examples": len(train_ex),
         "validation_examples": len(val_ex),
@@ -255,7 +255,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         str(out), nets, config.net,
         thresholds=training_thresholds(labels) if len(labels) else {},
         floor=floor, aligner=config.aligner, text_model=config.text_model,
-        metadata={"members": len(nets), "train_utterances": len({e.utt for e in train_ex}), "transcripts": config.transcripts, "seed": config.seed},
+        metadata={"members": len(nets), "train_utterances": train_utterances, "transcripts": config.transcripts, "seed": config.seed},
         probe=None if blend is None else (blend[0], blend[1]),
     )
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
