@@ -34,7 +34,8 @@ def main() -> int:
     from multipa_core.metrics import agreement
     from multipa_core.train import TrainConfig, prepare
 
-    train_ex, val_ex, _ = prepare(TrainConfig(data=args.data, out="", cache=args.cache, transcripts="both"))
+    # the richest inputs, so that the precompute step also fills the encoder-layer statistics
+    train_ex, val_ex, _ = prepare(TrainConfig(data=args.data, out="", cache=args.cache, transcripts="both", probe_inputs="encoder-layers"))
     y_train, y_val = np.stack([e.sentence for e in train_ex]), np.stack([e.sentence for e in val_ex])
     # one row per validation utterance (its open-mode example: what the product meets)
     val_open = [i for i, e in enumerate(val_ex) if e.mode == "open"]

@@ -92,7 +92,7 @@ class Assessor:
 
     def __init__(self, options: PipelineOptions | None = None, *, scorer: str = "multipa-scorer") -> None:
         self.scorer = Scorer(scorer)
-        options = replace(options or PipelineOptions(), aligner=self.scorer.aligner, text_model=self.scorer.text_model)
+        options = replace(options or PipelineOptions(), aligner=self.scorer.aligner, text_model=self.scorer.text_model, encoder_layers=self.scorer.encoder_layers)
         self.pipeline = FeaturePipeline(options)
 
     def assess(self, samples: np.ndarray, *, reference: str | None = None) -> Assessment:

@@ -51,6 +51,10 @@ def word_labels(utt: data.Utterance) -> np.ndarray:
     return np.array([[w.median(a) for a in WORD_LABELS] for w in utt.words], dtype=np.float32).reshape(-1, 3)
 
 
+# features the precompute step caches on its own: joined to the stored features, not stored with them
+JOINED = ("encoder_layers",)
+
+
 def features_cache(root: str, builder: FeatureBuilder, mode: str) -> ArrayCache:
     return ArrayCache(root, f"turnfeatures-{mode}-{builder.key}-v2")
 
@@ -95,11 +99,13 @@ def _examples(utterances: Iterable[data.Utterance], pre: Precomputed, builder: F
                 log.warning("utterance %s: %d aligned words for %d labelled ones; skipped", utt.utt, len(analysis.target_alignment.words), len(utt.words))
                 skipped.append(utt.utt)
                 continue
-            stored = {f.name: getattr(analysis.features, f.name) for f in fields(TurnFeatures)}
+            stored = {f.name: getattr(analysis.features, f.name) for f in fields(TurnFeatures) if f.name not in JOINED}
             if mode == "open":  # closed-mode labels are the reference words' own, read afresh
                 stored["word_targets"] = open_word_targets(analysis, utt, builder)
             cache.put_arrays(utt.utt, stored)
-        features = TurnFeatures(**{f.name: stored[f.name] for f in fields(TurnFeatures)})
+        features = TurnFeatures(**{f.name: stored[f.name] for f in fields(TurnFeatures) if f.name not in JOINED})
+        if utt.utt in pre.encoder_layers:
+            features.encoder_layers = pre.encoder_layers[utt.utt].astype(np.float32)
         words = stored["word_targets"] if mode == "open" else word_labels(utt)
         out.append(Example(utt.utt, features, sentence_labels(utt), words, mode=mode))
     return out, skipped

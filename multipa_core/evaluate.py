@@ -69,11 +69,13 @@ def evaluate_with_predictions(config: EvalConfig) -> tuple[dict[str, Any], dict[
     started = time.time()
     cache_root = config.cache or str(settings.cache_dir() / "features")
     utterances = _utterances(config)
-    pre = precompute(utterances, None, cache_root, recognized=True, target=config.mode == "open", desc="ASR")
-    if config.model == "probe":
+    scorer = None if config.model == "probe" else _scorer(config)
+    layers = scorer is not None and scorer.encoder_layers
+    pre = precompute(utterances, None, cache_root, recognized=True, target=config.mode == "open", layers=layers, desc="ASR")
+    if scorer is None:
         predictions, failed = _probe_predictions(utterances, pre, cache_root)
     else:
-        predictions, failed = _scorer_predictions(utterances, pre, config)
+        predictions, failed = _scorer_predictions(utterances, pre, config, scorer)
     sentence_pred = np.array([p[0] for p in predictions])
     sentence_ref = np.stack([sentence_labels(u) for u in utterances]) if utterances else np.zeros((0, 4))
     word_pred = np.concatenate([p[1] for p in predictions]) if predictions else np.zeros((0, 3))
@@ -97,13 +99,18 @@ def _metrics(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float | 
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]  # sentence (4,), words (W, 3), word targets (W, 3)
 
 
-def _scorer_predictions(utterances: list[data.Utterance], pre: Any, config: EvalConfig) -> tuple[list[Prediction], int]:
-    from .pipeline import FeatureBuilder
+def _scorer(config: EvalConfig) -> Any:
     from .scorer import Scorer
 
     scorer = Scorer(config.model)
     if not config.probe_blend:
-        scorer.probe = None
+        scorer.probe, scorer.encoder_layers = None, False
+    return scorer
+
+
+def _scorer_predictions(utterances: list[data.Utterance], pre: Any, config: EvalConfig, scorer: Any) -> tuple[list[Prediction], int]:
+    from .pipeline import FeatureBuilder
+
     builder = FeatureBuilder(aligner=scorer.aligner, text_model=scorer.text_model)
     floor = np.array([scorer.floor.get(h, 0.0) for h in SENTENCE_HEADS])
     out: list[Prediction] = []
@@ -113,7 +120,7 @@ def _scorer_predictions(utterances: list[data.Utterance], pre: Any, config: Eval
             if utt.utt in pre.failed or utt.utt not in pre.frames:
                 raise MultipaError("the audio could not be decoded or transcribed")
             target = pre.target[utt.utt] if config.mode == "open" else Transcript(utt.text)
-            analysis = builder.analyze(pre.frames[utt.utt].astype(np.float32), target, pre.recognized[utt.utt], mode=config.mode, duration=0.0, recognizer_frames=pre.recognizer_frames.get(utt.utt))
+            analysis = builder.analyze(pre.frames[utt.utt].astype(np.float32), target, pre.recognized[utt.utt], mode=config.mode, duration=0.0, recognizer_frames=pre.recognizer_frames.get(utt.utt), encoder_layers=pre.encoder_layers.get(utt.utt))
             scores = scorer.score([analysis.features])[0]
         except MultipaError as exc:
             log.warning("utterance %s failed: %s", utt.utt, exc)

@@ -39,7 +39,7 @@ from .distance import align_weighted, levenshtein
 WORD_SCALARS = ("duration", "interval", "start_diff", "end_diff", "levenshtein", "aligned_words", "phone_distance", "phone_ratio", "paired")
 PHONE_SCALARS = ("duration", "interval", "start_diff", "end_diff", "aligned_phones", "probability", "paired")
 PHONE_VECTOR = len(ph.PHONES) + ph.STRESS_LEVELS
-PROBE_ONLY = ("recognizer_frames",)  # fields the sentence probe reads and the network does not
+PROBE_ONLY = ("recognizer_frames", "encoder_layers")  # fields the sentence probe reads and the network does not
 
 
 @dataclass
@@ -60,6 +60,9 @@ class TurnFeatures:
     # (T', R) ASR_r's encoder frames: a second acoustic view, read by the sentence probe
     # only (the network does not use it); empty where the recognizer's encoding is unknown
     recognizer_frames: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    # (layers, 2 * width) mean and standard deviation over time of each of ASR_t's encoder
+    # layers (multipa_core.encoder_layers), read by the sentence probe only; empty where unknown
+    encoder_layers: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
     def shapes(self) -> dict[str, list[int]]:
         return {f.name: list(getattr(self, f.name).shape) for f in fields(self)}
@@ -121,6 +124,7 @@ def build(
     target_text: np.ndarray,
     recognized_text: np.ndarray,
     recognizer_frames: np.ndarray | None = None,
+    encoder_layers: np.ndarray | None = None,
 ) -> TurnFeatures:
     """Compute every feature of one turn.
 
@@ -131,6 +135,7 @@ def build(
         target_text: (len(target.words), D) text embeddings of the target words.
         recognized_text: (len(recognized.words), D) text embeddings of the recognized words.
         recognizer_frames: (T', R) ASR_r's encoder frames, when known.
+        encoder_layers: (layers, 2 * width) statistics of ASR_t's encoder layers, when known.
     """
     W, P = len(target.words), len(target.phones)
     T = frames.shape[0]
@@ -191,8 +196,14 @@ def build(
         phone_scalars=phone_scalars,
         phone_word=np.array([p.word for p in target.phones], dtype=np.int64),
         phone_frames=phone_frames,
-        recognizer_frames=np.zeros((0, 0), np.float32) if recognizer_frames is None else np.asarray(recognizer_frames, dtype=np.float32),
+        recognizer_frames=_matrix(recognizer_frames),
+        encoder_layers=_matrix(encoder_layers),
     )
+
+
+def _matrix(array: np.ndarray | None) -> np.ndarray:
+    """A float32 matrix, empty (0, 0) for None."""
+    return np.zeros((0, 0), np.float32) if array is None else np.asarray(array, dtype=np.float32)
 
 
 def collate(items: list[TurnFeatures]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from . import audio as audio_io
 from . import registry
 from .align import Aligner, Alignment
 from .asr import AsrOptions, DualASR, Transcript, encoder_frames, normalize_word, resolve_device
+from .encoder_layers import EncoderLayers
 from .features import TurnFeatures, build
 from .lexicon import Lexicon, default_lexicon
 from .textemb import text_embedder
@@ -40,6 +41,7 @@ class PipelineOptions:
     threads: int = 0  # CPU threads per Whisper model (0: the library's default)
     word_timestamps: bool = False  # Whisper's own word times: only for display (features use the aligner's)
     parallel_asr: bool = True  # decode ASR_r in a thread while ASR_t encodes and decodes
+    encoder_layers: bool = False  # statistics of every ASR_t encoder layer (for a probe that reads them)
 
 
 @dataclass
@@ -97,9 +99,10 @@ class FeatureBuilder:
 
     def analyze(
         self, frames: np.ndarray, target: Transcript, recognized: Transcript, *, mode: str, duration: float,
-        recognizer_frames: np.ndarray | None = None, timings: dict[str, float] | None = None,
+        recognizer_frames: np.ndarray | None = None, encoder_layers: np.ndarray | None = None, timings: dict[str, float] | None = None,
     ) -> TurnAnalysis:
-        """Features of a turn from its encoder frames (ASR_t's, and ASR_r's when known) and both transcripts."""
+        """Features of a turn from its encoder frames (ASR_t's, and ASR_r's and the statistics of
+        ASR_t's encoder layers when known) and both transcripts."""
         timings = {} if timings is None else timings
         with _timed(timings, "posteriors"):
             log_probs = self.aligner.log_posteriors(frames)
@@ -109,7 +112,7 @@ class FeatureBuilder:
         with _timed(timings, "text_embedding"):
             t_text, r_text = self.text.many([[w.text for w in t_align.words], [w.text for w in r_align.words]])
         with _timed(timings, "features"):
-            features = build(frames, t_align, r_align, t_text, r_text, recognizer_frames)
+            features = build(frames, t_align, r_align, t_text, r_text, recognizer_frames, encoder_layers)
         timings["total"] = sum(v for k, v in timings.items() if k != "total")
         return TurnAnalysis(mode, duration, recognized, target, t_align, r_align, features, log_probs, timings)
 
@@ -132,6 +135,7 @@ class FeaturePipeline:
         self._shared_mel = self.asr.asr_r.same_features(self.asr.asr_t)
         torch_device = "cuda" if resolve_device(self.options.device) == "cuda" and _torch_cuda() else "cpu"
         self.builder = FeatureBuilder(aligner=self.options.aligner, text_model=self.options.text_model, device=torch_device, lexicon=lexicon)
+        self.layers = EncoderLayers(self.options.target, device=torch_device) if self.options.encoder_layers else None
 
     def analyze(self, samples: np.ndarray, *, reference: str | None = None) -> TurnAnalysis:
         """Run the feature stages on 16 kHz mono float32 audio.
@@ -158,6 +162,10 @@ class FeaturePipeline:
                 target = self.asr.asr_t.transcribe(samples, features=mel, encoder_output=encoding)
             else:
                 target = Transcript(reference.strip())
+        layers = None
+        if self.layers is not None:
+            with _timed(timings, "encoder_layers"):
+                layers = self.layers.statistics(mel, len(samples))
         if side is None:
             recognized, recognizer_frames, timings["asr_recognized"] = self._recognize(samples, recognized_mel)
         else:
@@ -170,6 +178,7 @@ class FeaturePipeline:
             mode="open" if reference is None else "closed",
             duration=len(samples) / audio_io.SAMPLE_RATE,
             recognizer_frames=recognizer_frames,
+            encoder_layers=layers,
             timings=timings,
         )
         analysis.timings["total"] = time.perf_counter() - started  # wall time: ASR_r overlaps the stages above

@@ -20,6 +20,7 @@ from . import audio as audio_io
 from .asr import DualASR, Transcript, Word, encoder_frames
 from .cache import ArrayCache
 from .data import Utterance
+from .encoder_layers import EncoderLayers
 from .errors import MultipaError
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,11 @@ def transcript_cache(root: str, model: str) -> ArrayCache:
     return ArrayCache(root, f"transcripts-{model}-t0-v1")
 
 
+def layers_cache(root: str, model: str = "whisper-base") -> ArrayCache:
+    """The cache of the statistics of one Whisper encoder's layers (:mod:`multipa_core.encoder_layers`)."""
+    return ArrayCache(root, f"layers-{model}-v1")
+
+
 def transcript_from_dict(doc: dict) -> Transcript:
     return Transcript(doc["text"], [Word(w["text"], w["start"], w["end"], w["probability"]) for w in doc["words"]])
 
@@ -46,6 +52,7 @@ class Precomputed:
     frames: dict[str, np.ndarray] = field(default_factory=dict)
     recognized: dict[str, Transcript] = field(default_factory=dict)  # ASR_r
     recognizer_frames: dict[str, np.ndarray] = field(default_factory=dict)  # ASR_r's encoder frames
+    encoder_layers: dict[str, np.ndarray] = field(default_factory=dict)  # statistics of ASR_t's encoder layers
     target: dict[str, Transcript] = field(default_factory=dict)  # ASR_t
     failed: list[str] = field(default_factory=list)
 
@@ -57,10 +64,12 @@ def precompute(
     *,
     recognized: bool = False,
     target: bool = False,
+    layers: bool = False,
     desc: str = "precomputing",
 ) -> Precomputed:
     """Fill the caches for ``utterances``: ASR_t's encoder frames always, transcripts on
-    request (ASR_r's with its encoder frames).
+    request (ASR_r's with its encoder frames), and the statistics of ASR_t's encoder
+    layers on request.
 
     The models load only when something is missing (``asr`` None: the defaults).
     A failing utterance is logged with its id, counted in ``failed`` and skipped.
@@ -69,13 +78,16 @@ def precompute(
     r_cache = transcript_cache(cache_root, "whisper-tiny.en") if recognized else None
     r_frames = frames_cache(cache_root, "whisper-tiny.en") if recognized else None
     t_cache = transcript_cache(cache_root, "whisper-base") if target else None
+    l_cache = layers_cache(cache_root, "whisper-base") if layers else None
+    encoder: EncoderLayers | None = None
     out = Precomputed()
     for utt in tqdm(list(utterances), desc=desc, unit="utt", dynamic_ncols=True):
         array = frames.get_array(utt.utt)
         r_doc = r_cache.get_json(utt.utt) if r_cache else None
         r_array = r_frames.get_array(utt.utt) if r_frames else None
         t_doc = t_cache.get_json(utt.utt) if t_cache else None
-        if array is None or (r_cache and (r_doc is None or r_array is None)) or (t_cache and t_doc is None):
+        l_array = l_cache.get_array(utt.utt) if l_cache else None
+        if array is None or (r_cache and (r_doc is None or r_array is None)) or (t_cache and t_doc is None) or (l_cache and l_array is None):
             if asr is None:
                 asr = DualASR()
             try:
@@ -95,6 +107,10 @@ def precompute(
                     if r_doc is None:
                         r_doc = transcript.to_dict()
                         r_cache.put_json(utt.utt, r_doc)
+                if l_cache is not None and l_array is None:
+                    encoder = encoder or EncoderLayers("whisper-base")
+                    l_array = encoder.statistics(asr.asr_t.features(samples), len(samples))
+                    l_cache.put_array(utt.utt, l_array)
             except MultipaError as exc:
                 log.warning("utterance %s failed: %s", utt.utt, exc)
                 out.failed.append(utt.utt)
@@ -105,4 +121,6 @@ def precompute(
             out.recognizer_frames[utt.utt] = r_array
         if t_doc is not None:
             out.target[utt.utt] = transcript_from_dict(t_doc)
+        if l_array is not None:
+            out.encoder_layers[utt.utt] = l_array
     return out

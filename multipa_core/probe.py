@@ -43,8 +43,10 @@ def summarise(frames: np.ndarray, stats: str = "mean-std") -> np.ndarray:
 
 
 # What a blended probe reads: frame statistics of ASR_t (the baseline's, or with
-# percentiles), or those of both encoders plus the pronunciation summary.
-INPUTS = ("mean-std", "mean-std-p10-p90", "two-encoders-pronunciation")
+# percentiles), those of both encoders plus the pronunciation summary, or all that
+# plus the mean and standard deviation of every layer of ASR_t's encoder
+# (multipa_core.encoder_layers).
+INPUTS = ("mean-std", "mean-std-p10-p90", "two-encoders-pronunciation", "encoder-layers")
 # The pronunciation summary's few numbers would drown among thousands of frame
 # statistics under one ridge penalty; their penalty is divided by this (as if each
 # column were repeated this many times). Chosen on validation speakers (1 and 8 tried).
@@ -75,21 +77,31 @@ def pronunciation_summary(features: TurnFeatures) -> np.ndarray:
     return np.concatenate([np.asarray(out, dtype=np.float64), posterior])
 
 
+def reads_layers(inputs: str) -> bool:
+    """Whether a probe reading ``inputs`` needs the statistics of ASR_t's encoder layers."""
+    return inputs == "encoder-layers"
+
+
 def describe(features: TurnFeatures, inputs: str = "mean-std") -> np.ndarray:
     """The probe's input vector for one turn."""
     if inputs not in INPUTS:
         raise ValueError(f"inputs must be one of {', '.join(INPUTS)}, not {inputs!r}")
-    if inputs != "two-encoders-pronunciation":
+    if inputs in STATS:
         return summarise(features.frames, inputs)
     if not len(features.recognizer_frames):
         raise ValueError("this probe needs ASR_r's encoder frames, and the turn has none")
-    return np.concatenate([summarise(features.frames, "mean-std-p10-p90"), summarise(features.recognizer_frames, "mean-std-p10-p90"), pronunciation_summary(features)])
+    parts = [summarise(features.frames, "mean-std-p10-p90"), summarise(features.recognizer_frames, "mean-std-p10-p90"), pronunciation_summary(features)]
+    if reads_layers(inputs):
+        if not features.encoder_layers.size:
+            raise ValueError("this probe needs the statistics of ASR_t's encoder layers, and the turn has none")
+        parts.insert(2, features.encoder_layers.ravel())
+    return np.concatenate(parts)
 
 
 def penalty_weights(inputs: str, size: int) -> np.ndarray:
     """Per-column divisors of the ridge penalty for :func:`describe`'s vector."""
     weights = np.ones(size)
-    if inputs == "two-encoders-pronunciation":
+    if inputs not in STATS:
         weights[size - PRONUNCIATION_SIZE :] = PRONUNCIATION_WEIGHT
     return weights
 
@@ -116,11 +128,15 @@ class Ridge:
 def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float, inputs: str = "mean-std") -> Ridge:
     # a column whose penalty is divided by k is scaled up by sqrt(k) after standardising
     mean, scale = x.mean(axis=0), (x.std(axis=0) + 1e-8) / np.sqrt(penalty_weights(inputs, x.shape[1]))
-    z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])
-    penalty = alpha * np.eye(z.shape[1])
-    penalty[-1, -1] = 0.0  # the intercept is not shrunk
-    weights = np.linalg.solve(z.T @ z + penalty, z.T @ y)
-    return Ridge(mean, scale, weights, alpha, inputs)
+    z = (x - mean) / scale
+    # the columns are centred, so the (unshrunk) intercept is the mean target; with more
+    # columns than rows the same solution comes from the rows' Gram matrix (the dual form)
+    offset = y.mean(axis=0)
+    if z.shape[1] <= z.shape[0]:
+        weights = np.linalg.solve(z.T @ z + alpha * np.eye(z.shape[1]), z.T @ (y - offset))
+    else:
+        weights = z.T @ np.linalg.solve(z @ z.T + alpha * np.eye(z.shape[0]), y - offset)
+    return Ridge(mean, scale, np.vstack([weights, offset[None]]), alpha, inputs)
 
 
 def fit_choosing_alpha(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, inputs: str = "mean-std") -> tuple[Ridge, float]:

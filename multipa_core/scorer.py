@@ -18,7 +18,7 @@ import numpy as np
 from . import registry
 from .features import TurnFeatures, collate
 from .model import SENTENCE_HEADS, WORD_HEADS, ScorerConfig, build_scorer
-from .probe import Ridge
+from .probe import Ridge, reads_layers
 from .textemb import NO_TEXT
 
 SCALE = 10.0  # scores live on 0..10; the network works on 0..1
@@ -61,6 +61,8 @@ class Scorer:
         blend = state.get("probe")
         self.probe = Ridge(**{k: v if k in ("alpha", "inputs") else np.asarray(v) for k, v in blend["ridge"].items()}) if blend else None
         self.probe_weight = np.asarray(blend["weight"], dtype=np.float64) if blend else None
+        # whether turns need the statistics of ASR_t's encoder layers (read by the probe only)
+        self.encoder_layers: bool = self.probe is not None and reads_layers(self.probe.inputs)
         self._torch = torch
 
     def score(self, items: list[TurnFeatures]) -> list[Scores]:

@@ -28,6 +28,7 @@ from . import data, settings
 from .dataset import Example, closed_examples, open_examples
 from .features import collate
 from .model import ScorerConfig, build_scorer
+from .probe import reads_layers
 from .scorer import SCALE, save_scorer, training_thresholds
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,8 @@ def prepare(config: TrainConfig) -> tuple[list[Example], list[Example], list[str
     if config.transcripts not in TRANSCRIPTS:
         raise ValueError(f"transcripts must be one of {', '.join(TRANSCRIPTS)}, not {config.transcripts!r}")
     asr = config.transcripts != "reference"
-    pre = precompute(train_utts + val_utts, None, cache_root, recognized=True, target=asr, desc="ASR train+validation")
+    layers = config.blend_probe and reads_layers(config.probe_inputs)
+    pre = precompute(train_utts + val_utts, None, cache_root, recognized=True, target=asr, layers=layers, desc="ASR train+validation")
     builder = FeatureBuilder(aligner=config.aligner, text_model=config.text_model)
     train_ex, val_ex, skipped = [], [], list(pre.failed)
     makers = [(kind, make) for kind, make in (("reference", closed_examples), ("asr", open_examples)) if config.transcripts in (kind, "both")]

@@ -64,3 +64,36 @@ def test_probe_on_both_encoders_and_the_pronunciation_summary():
     no_second_view.recognizer_frames = np.zeros((0, 0), np.float32)
     with pytest.raises(ValueError, match="ASR_r's encoder frames"):
         probe.describe(no_second_view, "two-encoders-pronunciation")
+
+
+def test_ridge_with_more_columns_than_rows_is_the_same_ridge():
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(30, 50)), rng.normal(size=(30, 3))
+    wide = probe.fit_ridge(x, y, 5.0)  # solved through the rows' Gram matrix
+    # the textbook solution with an unshrunk intercept column
+    z = np.hstack([(x - wide.mean) / wide.scale, np.ones((30, 1))])
+    penalty = 5.0 * np.eye(51)
+    penalty[-1, -1] = 0.0
+    np.testing.assert_allclose(wide.weights, np.linalg.lstsq(z.T @ z + penalty, z.T @ y, rcond=None)[0], atol=1e-8)
+    tall = probe.fit_ridge(x[:, :20], y, 5.0)  # solved through the columns' Gram matrix
+    np.testing.assert_allclose(tall.weights[-1], y.mean(axis=0))  # centred columns: the intercept is the mean target
+
+
+def test_probe_on_encoder_layers():
+    from tests.core.test_model import random_turn
+
+    rng = np.random.default_rng(3)
+    turn = random_turn(rng, 20, 3)
+    turn.recognizer_frames = rng.normal(size=(20, 5)).astype(np.float32)
+    assert probe.reads_layers("encoder-layers") and not probe.reads_layers("two-encoders-pronunciation")
+    with pytest.raises(ValueError, match="encoder layers"):
+        probe.describe(turn, "encoder-layers")
+    turn.encoder_layers = rng.normal(size=(6, 8)).astype(np.float32)
+    x = probe.describe(turn, "encoder-layers")
+    base = probe.describe(turn, "two-encoders-pronunciation")
+    assert x.shape == (base.shape[0] + 48,)
+    # the layers sit between the frame statistics and the pronunciation summary, which stays last (its lighter penalty)
+    np.testing.assert_allclose(x[-probe.PRONUNCIATION_SIZE :], base[-probe.PRONUNCIATION_SIZE :])
+    np.testing.assert_allclose(x[4 * 16 + 4 * 5 : 4 * 16 + 4 * 5 + 48], turn.encoder_layers.ravel())
+    weights = probe.penalty_weights("encoder-layers", x.shape[0])
+    assert (weights[-probe.PRONUNCIATION_SIZE :] == probe.PRONUNCIATION_WEIGHT).all() and (weights[: -probe.PRONUNCIATION_SIZE] == 1).all()
