@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--members", type=int, default=3, help="networks trained with different seeds and averaged")
     p.add_argument("--no-probe-blend", action="store_true", help="sentence scores from the networks alone (no ridge probe blended in)")
     p.add_argument("--ablate", nargs="*", default=["text"], choices=["acoustic", "phones", "text", "alignment", "utterance"], help="input groups the network does not read (default: text, as the shipped scorer; --ablate alone keeps every group)")
-    p.add_argument("--probe-inputs", default="two-encoders-pronunciation", choices=["mean-std", "mean-std-p10-p90", "two-encoders-pronunciation", "encoder-layers"], help="what the blended ridge probe reads: ASR_t frame statistics (with percentiles), those of both encoders plus a pronunciation summary, or all that plus the statistics of every ASR_t encoder layer")
+    p.add_argument("--probe-inputs", default="encoder-layers", choices=["mean-std", "mean-std-p10-p90", "two-encoders-pronunciation", "encoder-layers"], help="what the blended ridge probe reads: ASR_t frame statistics (with percentiles), those of both encoders plus a pronunciation summary, or all that plus the statistics of every ASR_t encoder layer")
     p.add_argument("--transcripts", default="both", choices=["reference", "asr", "both"], help="target transcripts to train on: the reference text (the paper), ASR_t's with word labels carried over by time overlap (as open mode sees a turn), or both")
     p.add_argument("--epochs", type=int, default=80)
     p.add_argument("--limit", type=int, default=0, help="first N training utterances only (smoke runs)")

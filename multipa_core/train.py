@@ -58,7 +58,7 @@ class TrainConfig:
     seed: int = 762  # python, numpy and torch seeds (member i uses seed + i)
     members: int = 3  # networks trained with different seeds and averaged (an ensemble)
     blend_probe: bool = True  # blend a ridge probe on frame statistics into the sentence scores
-    probe_inputs: str = "two-encoders-pronunciation"  # what the blended probe reads (multipa_core.probe.INPUTS)
+    probe_inputs: str = "encoder-layers"  # what the blended probe reads (multipa_core.probe.INPUTS)
     limit: int = 0  # first N training utterances only (0 = all); for smoke runs
     transcripts: str = "both"  # target transcripts in training: reference (the paper), asr (ASR_t, labels by overlap) or both
     net: ScorerConfig = field(default_factory=lambda: ScorerConfig(ablate=("text",)))  # network shape; the shipped scorer reads no text embeddings
@@ -185,9 +185,10 @@ def _fit_member(config: TrainConfig, member: int, train_ex: list[Example], val_e
 
 
 def fit_blend(nets: list[Any], train_ex: list[Example], val_ex: list[Example], probe_inputs: str = "mean-std") -> tuple[Any, list[float], dict[str, float]]:
-    """A ridge probe on frame statistics (training speakers, alpha chosen on validation)
-    and, per sentence aspect, the weight of its blend with the networks that gives the
-    lowest validation MSE."""
+    """A ridge probe on frame statistics and, per sentence aspect, the weight of its blend
+    with the networks: alpha and weights are those with the lowest validation MSE for a
+    probe fitted on the training speakers; the probe kept is then refitted with that alpha
+    on training + validation speakers (as the baseline is)."""
     import torch
 
     from . import probe
@@ -208,7 +209,7 @@ def fit_blend(nets: list[Any], train_ex: list[Example], val_ex: list[Example], p
         losses = [float(np.mean(((1 - w) * net_val[:, i] + w * probe_val[:, i] - y_val[:, i]) ** 2)) for w in grid]
         weights.append(float(grid[int(np.argmin(losses))]))
         mse[aspect] = round(min(losses), 4)
-    return ridge, weights, mse
+    return probe.fit_ridge(np.vstack([x_train, x_val]), np.vstack([y_train, y_val]), ridge.alpha, probe_inputs), weights, mse
 
 
 def _init_heads(net: Any, train_ex: list[Example]) -> None:
@@ -248,7 +249,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "validation_examples": len(val_ex),
         "skipped": skipped,
         "members": members,
-        "probe_blend": None if blend is None else {"alpha": blend[0].alpha, "inputs": blend[0].inputs, "weight": blend[1], "validation_mse": blend[2]},
+        "probe_blend": None if blend is None else {"alpha": blend[0].alpha, "inputs": blend[0].inputs, "weight": blend[1], "validation_mse": blend[2], "refitted_on": "training + validation speakers"},
         "best_validation_loss": float(np.mean([m["best_validation_loss"] for m in members])),
         "parameters": sum(p.numel() for net in nets for p in net.parameters()),
         "seconds": round(time.time() - started, 1),

@@ -34,6 +34,7 @@ def test_assess_real_utterance(wav, closed):
     assert doc["transcript"] and doc["target_transcript"]
     assert set(doc["sentence"]) >= {"accuracy", "fluency", "prosody", "total"}
     assert ("completeness" in doc["sentence"]) == closed
+    assert doc["timings_ms"]["encoder_layers"] > 0  # the shipped probe reads every ASR_t encoder layer
     assert all(0.0 <= v <= 10.0 for v in doc["sentence"].values())
     assert doc["words"]
     starts = [w["start_ms"] for w in doc["words"]]

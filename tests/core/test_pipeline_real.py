@@ -91,3 +91,22 @@ def test_cli_too_short(tmp_path):
     sf.write(short, (0.1 * np.sin(np.arange(1600) / 5)).astype(np.float32), 16000)
     proc = subprocess.run([sys.executable, "-m", "multipa_core.cli", "features", str(short)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "error [audio_too_short]" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_encoder_layers_reproduce_whisper_base(pipeline, utterances):
+    """The PyTorch copy of ASR_t's encoder gives CTranslate2's last layer (int8 there, float here)."""
+    from faster_whisper.audio import pad_or_trim
+
+    from multipa_core.asr import encoder_frames
+    from multipa_core.encoder_layers import EncoderLayers
+
+    layers = EncoderLayers("whisper-base")
+    assert (layers.layers, layers.width) == (6, 512)
+    samples = audio.load(utterances[0].audio_path)
+    mel = pipeline.asr.asr_t.features(samples)
+    reference = encoder_frames(pipeline.asr.asr_t.encode(mel), len(samples))
+    hidden = layers.hidden_states(pad_or_trim(mel[:, :3000]), 30 * 16000)  # the same padded window as CTranslate2's
+    mine = layers._norm(hidden[-1], "encoder/layer_norm").numpy()[: len(reference)]
+    assert np.corrcoef(mine.ravel(), reference.ravel())[0, 1] > 0.995
+    stats = layers.statistics(mel, len(samples))  # what the probe reads: the frames inside the audio only
+    assert stats.shape == (6, 1024) and np.isfinite(stats).all()
