@@ -49,6 +49,9 @@ FLAGS = [
 ]
 
 
+NOTHING_SENT = "(connected, sent nothing)"
+
+
 class TrapProxy:
     """A local "proxy" that records the first line of every request sent to it and closes."""
 
@@ -66,18 +69,26 @@ class TrapProxy:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
-            with conn:
-                conn.settimeout(2)
-                try:
-                    self.requests.append(conn.recv(4096).split(b"\r\n", 1)[0].decode(errors="replace") or "(connected, sent nothing)")
-                except OSError:
-                    self.requests.append("(connected, sent nothing)")
+            threading.Thread(target=self._record, args=(conn,), daemon=True).start()  # a silent socket holds up no other
+
+    def _record(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(10)
+            try:
+                self.requests.append(conn.recv(4096).split(b"\r\n", 1)[0].decode(errors="replace") or NOTHING_SENT)
+            except OSError:
+                self.requests.append(NOTHING_SENT)
 
     def hosts(self) -> set[str]:
-        """The hosts asked for (``CONNECT host:443`` and ``GET http://host/...`` alike)."""
+        """The hosts asked for (``CONNECT host:443`` and ``GET http://host/...`` alike).
+
+        A connection that sends nothing asks for no host: Chromium opens such
+        sockets ahead of need (preconnects) and may close them unused."""
         found = set()
         for line in self.requests:
             parts = line.split()
+            if line == NOTHING_SENT:
+                continue
             if len(parts) >= 2 and not line.startswith("("):
                 found.add(parts[1].split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0])
             else:
