@@ -1,10 +1,10 @@
 """Every layer of ASR_t's Whisper encoder, run in PyTorch from the CTranslate2 weights.
 
 CTranslate2 returns only the encoder's last layer, the one shaped for the
-decoder. The layers below it keep more of how a learner sounds: a ridge
-regression on the mean and standard deviation of all six layers of Whisper base
-predicts the sentence scores clearly better than one on the last layer alone
-(docs/models.md). This module reads the encoder's weights from the model's
+decoder. The layers below it keep more of how a learner sounds: the mean and
+standard deviation of all six layers of Whisper base, added to the sentence
+probe's inputs, raise its validation PCC on every aspect
+(``bench/probe_inputs.py``, docs/models.md). This module reads the encoder's weights from the model's
 ``model.bin`` (CTranslate2's binary format; float32, float16 or int8 with
 scales), runs the same encoder on a turn's log-mel frames inside the audio (no
 padding to a 30 s window: a fifth of the work for a 6 s turn), and summarises
