@@ -104,7 +104,7 @@ def _scorer(config: EvalConfig) -> Any:
 
     scorer = Scorer(config.model)
     if not config.probe_blend:
-        scorer.probe, scorer.encoder_layers = None, False
+        scorer.probe = None
     return scorer
 
 

@@ -61,9 +61,12 @@ class Scorer:
         blend = state.get("probe")
         self.probe = Ridge(**{k: v if k in ("alpha", "inputs") else np.asarray(v) for k, v in blend["ridge"].items()}) if blend else None
         self.probe_weight = np.asarray(blend["weight"], dtype=np.float64) if blend else None
-        # whether turns need the statistics of ASR_t's encoder layers (read by the probe only)
-        self.encoder_layers: bool = self.probe is not None and reads_layers(self.probe.inputs)
         self._torch = torch
+
+    @property
+    def encoder_layers(self) -> bool:
+        """Whether turns need the statistics of ASR_t's encoder layers (read by the probe only)."""
+        return self.probe is not None and reads_layers(self.probe.inputs)
 
     def score(self, items: list[TurnFeatures]) -> list[Scores]:
         """Score a batch of turns (one forward pass)."""
