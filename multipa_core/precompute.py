@@ -92,6 +92,7 @@ def precompute(
                 asr = DualASR()
             try:
                 samples = audio_io.load(utt.audio_path)
+                mel = None  # ASR_t's log-mel, computed once for its encoder and the layer statistics
                 if array is None or (t_cache is not None and t_doc is None):  # ASR_t's encoder, once
                     mel, encoding = asr.encode_target(samples)
                     if array is None:
@@ -109,7 +110,7 @@ def precompute(
                         r_cache.put_json(utt.utt, r_doc)
                 if l_cache is not None and l_array is None:
                     encoder = encoder or EncoderLayers("whisper-base")
-                    l_array = encoder.statistics(asr.asr_t.features(samples), len(samples))
+                    l_array = encoder.statistics(asr.asr_t.features(samples) if mel is None else mel, len(samples))
                     l_cache.put_array(utt.utt, l_array)
             except MultipaError as exc:
                 log.warning("utterance %s failed: %s", utt.utt, exc)
