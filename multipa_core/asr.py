@@ -22,6 +22,7 @@ import numpy as np
 
 from . import registry, settings
 from .audio import SAMPLE_RATE
+from .errors import ConfigError, DeviceUnavailableError
 
 FRAMES_PER_SECOND = 50  # Whisper encoder frames: 10 ms mel hop, stride 2
 SAMPLES_PER_FRAME = SAMPLE_RATE // FRAMES_PER_SECOND
@@ -67,12 +68,28 @@ class Transcript:
 
 
 def resolve_device(requested: str) -> str:
-    """``auto`` becomes ``cuda`` when CTranslate2 sees a GPU, else ``cpu``."""
-    if requested != "auto":
-        return requested
-    import ctranslate2
+    """Where every model runs: ``auto`` becomes ``cuda`` when both CTranslate2 (the Whisper
+    models) and torch (the networks) see a GPU, else ``cpu``.
 
-    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    Raises:
+        DeviceUnavailableError: ``cuda`` was asked for and one of the two libraries has no GPU
+            (at start, rather than on the first turn or with half the models on the CPU).
+        ConfigError: the device is not one of ``auto``, ``cpu``, ``cuda``.
+    """
+    if requested == "cpu":
+        return "cpu"
+    if requested not in ("auto", "cuda"):
+        raise ConfigError(f"the device must be auto, cpu or cuda, not {requested!r}")
+    import ctranslate2
+    import torch
+
+    whisper, networks = ctranslate2.get_cuda_device_count() > 0, bool(torch.cuda.is_available())
+    if requested == "auto":
+        return "cuda" if whisper and networks else "cpu"
+    if not (whisper and networks):
+        missing = " and ".join(name for name, seen in (("CTranslate2", whisper), ("torch", networks)) if not seen)
+        raise DeviceUnavailableError(f"device cuda was asked for, but {missing} sees no CUDA GPU (use --device cpu or auto)")
+    return "cuda"
 
 
 def encoder_frame_count(num_samples: int) -> int:
@@ -162,6 +179,15 @@ class WhisperASR:
         window = pad_or_trim(features[:, : self.model.feature_extractor.nb_max_frames])
         return self.model.encode(window)
 
+    def encode_many(self, features: list[np.ndarray]) -> list[Any]:
+        """:meth:`encode` of several turns in one batch (one encoder pass); an encoding per turn."""
+        if len(features) == 1:
+            return [self.encode(features[0])]
+        from faster_whisper.audio import pad_or_trim
+
+        windows = np.stack([pad_or_trim(f[:, : self.model.feature_extractor.nb_max_frames]) for f in features])
+        return split_encoding(self.model.encode(windows))
+
     def transcribe(self, audio: np.ndarray, *, features: np.ndarray | None = None, encoder_output: Any = None) -> Transcript:
         """Decode 16 kHz mono float32 audio, reusing a precomputed encoding when given."""
         if features is None:
@@ -184,6 +210,18 @@ class WhisperASR:
             features = self.features(audio)
         encoding = self.encode(features)
         return self.transcribe(audio, features=features, encoder_output=encoding), encoder_frames(encoding, len(audio))
+
+
+def split_encoding(encoder_output: Any) -> list[Any]:
+    """A batch's encoder output as one (1, frames, dim) encoding per turn, on the CPU (the
+    decoder moves an encoding to its device; a turn's is about 1.5 MB)."""
+    import ctranslate2
+
+    view = encoder_output
+    if view.device != "cpu":
+        view = view.to_device(ctranslate2.Device.cpu)
+    array = np.asarray(view)
+    return [ctranslate2.StorageView.from_array(np.ascontiguousarray(array[i : i + 1])) for i in range(array.shape[0])]
 
 
 def encoder_frames(encoder_output: Any, num_samples: int) -> np.ndarray:

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from . import settings
+from .asr import resolve_device
 from .errors import MultipaError
 from .features import WORD_SCALARS
 from .pipeline import FeaturePipeline, PipelineOptions, TurnAnalysis
@@ -83,17 +85,37 @@ def build_assessment(analysis: TurnAnalysis, scores: Scores, thresholds: dict[st
 
 
 class Assessor:
-    """Every model of the assessment, loaded once.
+    """Every model of the assessment, loaded once, all on one device.
 
     Args:
-        options: pipeline options; the aligner is taken from the scorer checkpoint.
+        options: pipeline options (their ``device`` is every model's); the aligner is taken
+            from the scorer checkpoint.
         scorer: scorer checkpoint name or path.
+
+    Raises:
+        DeviceUnavailableError: ``cuda`` was asked for and is not there (before anything loads).
     """
 
     def __init__(self, options: PipelineOptions | None = None, *, scorer: str = "multipa-scorer") -> None:
-        self.scorer = Scorer(scorer)
-        options = replace(options or PipelineOptions(), aligner=self.scorer.aligner, text_model=self.scorer.text_model, encoder_layers=self.scorer.encoder_layers)
+        options = options or PipelineOptions()
+        self.device = resolve_device(options.device if options.device != "auto" else settings.device())
+        self.scorer = Scorer(scorer, device=self.device)
+        options = replace(options, device=self.device, aligner=self.scorer.aligner, text_model=self.scorer.text_model, encoder_layers=self.scorer.encoder_layers)
         self.pipeline = FeaturePipeline(options)
+
+    def placement(self) -> dict[str, str]:
+        """Where each model runs (``cpu``, ``cuda:0``): the Whisper models and every network."""
+        networks: dict[str, Any] = {f"scorer[{i}]": net for i, net in enumerate(self.scorer.nets)}
+        networks["aligner"] = self.pipeline.builder.aligner.net
+        text = getattr(self.pipeline.builder.text, "model", None)
+        if text is not None:
+            networks["text_model"] = text
+        out = {"asr_recognized": _whisper_device(self.pipeline.asr.asr_r), "asr_target": _whisper_device(self.pipeline.asr.asr_t)}
+        for name, net in networks.items():
+            out[name] = ",".join(sorted({str(p.device) for p in [*net.parameters(), *net.buffers()]}))
+        if self.pipeline.layers is not None:
+            out["encoder_layers"] = ",".join(sorted({str(w.device) for w in self.pipeline.layers.weights.values()}))
+        return out
 
     def assess(self, samples: np.ndarray, *, reference: str | None = None) -> Assessment:
         """Assess one turn of 16 kHz mono float32 audio.
@@ -117,18 +139,13 @@ class Assessor:
             pass  # the sound has no words to score; the models have run all the same
 
     def assess_many(self, turns: list[tuple[np.ndarray, str | None]]) -> list[Assessment | MultipaError]:
-        """Assess turns that arrived together: the feature stages turn by turn, the scoring
-        network once for all of them (one padded forward pass).
+        """Assess turns that arrived together: the encoders and the scoring network run once
+        for all of them (padded batches), decoding and alignment turn by turn.
 
         Returns:
             per turn, its assessment or the error that rejected it (the others go on).
         """
-        analyses: list[TurnAnalysis | MultipaError] = []
-        for samples, reference in turns:
-            try:
-                analyses.append(self.pipeline.analyze(samples, reference=reference))
-            except MultipaError as exc:
-                analyses.append(exc)
+        analyses = self.pipeline.analyze_many(turns)
         ok = [a for a in analyses if isinstance(a, TurnAnalysis)]
         started = time.perf_counter()
         scores = iter(self.scorer.score([a.features for a in ok]))
@@ -142,3 +159,9 @@ class Assessor:
             analysis.timings["total"] = analysis.timings.get("total", 0.0) + seconds  # wall time
             out.append(build_assessment(analysis, next(scores), self.scorer.thresholds))
         return out
+
+
+def _whisper_device(asr: Any) -> str:
+    """A CTranslate2 Whisper model's device, as torch writes it (``cuda:0``)."""
+    model = asr.model.model
+    return "cpu" if model.device == "cpu" else ",".join(f"{model.device}:{i}" for i in model.device_index)

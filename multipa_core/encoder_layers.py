@@ -128,30 +128,60 @@ class EncoderLayers:
 
     def hidden_states(self, mel: np.ndarray, num_samples: int) -> list[Any]:
         """Each layer's output (frames, width) for the turn's log-mel ``mel`` (n_mels, frames)."""
+        layers, _ = self._forward([mel], [num_samples])
+        return [h[0] for h in layers]
+
+    def _forward(self, mels: list[np.ndarray], num_samples: list[int]) -> tuple[list[Any], list[int]]:
+        """Each layer's output (batch, frames, width) for a batch of turns, padded to the longest;
+        with the number of frames inside each turn. Padding is masked (zeroed before the second
+        convolution, left out of attention), so a turn's frames are the same alone or in a batch."""
         import torch
         import torch.nn.functional as F
 
         w = self.weights
+        cuts = [np.ascontiguousarray(m[:, : mel_frames(n)], dtype=np.float32) for m, n in zip(mels, num_samples)]
+        lengths = [c.shape[1] for c in cuts]
+        longest = max(lengths)
+        frames = [(length + 1) // MEL_FRAMES_PER_FRAME for length in lengths]  # the second convolution's output lengths
+        padded = any(length != longest for length in lengths)
+        batch = np.zeros((len(cuts), cuts[0].shape[0], longest), dtype=np.float32)
+        for i, c in enumerate(cuts):
+            batch[i, :, : c.shape[1]] = c
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(mel[:, : mel_frames(num_samples)], dtype=np.float32)).to(self.device)[None]
+            x = torch.from_numpy(batch).to(self.device)
             x = F.gelu(F.conv1d(x, w["encoder/conv1/weight"], w["encoder/conv1/bias"], padding=1))
+            if padded:  # the second convolution reads one frame past a turn's end: zero, as when alone
+                x = x * (torch.arange(longest, device=self.device)[None, :] < torch.tensor(lengths, device=self.device)[:, None]).unsqueeze(1)
             x = F.gelu(F.conv1d(x, w["encoder/conv2/weight"], w["encoder/conv2/bias"], stride=2, padding=1))
             x = x.transpose(1, 2) + w["encoder/position_encodings/encodings"][: x.shape[2]]
-            T, H, D = x.shape[1], self.heads, self.width
+            B, T, H, D = x.shape[0], x.shape[1], self.heads, self.width
+            mask = None
+            if padded:  # (B, 1, 1, T): True where a key is inside its turn
+                mask = (torch.arange(T, device=self.device)[None, :] < torch.tensor(frames, device=self.device)[:, None])[:, None, None, :]
             out = []
             for i in range(self.layers):
                 name = f"encoder/layer_{i}"
-                q, k, v = (t.view(1, T, H, D // H).transpose(1, 2) for t in self._linear(self._norm(x, f"{name}/self_attention/layer_norm"), f"{name}/self_attention/linear_0").chunk(3, dim=-1))
-                attended = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(1, T, D)
+                q, k, v = (t.view(B, T, H, D // H).transpose(1, 2) for t in self._linear(self._norm(x, f"{name}/self_attention/layer_norm"), f"{name}/self_attention/linear_0").chunk(3, dim=-1))
+                attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(B, T, D)
                 x = x + self._linear(attended, f"{name}/self_attention/linear_1")
                 hidden = F.gelu(self._linear(self._norm(x, f"{name}/ffn/layer_norm"), f"{name}/ffn/linear_0"))
                 x = x + self._linear(hidden, f"{name}/ffn/linear_1")
-                out.append(x[0])
-        return out
+                out.append(x)
+        return out, frames
 
     def statistics(self, mel: np.ndarray, num_samples: int) -> np.ndarray:
         """(layers, 2 * width) float32: the mean and standard deviation over time of each layer's output."""
+        return self.statistics_many([mel], [num_samples])[0]
+
+    def statistics_many(self, mels: list[np.ndarray], num_samples: list[int]) -> list[np.ndarray]:
+        """:meth:`statistics` of several turns, the encoder run once on their padded batch."""
         import torch
 
-        stats = [torch.cat([h.mean(dim=0), h.std(dim=0, unbiased=False)]) for h in self.hidden_states(mel, num_samples)]
-        return torch.stack(stats).float().cpu().numpy()
+        if not mels:
+            return []
+        layers, frames = self._forward(mels, num_samples)
+        out = []
+        for b, n in enumerate(frames):
+            stats = [torch.cat([h[b, :n].mean(dim=0), h[b, :n].std(dim=0, unbiased=False)]) for h in layers]
+            out.append(torch.stack(stats).float().cpu().numpy())
+        return out

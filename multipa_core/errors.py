@@ -13,9 +13,11 @@ machine-readable ``code`` and a human sentence (``str(err)``)::
     │   └── AudioTooLongError         code: audio_too_long
     ├── ModelError                    code: model_error
     │   ├── UnknownModelError         code: model_unknown
-    │   └── ModelFilesError           code: model_files
+    │   ├── ModelFilesError           code: model_files
+    │   └── DeviceUnavailableError    code: device_unavailable
     ├── MissingDependencyError        code: missing_dependency
-    └── DataError                     code: data_error
+    ├── DataError                     code: data_error
+    └── ConfigError                   code: config_error
 """
 
 from __future__ import annotations
@@ -87,6 +89,12 @@ class ModelFilesError(ModelError):
     code = "model_files"
 
 
+class DeviceUnavailableError(ModelError):
+    """The requested compute device is not there (``cuda`` without a usable GPU)."""
+
+    code = "device_unavailable"
+
+
 class MissingDependencyError(MultipaError):
     """An optional dependency is needed for this feature; the message names the extra."""
 
@@ -97,3 +105,9 @@ class DataError(MultipaError):
     """A data folder does not have the expected layout."""
 
     code = "data_error"
+
+
+class ConfigError(MultipaError):
+    """An option or a ``MULTIPA_*`` environment variable has an invalid value."""
+
+    code = "config_error"

@@ -14,15 +14,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from . import audio as audio_io
-from . import registry
+from . import registry, settings
 from .align import Aligner, Alignment
 from .asr import AsrOptions, DualASR, Transcript, encoder_frames, normalize_word, resolve_device
 from .encoder_layers import EncoderLayers
+from .errors import MultipaError
 from .features import TurnFeatures, build
 from .lexicon import Lexicon, default_lexicon
 from .textemb import text_embedder
@@ -118,24 +119,29 @@ class FeatureBuilder:
 
 
 class FeaturePipeline:
-    """All models of the feature stages, loaded once; :meth:`analyze` runs one turn.
+    """All models of the feature stages, loaded once on one device; :meth:`analyze` runs one turn,
+    :meth:`analyze_many` a batch.
 
     Args:
         options: model names, device and decoding options.
         lexicon: pronunciations (default: corpus lexicon, CMUdict, fallback rules).
+
+    Raises:
+        DeviceUnavailableError: ``cuda`` was asked for and is not there (before anything loads).
     """
 
     def __init__(self, options: PipelineOptions | None = None, *, lexicon: Lexicon | None = None) -> None:
         self.options = options or PipelineOptions()
-        asr_options = AsrOptions(beam_size=self.options.beam_size, device=self.options.device, threads=self.options.threads, word_timestamps=self.options.word_timestamps)
+        # one device for every model: the Whisper models, the aligner, the text model, the encoder layers
+        self.device = resolve_device(self.options.device if self.options.device != "auto" else settings.device())
+        asr_options = AsrOptions(beam_size=self.options.beam_size, device=self.device, threads=self.options.threads, word_timestamps=self.options.word_timestamps)
         self.asr = DualASR(recognizer=self.options.recognizer, target=self.options.target, options=asr_options)
         # ASR_r's decoding overlaps ASR_t's: CTranslate2 releases the GIL, and greedy
         # decoding leaves cores idle between its small steps
         self._side = ThreadPoolExecutor(1, thread_name_prefix="asr-r") if self.options.parallel_asr else None
         self._shared_mel = self.asr.asr_r.same_features(self.asr.asr_t)
-        torch_device = "cuda" if resolve_device(self.options.device) == "cuda" and _torch_cuda() else "cpu"
-        self.builder = FeatureBuilder(aligner=self.options.aligner, text_model=self.options.text_model, device=torch_device, lexicon=lexicon)
-        self.layers = EncoderLayers(self.options.target, device=torch_device) if self.options.encoder_layers else None
+        self.builder = FeatureBuilder(aligner=self.options.aligner, text_model=self.options.text_model, device=self.device, lexicon=lexicon)
+        self.layers = EncoderLayers(self.options.target, device=self.device) if self.options.encoder_layers else None
 
     def analyze(self, samples: np.ndarray, *, reference: str | None = None) -> TurnAnalysis:
         """Run the feature stages on 16 kHz mono float32 audio.
@@ -147,48 +153,114 @@ class FeaturePipeline:
         Raises:
             AudioError: the audio breaks a limit.
         """
-        audio_io.check(samples)
-        started = time.perf_counter()
-        timings: dict[str, float] = {}
-        with _timed(timings, "mel"):
-            mel = self.asr.asr_t.features(samples)
-        recognized_mel = mel if self._shared_mel else None
-        side = self._side.submit(self._recognize, samples, recognized_mel) if self._side is not None else None
-        with _timed(timings, "encode_target"):
-            encoding = self.asr.asr_t.encode(mel)
-            frames = encoder_frames(encoding, len(samples))
-        with _timed(timings, "asr_target"):
-            if reference is None:
-                target = self.asr.asr_t.transcribe(samples, features=mel, encoder_output=encoding)
-            else:
-                target = Transcript(reference.strip())
-        layers = None
-        if self.layers is not None:
-            with _timed(timings, "encoder_layers"):
-                layers = self.layers.statistics(mel, len(samples))
-        if side is None:
-            recognized, recognizer_frames, timings["asr_recognized"] = self._recognize(samples, recognized_mel)
-        else:
-            with _timed(timings, "asr_recognized_wait"):
-                recognized, recognizer_frames, timings["asr_recognized"] = side.result()
-        analysis = self.builder.analyze(
-            frames,
-            target,
-            recognized,
-            mode="open" if reference is None else "closed",
-            duration=len(samples) / audio_io.SAMPLE_RATE,
-            recognizer_frames=recognizer_frames,
-            encoder_layers=layers,
-            timings=timings,
-        )
-        analysis.timings["total"] = time.perf_counter() - started  # wall time: ASR_r overlaps the stages above
-        return analysis
+        outcome = self.analyze_many([(samples, reference)])[0]
+        if isinstance(outcome, MultipaError):
+            raise outcome
+        return outcome
 
-    def _recognize(self, samples: np.ndarray, mel: np.ndarray | None) -> tuple[Transcript, np.ndarray, float]:
-        """ASR_r's transcript, its encoder frames (encoded once, for both) and the seconds it took."""
+    def analyze_many(self, turns: Sequence[tuple[np.ndarray, str | None]]) -> list[TurnAnalysis | MultipaError]:
+        """Run the feature stages on turns that arrived together: each Whisper encoder and the
+        encoder layers run once for the batch, the decoders and the stages after them turn by turn.
+        A turn's analysis is the same alone or in a batch.
+
+        Returns:
+            per turn, its analysis or the error that rejected it (the others go on).
+        """
+        out: list[TurnAnalysis | MultipaError | None] = [None] * len(turns)
+        live: list[int] = []
+        for i, (samples, _) in enumerate(turns):
+            try:
+                audio_io.check(samples)
+                live.append(i)
+            except MultipaError as exc:
+                out[i] = exc
+        if live:
+            try:
+                outcomes: list[TurnAnalysis | MultipaError] = self._analyze_checked([turns[i] for i in live])
+            except MultipaError as exc:  # a stage run once for the batch: every turn of it fails alike
+                outcomes = [exc] * len(live)
+            for i, outcome in zip(live, outcomes):
+                out[i] = outcome
+        return [o for o in out if o is not None]
+
+    def _analyze_checked(self, turns: list[tuple[np.ndarray, str | None]]) -> list[TurnAnalysis | MultipaError]:
         started = time.perf_counter()
-        transcript, frames = self.asr.asr_r.transcribe_with_frames(samples, features=mel)
-        return transcript, frames, time.perf_counter() - started
+        timings: list[dict[str, float]] = [{} for _ in turns]
+        with _timed_all(timings, "mel"):
+            mels = [self.asr.asr_t.features(samples) for samples, _ in turns]
+        recognized_mels = mels if self._shared_mel else [None] * len(turns)
+        side = self._side.submit(self._recognize_many, turns, recognized_mels) if self._side is not None else None
+        with _timed_all(timings, "encode_target"):
+            encodings = self.asr.asr_t.encode_many(mels)
+            frames = [encoder_frames(e, len(samples)) for e, (samples, _) in zip(encodings, turns)]
+        targets: list[Transcript | MultipaError] = []
+        for (samples, reference), mel, encoding, timing in zip(turns, mels, encodings, timings):
+            try:
+                with _timed(timing, "asr_target"):
+                    targets.append(Transcript(reference.strip()) if reference is not None else self.asr.asr_t.transcribe(samples, features=mel, encoder_output=encoding))
+            except MultipaError as exc:
+                targets.append(exc)
+        layers: list[np.ndarray | None] = [None] * len(turns)
+        if self.layers is not None:
+            with _timed_all(timings, "encoder_layers"):
+                layers = list(self.layers.statistics_many(mels, [len(samples) for samples, _ in turns]))
+        if side is None:
+            recognized = self._recognize_many(turns, recognized_mels)
+        else:
+            with _timed_all(timings, "asr_recognized_wait"):
+                recognized = side.result()
+        out: list[TurnAnalysis | MultipaError] = []
+        for (samples, reference), target, r, turn_frames, turn_layers, timing in zip(turns, targets, recognized, frames, layers, timings):
+            if isinstance(target, MultipaError):
+                out.append(target)
+                continue
+            transcript, recognizer_frames, timing["asr_recognized"] = r
+            try:
+                analysis = self.builder.analyze(
+                    turn_frames,
+                    target,
+                    transcript,
+                    mode="open" if reference is None else "closed",
+                    duration=len(samples) / audio_io.SAMPLE_RATE,
+                    recognizer_frames=recognizer_frames,
+                    encoder_layers=turn_layers,
+                    timings=timing,
+                )
+            except MultipaError as exc:
+                out.append(exc)
+                continue
+            out.append(analysis)
+        wall = time.perf_counter() - started  # wall time: ASR_r overlaps the stages above, and a batch ends together
+        for analysis in out:
+            if isinstance(analysis, TurnAnalysis):
+                analysis.timings["total"] = wall
+        return out
+
+    def _recognize_many(self, turns: list[tuple[np.ndarray, str | None]], mels: list[np.ndarray | None]) -> list[tuple[Transcript, np.ndarray, float]]:
+        """ASR_r's transcript of each turn, its encoder frames (the encoder runs once for the batch,
+        for both) and the seconds it took (the batch's encoding and the turn's decoding)."""
+        asr_r = self.asr.asr_r
+        started = time.perf_counter()
+        features = [asr_r.features(samples) if mel is None else mel for (samples, _), mel in zip(turns, mels)]
+        encodings = asr_r.encode_many(features)
+        shared = time.perf_counter() - started
+        out = []
+        for (samples, _), mel, encoding in zip(turns, features, encodings):
+            started = time.perf_counter()
+            transcript = asr_r.transcribe(samples, features=mel, encoder_output=encoding)
+            out.append((transcript, encoder_frames(encoding, len(samples)), shared + time.perf_counter() - started))
+        return out
+
+
+@contextmanager
+def _timed_all(timings: list[dict[str, float]], stage: str) -> Iterator[None]:
+    """A stage run once for a batch: its time counts for every turn (they all wait for it)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        for timing in timings:
+            timing[stage] = timing.get(stage, 0.0) + time.perf_counter() - started
 
 
 @contextmanager
@@ -205,9 +277,3 @@ def _file_digest(path: Any) -> str:
     with open(path, "rb") as handle:
         digest.update(handle.read())
     return digest.hexdigest()[:12]
-
-
-def _torch_cuda() -> bool:
-    import torch
-
-    return bool(torch.cuda.is_available())

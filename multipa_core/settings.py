@@ -6,14 +6,24 @@
   (default ``../shared/speechocean762`` beside the project root).
 - ``MULTIPA_DEVICE``: ``auto``, ``cpu`` or ``cuda`` (default ``auto``).
 - ``MULTIPA_THREADS``: CPU threads per model (default: all cores).
+
+A bad value raises :class:`~multipa_core.errors.ConfigError`; a command builds its
+parser through :func:`validated`, so that it ends in one line and exit status 2,
+not a traceback.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from typing import Callable, TypeVar
+
+from .errors import ConfigError, MultipaError
 
 PREFIX = "MULTIPA_"
+DEVICES = ("auto", "cpu", "cuda")
+T = TypeVar("T")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -42,10 +52,31 @@ def data_dir() -> Path:
 
 def device() -> str:
     """The requested compute device: ``auto``, ``cpu`` or ``cuda``."""
-    return _env("DEVICE") or "auto"
+    value = _env("DEVICE") or "auto"
+    if value not in DEVICES:
+        raise ConfigError(f"{PREFIX}DEVICE must be one of {', '.join(DEVICES)}, got {value!r}")
+    return value
 
 
 def threads() -> int:
     """CPU threads for one model (0 lets the library choose)."""
     value = _env("THREADS")
-    return int(value) if value else 0
+    if value is None:
+        return 0
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise ConfigError(f"{PREFIX}THREADS must be a whole number of threads (0: all cores), got {value!r}")
+    return number
+
+
+def validated(build: Callable[[], T]) -> T:
+    """``build()`` (a command's parser, whose defaults read the environment); on a bad
+    ``MULTIPA_*`` value, ``error [code]: sentence`` on stderr and exit status 2."""
+    try:
+        return build()
+    except MultipaError as exc:
+        print(f"error [{exc.code}]: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
