@@ -10,10 +10,13 @@ import argparse
 import json
 import logging
 import sys
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import settings
 from .errors import MultipaError
+
+if TYPE_CHECKING:
+    from .train import TrainConfig
 
 
 def _features(args: argparse.Namespace) -> int:
@@ -53,17 +56,22 @@ def _train_aligner(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, train
-
+def _recipe(args: argparse.Namespace, out: str) -> TrainConfig:
     from .model import ScorerConfig
+    from .train import TrainConfig
 
-    config = TrainConfig(
-        data=args.data, out=args.out, cache=args.cache, epochs=args.epochs, limit=args.limit, seed=args.seed,
+    return TrainConfig(
+        data=args.data, out=out, cache=args.cache, epochs=args.epochs, limit=args.limit, seed=args.seed,
         aligner=args.aligner, members=args.members, blend_probe=not args.no_probe_blend, net=ScorerConfig(ablate=tuple(args.ablate)),
-        transcripts=args.transcripts, probe_inputs=args.probe_inputs,
+        transcripts=args.transcripts, probe_inputs=args.probe_inputs, needs_improvement_k=args.needs_improvement_k,
+        holdout_fold=getattr(args, "holdout_fold", -1),
     )
-    report = train(config)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    report = train(_recipe(args, args.out))
     summary = {k: report[k] for k in ("train_utterances", "validation_utterances", "best_validation_loss", "seconds")}
     summary["best_epochs"] = [m["best_epoch"] for m in report["members"]]
     summary["skipped"] = len(report["skipped"])
@@ -74,9 +82,40 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import EvalConfig, evaluate, format_table
 
-    report = evaluate(EvalConfig(data=args.data, mode=args.mode, limit=args.limit, part=args.part, model=args.model, cache=args.cache, probe_blend=not args.no_probe_blend))
+    report = evaluate(EvalConfig(data=args.data, mode=args.mode, limit=args.limit, part=args.part, fold=args.fold, model=args.model, cache=args.cache, probe_blend=not args.no_probe_blend))
     print(json.dumps(report) if args.json else format_table(report))
     return 0
+
+
+def _crossval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .crossval import CrossvalConfig, crossval, format_table
+
+    config = CrossvalConfig(recipe=_recipe(args, ""), workdir=args.workdir, folds=tuple(args.folds), modes=tuple(args.modes), probe_blend=not args.evaluate_without_blend)
+    report = crossval(config)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report) if args.json else format_table(report))
+    return 0
+
+
+def _add_recipe_options(p: argparse.ArgumentParser) -> None:
+    """The options that define a scorer recipe (shared by train and crossval)."""
+    p.add_argument("--data", default=str(settings.data_dir()), help="data folder (speechocean762 layout)")
+    p.add_argument("--cache", default="", help="feature cache root (default: the MULTIPA cache directory)")
+    p.add_argument("--aligner", default="multipa-aligner", help="aligner checkpoint the features are made with")
+    p.add_argument("--members", type=int, default=3, help="networks trained with different seeds and averaged")
+    p.add_argument("--no-probe-blend", action="store_true", help="sentence scores from the networks alone (no ridge probe blended in)")
+    p.add_argument("--ablate", nargs="*", default=["text"], choices=["acoustic", "phones", "text", "alignment", "utterance"], help="input groups the network does not read (default: text, as the shipped scorer; --ablate alone keeps every group)")
+    p.add_argument("--probe-inputs", default="encoder-layers", choices=["mean-std", "mean-std-p10-p90", "two-encoders-pronunciation", "encoder-layers"], help="what the blended ridge probe reads: ASR_t frame statistics (with percentiles), those of both encoders plus a pronunciation summary, or all that plus the statistics of every ASR_t encoder layer")
+    p.add_argument("--transcripts", default="both", choices=["reference", "asr", "both"], help="target transcripts to train on: the reference text (the paper), ASR_t's with word labels carried over by time overlap (as open mode sees a turn), or both")
+    p.add_argument("--needs-improvement-k", type=float, default=1.0, help="flag a word below mean - k sd of the training word scores (accuracy or total)")
+    p.add_argument("--epochs", type=int, default=80)
+    p.add_argument("--limit", type=int, default=0, help="first N training utterances only (smoke runs)")
+    p.add_argument("--seed", type=int, default=762)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def _assess(args: argparse.Namespace) -> int:
@@ -137,27 +176,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=_train_aligner)
 
-    p = sub.add_parser("train", help="train the MultiPA scorer on a data folder")
-    p.add_argument("--data", default=str(settings.data_dir()), help="data folder (speechocean762 layout)")
+    p = sub.add_parser("train", help="train the MultiPA scorer on a data folder (every speaker, or all but one cross-validation fold)")
     p.add_argument("--out", required=True, help="checkpoint to write (a .json report goes beside it)")
-    p.add_argument("--cache", default="", help="feature cache root (default: the MULTIPA cache directory)")
-    p.add_argument("--aligner", default="multipa-aligner", help="aligner checkpoint the features are made with")
-    p.add_argument("--members", type=int, default=3, help="networks trained with different seeds and averaged")
-    p.add_argument("--no-probe-blend", action="store_true", help="sentence scores from the networks alone (no ridge probe blended in)")
-    p.add_argument("--ablate", nargs="*", default=["text"], choices=["acoustic", "phones", "text", "alignment", "utterance"], help="input groups the network does not read (default: text, as the shipped scorer; --ablate alone keeps every group)")
-    p.add_argument("--probe-inputs", default="encoder-layers", choices=["mean-std", "mean-std-p10-p90", "two-encoders-pronunciation", "encoder-layers"], help="what the blended ridge probe reads: ASR_t frame statistics (with percentiles), those of both encoders plus a pronunciation summary, or all that plus the statistics of every ASR_t encoder layer")
-    p.add_argument("--transcripts", default="both", choices=["reference", "asr", "both"], help="target transcripts to train on: the reference text (the paper), ASR_t's with word labels carried over by time overlap (as open mode sees a turn), or both")
-    p.add_argument("--epochs", type=int, default=80)
-    p.add_argument("--limit", type=int, default=0, help="first N training utterances only (smoke runs)")
-    p.add_argument("--seed", type=int, default=762)
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--holdout-fold", type=int, default=-1, help="leave this cross-validation fold's speakers out entirely (-1: train on every speaker)")
+    _add_recipe_options(p)
     p.set_defaults(run=_train)
+
+    p = sub.add_parser("crossval", help="a recipe's accuracy by speaker-grouped 5-fold cross-validation (train on 4 folds, evaluate the 5th, each in turn)")
+    p.add_argument("--workdir", required=True, help="folder for each fold's checkpoint, evaluation and predictions (a rerun resumes)")
+    p.add_argument("--out", default="", help="write the aggregated report (JSON) here")
+    p.add_argument("--folds", type=int, nargs="*", default=[], help="run only these folds (default: all)")
+    p.add_argument("--modes", nargs="+", default=["open", "closed"], choices=["open", "closed"])
+    p.add_argument("--evaluate-without-blend", action="store_true", help="evaluate the fold networks alone (ablation of the probe blend)")
+    _add_recipe_options(p)
+    p.set_defaults(run=_crossval)
 
     p = sub.add_parser("evaluate", help="PCC, SCC and MSE against the experts on a data folder")
     p.add_argument("--data", default=str(settings.data_dir()), help="data folder (speechocean762 layout)")
     p.add_argument("--mode", default="open", choices=["open", "closed"])
     p.add_argument("--limit", type=int, default=0, help="first N utterances only")
-    p.add_argument("--part", default="auto", choices=["auto", "all", "train", "validation", "development"], help="split part (auto: development speakers when present)")
+    p.add_argument("--part", default="all", choices=["auto", "all", "train", "validation", "development"], help="part of the older fixed split (default: every utterance of the folder)")
+    p.add_argument("--fold", type=int, default=-1, help="only the speakers of this cross-validation fold (multipa_core/splits/speechocean762-folds.json)")
     p.add_argument("--model", default="multipa-scorer", help="scorer checkpoint name or path, or 'probe' for the ridge baseline")
     p.add_argument("--no-probe-blend", action="store_true", help="score with the checkpoint's networks alone (ablation)")
     p.add_argument("--cache", default="", help="feature cache root")

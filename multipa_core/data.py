@@ -2,9 +2,13 @@
 
 A folder holds ``utterances.jsonl`` (one utterance per line, five experts' scores
 per aspect) and ``audio/<utt>.flac``; see ``../shared/speechocean762/README.md``.
-The split is by speaker and lives in ``multipa_core/splits/speechocean762.json``:
-``train`` speakers fit models, ``validation`` speakers stop training early,
-``development`` speakers are only ever evaluated on.
+Decisions are made by speaker-grouped K-fold cross-validation over every speaker
+(``multipa_core/splits/speechocean762-folds.json``: 5 folds stratified by
+proficiency, :func:`make_folds`); inside a fold, and for the shipped scorer, a few
+of the training speakers stop training early (:func:`training_parts`). The older
+single split (``multipa_core/splits/speechocean762.json``: ``train``,
+``validation``, ``development`` over the first 104 speakers) trained the aligner
+and is kept for it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Iterable
 from .errors import DataError
 
 SPLIT_FILE = Path(__file__).resolve().parent / "splits" / "speechocean762.json"
+FOLDS_FILE = Path(__file__).resolve().parent / "splits" / "speechocean762-folds.json"
 SENTENCE_ASPECTS = ("accuracy", "fluency", "prosodic", "total")
 WORD_ASPECTS = ("accuracy", "stress", "total")
 
@@ -129,3 +134,56 @@ def make_split(speaker_scores: dict[str, float], *, seed: int = 762, development
         ranked = [s for s in ranked if s not in chosen]
     parts["train"] = sorted(ranked)
     return {k: parts[k] for k in ("train", "validation", "development")}
+
+
+def speaker_scores(utterances: Iterable[Utterance]) -> dict[str, float]:
+    """Each speaker's mean total score (median of the experts): their proficiency."""
+    totals: dict[str, list[float]] = {}
+    for u in utterances:
+        totals.setdefault(u.speaker, []).append(u.median("total"))
+    return {s: float(statistics.fmean(v)) for s, v in totals.items()}
+
+
+def _stratified(speaker_scores: dict[str, float], count: int, rng: random.Random) -> list[list[str]]:
+    """Speakers ranked by proficiency, cut into runs of ``count`` neighbours, each run
+    dealt at random one speaker per group: every group spans the whole range."""
+    ranked = sorted(speaker_scores, key=lambda s: (speaker_scores[s], s))
+    groups: list[list[str]] = [[] for _ in range(count)]
+    for start in range(0, len(ranked), count):
+        run = ranked[start : start + count]
+        slots = rng.sample(range(count), len(run))
+        for speaker, slot in zip(run, slots):
+            groups[slot].append(speaker)
+    return [sorted(g) for g in groups]
+
+
+def make_folds(speaker_scores: dict[str, float], *, folds: int = 5, seed: int = 762) -> list[list[str]]:
+    """Speaker-disjoint cross-validation folds stratified by proficiency.
+
+    Speakers are ranked by their mean total score and dealt, ``folds`` neighbours
+    at a time, one to each fold in a random order: every fold covers the range of
+    proficiency, and every speaker is in exactly one fold.
+    """
+    if folds < 2:
+        raise DataError("cross-validation needs at least 2 folds")
+    return _stratified(speaker_scores, folds, random.Random(seed))
+
+
+def load_folds(path: Path = FOLDS_FILE) -> list[list[str]]:
+    """The project's cross-validation folds (lists of speakers)."""
+    return [list(f) for f in json.loads(path.read_text())["folds"]]
+
+
+def training_parts(speaker_scores: dict[str, float], held_out: Iterable[str] = (), *, validation: int = 10, seed: int = 762) -> dict[str, list[str]]:
+    """Training and early-stopping speakers among those not held out.
+
+    ``validation`` speakers, one from each of as many proficiency bins, stop
+    training early and choose the probe's blend; the rest train. Held-out
+    speakers are in neither part.
+    """
+    rest = {s: v for s, v in speaker_scores.items() if s not in set(held_out)}
+    ranked = sorted(rest, key=lambda s: (rest[s], s))
+    rng = random.Random(seed)
+    bins = [ranked[round(i * len(ranked) / validation) : round((i + 1) * len(ranked) / validation)] for i in range(validation)]
+    chosen = {rng.choice(b) for b in bins if b}
+    return {"train": sorted(s for s in ranked if s not in chosen), "validation": sorted(chosen)}

@@ -1,10 +1,16 @@
 """``multipa evaluate``: agreement with the experts on a data folder.
 
 Open mode (default) gives the model audio only: ASR_t's transcript is the
-target, and each of its words is scored against the mean of the reference words
-that overlap it in time (reference words force-aligned to the audio). Closed
-mode gives the reference text: its words are scored directly. Sentence targets
-are the median of the five experts. An utterance that fails is logged with its
+target, and its words are compared with the experts' by two rules reported side
+by side: ``word``, each word scored against the mean of the reference words that
+overlap it in time (reference words force-aligned to the audio; the paper's
+rule), and ``word_levenshtein``, the recognized words aligned to the reference
+words by Levenshtein alignment, matched and substituted pairs compared,
+insertions and deletions left out (the open-response literature's rule). Closed
+mode gives the reference text: its words are scored directly (both rules are the
+same). Sentence targets are the median of the five experts. The needs-improvement
+flags are measured as a detector of words whose expert median accuracy is below
+10 (precision, recall, F1). An utterance that fails is logged with its
 id, counted, and given the lowest training scores (the paper's rule).
 
 ASR outputs and encoder frames come from the shared feature cache, so a second
@@ -23,7 +29,8 @@ import numpy as np
 from tqdm import tqdm
 
 from . import data, settings
-from .asr import Transcript
+from .asr import Transcript, normalize_word
+from .distance import align_pairs
 from .dataset import open_word_targets, sentence_labels, word_labels
 from .errors import MultipaError
 from .metrics import agreement
@@ -40,19 +47,26 @@ class EvalConfig:
     data: str  # data folder (speechocean762 layout)
     mode: str = "open"  # open (audio only) or closed (reference text given)
     limit: int = 0  # first N utterances only (0 = all)
-    part: str = "auto"  # split part; auto: development when the folder has development speakers, else all
+    part: str = "all"  # part of the older fixed split (train, validation, development) or all; "auto" reads as all
+    fold: int = -1  # evaluate only the speakers of this cross-validation fold (-1: every utterance of the folder)
+    folds: str = ""  # folds file ("" = multipa_core/splits/speechocean762-folds.json)
     model: str = "multipa-scorer"  # scorer checkpoint, or "probe" for the ridge baseline
     probe_blend: bool = True  # False: the checkpoint's networks alone, its ridge probe left out (an ablation)
     cache: str = ""  # feature cache root ("" = the default cache directory)
 
 
 def _utterances(config: EvalConfig) -> list[data.Utterance]:
+    from pathlib import Path
+
     items = data.load_utterances(config.data)
-    part = config.part
-    if part == "auto":
-        dev = set(data.load_split()["development"])
-        part = "development" if any(u.speaker in dev for u in items) else "all"
-    items = data.select(items, part)
+    if config.fold >= 0:
+        folds = data.load_folds(Path(config.folds)) if config.folds else data.load_folds()
+        if config.fold >= len(folds):
+            raise MultipaError(f"fold {config.fold} out of range: the folds file has {len(folds)} folds")
+        speakers = set(folds[config.fold])
+        items = [u for u in items if u.speaker in speakers]
+    else:
+        items = data.select(items, "all" if config.part == "auto" else config.part)
     return items[: config.limit] if config.limit else items
 
 
@@ -62,8 +76,10 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
 
 
 def evaluate_with_predictions(config: EvalConfig) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The report and the arrays behind it: ``sentence_pred``/``sentence_ref`` (n, 4) and
-    ``word_pred``/``word_ref`` (words, 3), in the order of the heads (for plots)."""
+    """The report and the arrays behind it: ``sentence_pred``/``sentence_ref`` (n, 4),
+    ``word_pred``/``word_ref`` (words, 3) by the overlap rule and ``word_lev_pred``/
+    ``word_lev_ref`` by the Levenshtein rule, in the order of the heads (for plots and
+    cross-validation)."""
     if config.mode not in ("open", "closed"):
         raise MultipaError(f"mode must be open or closed, not {config.mode!r}")
     started = time.time()
@@ -78,17 +94,53 @@ def evaluate_with_predictions(config: EvalConfig) -> tuple[dict[str, Any], dict[
         predictions, failed = _scorer_predictions(utterances, pre, config, scorer)
     sentence_pred = np.array([p[0] for p in predictions])
     sentence_ref = np.stack([sentence_labels(u) for u in utterances]) if utterances else np.zeros((0, 4))
-    word_pred = np.concatenate([p[1] for p in predictions]) if predictions else np.zeros((0, 3))
-    word_ref = np.concatenate([p[2] for p in predictions]) if predictions else np.zeros((0, 3))
+    arrays = {"sentence_pred": sentence_pred, "sentence_ref": sentence_ref}
+    for name, index in (("word", 2), ("word_lev", 3)):
+        arrays[f"{name}_pred"] = np.concatenate([p[1] for p in predictions]) if predictions else np.zeros((0, 3))
+        arrays[f"{name}_ref"] = np.concatenate([p[index] for p in predictions]) if predictions else np.zeros((0, 3))
+    thresholds = scorer.thresholds if scorer is not None else {}
+    report = summarize(arrays, thresholds)
+    report = {"n": len(utterances), "failed": failed, "mode": config.mode, **report,
+              "seconds_per_utterance": round((time.time() - started) / max(1, len(utterances)), 4)}
+    return report, arrays
+
+
+def summarize(arrays: dict[str, np.ndarray], thresholds: dict[str, float]) -> dict[str, Any]:
+    """Sentence and word agreement (both word rules) and needs-improvement detection of
+    a set of predictions (the arrays of :func:`evaluate_with_predictions`)."""
+    sentence_pred, sentence_ref = arrays["sentence_pred"], arrays["sentence_ref"]
     report: dict[str, Any] = {
-        "n": len(utterances),
-        "failed": failed,
-        "mode": config.mode,
         "sentence": {h: _metrics(sentence_pred[:, i], sentence_ref[:, i]) for i, h in enumerate(SENTENCE_HEADS)},
-        "word": {h: _metrics(word_pred[:, i], word_ref[:, i]) for i, h in enumerate(WORD_HEADS)},
-        "seconds_per_utterance": round((time.time() - started) / max(1, len(utterances)), 4),
+        "word": {h: _metrics(arrays["word_pred"][:, i], arrays["word_ref"][:, i]) for i, h in enumerate(WORD_HEADS)},
+        "word_levenshtein": {h: _metrics(arrays["word_lev_pred"][:, i], arrays["word_lev_ref"][:, i]) for i, h in enumerate(WORD_HEADS)},
     }
-    return report, {"sentence_pred": sentence_pred, "sentence_ref": sentence_ref, "word_pred": word_pred, "word_ref": word_ref}
+    if thresholds:
+        report["needs_improvement"] = detection(arrays["word_pred"], arrays["word_ref"], thresholds)
+        report["needs_improvement_levenshtein"] = detection(arrays["word_lev_pred"], arrays["word_lev_ref"], thresholds)
+    return report
+
+
+NEEDS_WORK_BELOW = 10.0  # a word needs work when its expert median accuracy is below this
+
+
+def detection(word_pred: np.ndarray, word_ref: np.ndarray, thresholds: dict[str, float]) -> dict[str, Any]:
+    """The needs-improvement flags as a detector of words the experts scored below 10 in
+    accuracy: precision, recall and F1 over the words with a label, and the precision
+    of flagging every word (the base rate)."""
+    from .scorer import needs_improvement
+
+    known = np.isfinite(word_ref[:, 0])
+    pred, ref = word_pred[known], word_ref[known]
+    truth = ref[:, 0] < NEEDS_WORK_BELOW
+    flagged = np.array([needs_improvement({h: float(row[i]) for i, h in enumerate(WORD_HEADS)}, thresholds) for row in pred], dtype=bool)
+    hits = int(np.sum(flagged & truth))
+    precision = hits / int(flagged.sum()) if flagged.any() else None
+    recall = hits / int(truth.sum()) if truth.any() else None
+    f1 = 2 * precision * recall / (precision + recall) if precision and recall else None
+    r = lambda v: None if v is None else round(float(v), 4)  # noqa: E731
+    return {"precision": r(precision), "recall": r(recall), "f1": r(f1), "words": int(known.sum()), "need_work": int(truth.sum()),
+            "flagged": int(flagged.sum()), "true_positives": hits, "precision_flagging_every_word": r(truth.mean()) if len(truth) else None,
+            "thresholds": {k: round(v, 4) for k, v in thresholds.items()}}
 
 
 def _metrics(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:
@@ -96,7 +148,7 @@ def _metrics(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float | 
     return {"pcc": m["pcc"], "scc": m["scc"], "mse": m["mse"]}
 
 
-Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]  # sentence (4,), words (W, 3), word targets (W, 3)
+Prediction = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # sentence (4,), words (W, 3), word targets by overlap and by Levenshtein (W, 3)
 
 
 def _scorer(config: EvalConfig) -> Any:
@@ -125,17 +177,33 @@ def _scorer_predictions(utterances: list[data.Utterance], pre: Any, config: Eval
         except MultipaError as exc:
             log.warning("utterance %s failed: %s", utt.utt, exc)
             failed += 1
-            out.append((floor, np.zeros((0, 3)), np.zeros((0, 3))))
+            out.append((floor, np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3))))
             continue
         sentence = np.array([scores.sentence[h] for h in SENTENCE_HEADS])
         words = np.array([[w[h] for h in WORD_HEADS] for w in scores.words]).reshape(-1, 3)
         if config.mode == "open":
             targets = open_word_targets(analysis, utt, builder)
+            by_words = levenshtein_word_targets([w.text for w in analysis.target_alignment.words], utt)
         else:
             labels = word_labels(utt)
-            targets = labels if len(labels) == len(words) else np.full_like(words, np.nan)
-        out.append((sentence, words, targets))
+            targets = by_words = labels if len(labels) == len(words) else np.full_like(words, np.nan)
+        out.append((sentence, words, targets, by_words))
     return out, failed
+
+
+def levenshtein_word_targets(target_words: list[str], utt: data.Utterance) -> np.ndarray:
+    """Word targets by the open-response literature's rule: the target (recognized) words
+    aligned to the reference words by Levenshtein alignment over their normalised
+    spelling; a matched or substituted word gets its reference partner's expert
+    medians, an inserted word gets NaN (left out), and deleted reference words are
+    not scored at all."""
+    labels = word_labels(utt)
+    out = np.full((len(target_words), 3), np.nan, dtype=np.float32)
+    reference = [normalize_word(w.text) for w in utt.words]
+    for i, j in align_pairs([normalize_word(w) for w in target_words], reference):
+        if i is not None and j is not None and j < len(labels):
+            out[i] = labels[j]
+    return out
 
 
 def _probe_predictions(utterances: list[data.Utterance], pre: Any, cache_root: str) -> tuple[list[Prediction], int]:
@@ -156,10 +224,10 @@ def _probe_predictions(utterances: list[data.Utterance], pre: Any, cache_root: s
     for utt in utterances:
         if utt.utt not in pre.frames:
             failed += 1
-            out.append((fit_y[0].min(axis=0), np.zeros((0, 3)), np.zeros((0, 3))))
+            out.append((fit_y[0].min(axis=0), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3))))
             continue
         sentence = np.clip(model.predict(probe.summarise(pre.frames[utt.utt]))[0], 0, 10)
-        out.append((sentence, np.zeros((0, 3)), np.zeros((0, 3))))
+        out.append((sentence, np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3))))
     return out, failed
 
 
@@ -168,8 +236,12 @@ def format_table(report: dict[str, Any]) -> str:
     def cell(v: float | None) -> str:
         return "   -  " if v is None else f"{v:6.3f}"
 
-    lines = [f"mode {report['mode']}   n {report['n']}   failed {report['failed']}   {report['seconds_per_utterance']:.3f} s/utterance", "", f"{'':<22}{'PCC':>7}{'SCC':>7}{'MSE':>7}"]
-    for level in ("sentence", "word"):
-        for aspect, m in report[level].items():
-            lines.append(f"{level + ' ' + aspect:<22}{cell(m['pcc']):>7}{cell(m['scc']):>7}{cell(m['mse']):>7}")
+    lines = [f"mode {report['mode']}   n {report['n']}   failed {report['failed']}   {report['seconds_per_utterance']:.3f} s/utterance", "", f"{'':<26}{'PCC':>7}{'SCC':>7}{'MSE':>7}"]
+    for level, label in (("sentence", "sentence"), ("word", "word"), ("word_levenshtein", "word (lev.)")):
+        for aspect, m in report.get(level, {}).items():
+            lines.append(f"{label + ' ' + aspect:<26}{cell(m['pcc']):>7}{cell(m['scc']):>7}{cell(m['mse']):>7}")
+    for key, label in (("needs_improvement", "needs improvement"), ("needs_improvement_levenshtein", "needs improvement (lev.)")):
+        if report.get(key):
+            d = report[key]
+            lines.append(f"{label:<26} precision {cell(d['precision'])}  recall {cell(d['recall'])}  F1 {cell(d['f1'])}  ({d['flagged']} flagged of {d['words']} words, {d['need_work']} need work)")
     return "\n".join(lines)

@@ -129,6 +129,16 @@ def needs_improvement(word: dict[str, float], thresholds: dict[str, float]) -> b
     return any(word[a] < thresholds[a] for a in ("accuracy", "total") if a in thresholds)
 
 
-def training_thresholds(word_labels: np.ndarray) -> dict[str, float]:
-    """Mean minus one standard deviation of each word aspect over training words."""
-    return {a: float(np.nanmean(word_labels[:, i]) - np.nanstd(word_labels[:, i])) for i, a in enumerate(WORD_HEADS)}
+def word_label_stats(word_labels: np.ndarray) -> dict[str, dict[str, float]]:
+    """Mean and standard deviation of each word aspect over training words (the thresholds' basis)."""
+    return {a: {"mean": float(np.nanmean(word_labels[:, i])), "std": float(np.nanstd(word_labels[:, i]))} for i, a in enumerate(WORD_HEADS)}
+
+
+def thresholds_from_stats(stats: dict[str, dict[str, float]], k: float = 1.0) -> dict[str, float]:
+    """Mean minus ``k`` standard deviations of each word aspect."""
+    return {a: s["mean"] - k * s["std"] for a, s in stats.items()}
+
+
+def training_thresholds(word_labels: np.ndarray, k: float = 1.0) -> dict[str, float]:
+    """Mean minus ``k`` standard deviations of each word aspect over training words (the paper: k = 1)."""
+    return thresholds_from_stats(word_label_stats(word_labels), k)

@@ -1,7 +1,9 @@
-"""``multipa train``: fit the MultiPA scorer on the training speakers.
+"""``multipa train``: fit the MultiPA scorer.
 
-Training speakers fit the network and validation speakers stop it early;
-development speakers are never read. As in the paper, the target transcript in
+Every speaker of the data folder trains, except the speakers of a held-out
+cross-validation fold (``holdout_fold``, :mod:`multipa_core.crossval`), which are
+never read; a few of the training speakers (:func:`multipa_core.data.training_parts`)
+stop the networks early and choose the probe's blend. As in the paper, the target transcript in
 training is the reference text (the word labels belong to it), and at inference
 ASR_t stands in; by default each utterance is also seen as open mode sees it,
 with ASR_t's transcript as the target and each of its words labelled with the
@@ -29,7 +31,7 @@ from .dataset import Example, closed_examples, open_examples
 from .features import collate
 from .model import ScorerConfig, build_scorer
 from .probe import reads_layers
-from .scorer import SCALE, save_scorer, training_thresholds
+from .scorer import SCALE, save_scorer, training_thresholds, word_label_stats
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,10 @@ class TrainConfig:
     probe_inputs: str = "encoder-layers"  # what the blended probe reads (multipa_core.probe.INPUTS)
     limit: int = 0  # first N training utterances only (0 = all); for smoke runs
     transcripts: str = "both"  # target transcripts in training: reference (the paper), asr (ASR_t, labels by overlap) or both
+    holdout_fold: int = -1  # cross-validation fold whose speakers are never read (-1: none; every speaker trains)
+    folds: str = ""  # folds file ("" = multipa_core/splits/speechocean762-folds.json)
+    validation_speakers: int = 10  # training speakers set aside to stop training early and fit the blend
+    needs_improvement_k: float = 1.0  # a word needs work below mean - k sd of the training word scores (accuracy or total)
     net: ScorerConfig = field(default_factory=lambda: ScorerConfig(ablate=("text",)))  # network shape; the shipped scorer reads no text embeddings
 
 
@@ -103,7 +109,9 @@ def prepare(config: TrainConfig) -> tuple[list[Example], list[Example], list[str
 
     cache_root = config.cache or str(settings.cache_dir() / "features")
     utterances = data.load_utterances(config.data)
-    train_utts, val_utts = data.select(utterances, "train"), data.select(utterances, "validation")
+    parts = speaker_parts(config, utterances)
+    train_utts = [u for u in utterances if u.speaker in set(parts["train"])]
+    val_utts = [u for u in utterances if u.speaker in set(parts["validation"])]
     if config.limit:
         train_utts, val_utts = train_utts[: config.limit], val_utts[: max(2, config.limit // 4)]
     if config.transcripts not in TRANSCRIPTS:
@@ -120,6 +128,21 @@ def prepare(config: TrainConfig) -> tuple[list[Example], list[Example], list[str
             into.extend(examples)
             skipped.extend(missed)
     return train_ex, val_ex, skipped
+
+
+def held_out_speakers(config: TrainConfig) -> list[str]:
+    """The speakers of the held-out fold (none when ``holdout_fold`` is -1)."""
+    if config.holdout_fold < 0:
+        return []
+    folds = data.load_folds(Path(config.folds)) if config.folds else data.load_folds()
+    if config.holdout_fold >= len(folds):
+        raise ValueError(f"holdout_fold {config.holdout_fold} out of range: the folds file has {len(folds)} folds")
+    return folds[config.holdout_fold]
+
+
+def speaker_parts(config: TrainConfig, utterances: list[data.Utterance]) -> dict[str, list[str]]:
+    """Training and early-stopping speakers: every speaker of the folder but the held-out fold's."""
+    return data.training_parts(data.speaker_scores(utterances), held_out_speakers(config), validation=config.validation_speakers, seed=config.seed)
 
 
 def _fit_member(config: TrainConfig, member: int, train_ex: list[Example], val_ex: list[Example], state_path: Path) -> tuple[Any, dict[str, Any]]:
@@ -251,14 +274,16 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "members": members,
         "probe_blend": None if blend is None else {"alpha": blend[0].alpha, "inputs": blend[0].inputs, "weight": blend[1], "validation_mse": blend[2], "refitted_on": "training + validation speakers"},
         "best_validation_loss": float(np.mean([m["best_validation_loss"] for m in members])),
+        "word_label_stats": word_label_stats(labels) if len(labels) else {},
         "parameters": sum(p.numel() for net in nets for p in net.parameters()),
         "seconds": round(time.time() - started, 1),
     }
     save_scorer(
         str(out), nets, config.net,
-        thresholds=training_thresholds(labels) if len(labels) else {},
+        thresholds=training_thresholds(labels, config.needs_improvement_k) if len(labels) else {},
         floor=floor, aligner=config.aligner, text_model=config.text_model,
-        metadata={"members": len(nets), "train_utterances": train_utterances, "transcripts": config.transcripts, "seed": config.seed},
+        metadata={"members": len(nets), "train_utterances": train_utterances, "transcripts": config.transcripts, "seed": config.seed,
+                  "holdout_fold": config.holdout_fold, "word_label_stats": word_label_stats(labels) if len(labels) else {}},
         probe=None if blend is None else (blend[0], blend[1]),
     )
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,184 @@
+"""``multipa crossval``: a recipe's accuracy by speaker-grouped cross-validation.
+
+For each fold of ``multipa_core/splits/speechocean762-folds.json`` (5 folds over
+all 125 speakers, stratified by proficiency) a scorer is trained with the fold's
+speakers held out (:class:`multipa_core.train.TrainConfig` ``holdout_fold``: they
+are never read, early stopping included) and evaluated on them, in both modes and
+by both word rules. The report gives, per aspect, the mean and standard deviation
+across folds of PCC, SCC and MSE, the same metrics pooled over every held-out
+prediction, and the needs-improvement detector, with the threshold rule that the
+pooled predictions favour for precision.
+
+Every fold's checkpoint, evaluation and predictions are kept under ``workdir``:
+a second run with the same recipe skips what is done, and a run killed half-way
+resumes (training resumes per epoch).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import data
+from .evaluate import EvalConfig, detection, evaluate_with_predictions, summarize
+from .train import TrainConfig, train
+
+log = logging.getLogger(__name__)
+
+MODES = ("open", "closed")
+# Candidate needs-improvement rules: a word is flagged below mean - k sd of the training word scores.
+K_GRID = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
+MIN_PRECISION = 0.90  # the rule chosen is the one with the best recall among those this precise
+
+
+@dataclass(frozen=True)
+class CrossvalConfig:
+    """Options of one cross-validation run."""
+
+    recipe: TrainConfig  # the recipe under test (its out, holdout_fold are set per fold)
+    workdir: str  # fold checkpoints, evaluations and predictions (a rerun resumes from them)
+    folds: tuple[int, ...] = ()  # which folds to run (empty: all)
+    modes: tuple[str, ...] = MODES  # evaluation modes
+    probe_blend: bool = True  # False: evaluate the networks alone (an ablation of the blend)
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes recorded in the report
+
+
+def _fold_recipe(config: CrossvalConfig, fold: int) -> TrainConfig:
+    out = Path(config.workdir) / f"fold{fold}" / "scorer.pt"
+    return replace(config.recipe, out=str(out), holdout_fold=fold)
+
+
+def _trained(recipe: TrainConfig) -> bool:
+    """Whether the fold's checkpoint exists and was trained with this very recipe."""
+    out = Path(recipe.out)
+    report = out.with_suffix(".json")
+    if not (out.is_file() and report.is_file()):
+        return False
+    return json.loads(report.read_text()).get("config") == json.loads(json.dumps(asdict(recipe)))
+
+
+def run_fold(config: CrossvalConfig, fold: int) -> dict[str, dict[str, Any]]:
+    """Train (or reuse) the fold's scorer and evaluate it on the fold's speakers; returns the reports by mode."""
+    recipe = _fold_recipe(config, fold)
+    folder = Path(recipe.out).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    if not _trained(recipe):
+        log.info("fold %d: training", fold)
+        for stale in folder.glob("eval-*"):
+            stale.unlink()
+        train(recipe)
+    reports = {}
+    for mode in config.modes:
+        tag = mode if config.probe_blend else f"{mode}-no-blend"
+        report_path, arrays_path = folder / f"eval-{tag}.json", folder / f"eval-{tag}.npz"
+        if report_path.is_file() and arrays_path.is_file():
+            reports[mode] = json.loads(report_path.read_text())
+            continue
+        evaluation = EvalConfig(data=recipe.data, mode=mode, model=recipe.out, fold=fold, folds=recipe.folds, cache=recipe.cache, probe_blend=config.probe_blend)
+        report, arrays = evaluate_with_predictions(evaluation)
+        np.savez(arrays_path, **arrays)
+        report_path.write_text(json.dumps(report, indent=1) + "\n")
+        reports[mode] = report
+    return reports
+
+
+def _spread(values: list[float | None]) -> dict[str, float | None]:
+    known = [v for v in values if v is not None]
+    if not known:
+        return {"mean": None, "std": None}
+    return {"mean": round(statistics.fmean(known), 4), "std": round(statistics.stdev(known), 4) if len(known) > 1 else 0.0}
+
+
+def _across(reports: list[dict[str, Any]], level: str) -> dict[str, Any]:
+    """Mean and standard deviation across folds of each metric of each aspect of ``level``."""
+    aspects = reports[0].get(level, {})
+    return {a: {m: _spread([r[level][a][m] for r in reports]) for m in ("pcc", "scc", "mse")} for a in aspects}
+
+
+def _word_stats(fold_dir: Path) -> dict[str, dict[str, float]]:
+    report = json.loads((fold_dir / "scorer.json").read_text())
+    return report.get("word_label_stats") or {}
+
+
+def choose_rule(pooled: dict[str, np.ndarray], stats: list[dict[str, dict[str, float]]], fold_of_word: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The needs-improvement rule (k in mean - k sd) the pooled held-out words favour:
+    the best recall among the rules at least ``MIN_PRECISION`` precise (else the most
+    precise). Each fold's words are judged with that fold's training statistics."""
+    from .scorer import thresholds_from_stats
+
+    table = []
+    for k in K_GRID:
+        hits = flagged = truth = 0
+        for f, fold_stats in enumerate(stats):
+            rows = fold_of_word["word"] == f
+            d = detection(pooled["word_pred"][rows], pooled["word_ref"][rows], thresholds_from_stats(fold_stats, k))
+            flagged, truth, hits = flagged + d["flagged"], truth + d["need_work"], hits + d["true_positives"]
+        precision = hits / flagged if flagged else None
+        recall = hits / truth if truth else None
+        f1 = 2 * precision * recall / (precision + recall) if precision and recall else None
+        table.append({"k": k, "precision": None if precision is None else round(precision, 4), "recall": None if recall is None else round(recall, 4),
+                      "f1": None if f1 is None else round(f1, 4), "flagged": flagged})
+    precise = [row for row in table if row["precision"] is not None and row["precision"] >= MIN_PRECISION]
+    best = max(precise, key=lambda row: (row["recall"] or 0.0)) if precise else max(table, key=lambda row: row["precision"] or 0.0)
+    return {"rule": "accuracy or total below mean - k sd of the training word scores", "min_precision": MIN_PRECISION, "chosen_k": best["k"], "table": table}
+
+
+def crossval(config: CrossvalConfig) -> dict[str, Any]:
+    """Run (or resume) every fold and return the aggregated report."""
+    started = time.time()
+    folds = list(config.folds) or list(range(len(data.load_folds(Path(config.recipe.folds)) if config.recipe.folds else data.load_folds())))
+    per_fold = {f: run_fold(config, f) for f in folds}
+    report: dict[str, Any] = {"recipe": asdict(config.recipe), "folds": folds, "probe_blend": config.probe_blend, **config.extra}
+    stats = [_word_stats(Path(config.workdir) / f"fold{f}") for f in folds]
+    for mode in config.modes:
+        reports = [per_fold[f][mode] for f in folds]
+        tag = mode if config.probe_blend else f"{mode}-no-blend"
+        loaded = [dict(np.load(Path(config.workdir) / f"fold{f}" / f"eval-{tag}.npz")) for f in folds]
+        pooled = {k: np.concatenate([a[k] for a in loaded]) for k in loaded[0]}
+        fold_of_word = {name: np.concatenate([np.full(len(a[f"{name}_pred"]), i) for i, a in enumerate(loaded)]) for name in ("word", "word_lev")}
+        summary: dict[str, Any] = {
+            "n": sum(r["n"] for r in reports),
+            "failed": sum(r["failed"] for r in reports),
+            "across_folds": {level: _across(reports, level) for level in ("sentence", "word", "word_levenshtein")},
+            "pooled": summarize(pooled, {}),
+            "per_fold": [{level: {a: m["pcc"] for a, m in r[level].items()} for level in ("sentence", "word", "word_levenshtein")} for r in reports],
+        }
+        for key in ("needs_improvement", "needs_improvement_levenshtein"):
+            if all(key in r for r in reports):
+                summary[key] = {m: _spread([r[key][m] for r in reports]) for m in ("precision", "recall", "f1")}
+                summary[key]["precision_flagging_every_word"] = _spread([r[key]["precision_flagging_every_word"] for r in reports])
+        if all(stats):
+            summary["needs_improvement_rule"] = choose_rule(pooled, stats, fold_of_word)
+        report[mode] = summary
+    report["seconds"] = round(time.time() - started, 1)
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """A readable table: PCC and SCC mean ± sd across folds, per mode and aspect."""
+    def cell(m: dict[str, Any]) -> str:
+        return "     -      " if m["mean"] is None else f"{m['mean']:.3f}±{m['std']:.3f}"
+
+    lines = [f"cross-validation over folds {report['folds']}"]
+    for mode in MODES:
+        if mode not in report:
+            continue
+        s = report[mode]
+        lines += ["", f"{mode} mode   n {s['n']}   failed {s['failed']}", f"{'':<28}{'PCC':>13}{'SCC':>13}{'MSE':>13}"]
+        for level, label in (("sentence", "sentence"), ("word", "word"), ("word_levenshtein", "word (lev.)")):
+            for aspect, m in s["across_folds"][level].items():
+                lines.append(f"{label + ' ' + aspect:<28}{cell(m['pcc']):>13}{cell(m['scc']):>13}{cell(m['mse']):>13}")
+        for key, label in (("needs_improvement", "needs improvement"), ("needs_improvement_levenshtein", "needs improvement (lev.)")):
+            if key in s:
+                d = s[key]
+                lines.append(f"{label:<28} precision {cell(d['precision'])}  recall {cell(d['recall'])}  F1 {cell(d['f1'])}")
+        if "needs_improvement_rule" in s:
+            lines.append(f"{'needs-improvement rule':<28} k = {s['needs_improvement_rule']['chosen_k']} (best recall at precision >= {MIN_PRECISION})")
+    return "\n".join(lines)
