@@ -1,6 +1,8 @@
 """The embedded worker pool: N local processes, each holding the models once.
 
-Jobs wait in a bounded FIFO and go to idle workers. A worker that dies on a job
+Jobs wait in a bounded FIFO and go to idle workers; an idle worker takes up to
+``WorkerOptions.batch`` waiting jobs at once and assesses them together (one encoder
+and scorer pass; a job sent again after a crash goes alone). A worker that dies on a job
 (a segfault, the OOM killer) is replaced and the job runs once more on another
 worker; if that one dies too the job fails with ``worker_crashed``. A job that
 outlives the job timeout fails with ``timeout`` and its worker, which may be
@@ -173,50 +175,57 @@ class LocalPool(WorkerPool):
             if not self._queue:
                 return
             if slot.state is _SlotState.READY:
-                entry = self._queue.popleft()
+                entries = [self._queue.popleft()]
+                while len(entries) < self.options.worker.batch and self._queue and entries[0].attempts == 0 and self._queue[0].attempts == 0:
+                    entries.append(self._queue.popleft())
                 slot.state = _SlotState.BUSY
-                self._spawn_task(self._run(slot, entry))
+                self._spawn_task(self._run(slot, entries))
 
     def _spawn_task(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, slot: _Slot, entry: _Entry) -> None:
+    async def _run(self, slot: _Slot, entries: list[_Entry]) -> None:
         loop = asyncio.get_running_loop()
-        entry.attempts += 1
         started = loop.time()
         assert slot.conn is not None
-        self._running[id(entry)] = (slot, entry)
+        for entry in entries:
+            entry.attempts += 1
+            self._running[id(entry)] = (slot, entry)
+        message = entries[0].job if len(entries) == 1 else [e.job for e in entries]  # a list: one batch
         try:
-            reply = await loop.run_in_executor(self._threads, _call, slot.conn, entry.job)
+            reply = await loop.run_in_executor(self._threads, _call, slot.conn, message)
         except (EOFError, OSError) as exc:
-            log.error("worker %s died on job %s (%s)", slot.name, entry.job.id, type(exc).__name__)
-            self._crashed(slot, entry)
+            log.error("worker %s died on job %s (%s)", slot.name, ", ".join(e.job.id for e in entries), type(exc).__name__)
+            self._crashed(slot, entries)
             return
         finally:
-            self._running.pop(id(entry), None)
+            for entry in entries:
+                self._running.pop(id(entry), None)
         slot.state = _SlotState.READY
-        if not entry.abandoned and not entry.future.done():
-            if isinstance(reply, worker.Done):
-                entry.future.set_result(JobResult(reply.assessment, _ms(started - entry.submitted), _ms(loop.time() - started), slot.name, entry.attempts))
-            else:
-                entry.future.set_exception(AssessmentError(reply.code, reply.message))
+        for entry, answer in zip(entries, reply if isinstance(message, list) else [reply]):
+            if not entry.abandoned and not entry.future.done():
+                if isinstance(answer, worker.Done):
+                    entry.future.set_result(JobResult(answer.assessment, _ms(started - entry.submitted), _ms(loop.time() - started), slot.name, entry.attempts))
+                else:
+                    entry.future.set_exception(AssessmentError(answer.code, answer.message))
         self._dispatch()
 
-    def _crashed(self, slot: _Slot, entry: _Entry) -> None:
+    def _crashed(self, slot: _Slot, entries: list[_Entry]) -> None:
         slot.state = _SlotState.DEAD
         if not self._closed:
             self._spawn_task(self._replace(slot))
-        if entry.abandoned or entry.future.done():
-            return
-        if self._closed:
-            entry.future.set_exception(PoolClosedError("the worker pool is shutting down"))
-        elif entry.attempts < MAX_ATTEMPTS:
-            self._queue.appendleft(entry)  # first in line: it has waited longest
-            self._dispatch()
-        else:
-            entry.future.set_exception(WorkerCrashedError(f"the worker died on this turn {entry.attempts} times"))
+        for entry in reversed(entries):  # reversed: they go back to the head of the queue in order
+            if entry.abandoned or entry.future.done():
+                continue
+            if self._closed:
+                entry.future.set_exception(PoolClosedError("the worker pool is shutting down"))
+            elif entry.attempts < MAX_ATTEMPTS:
+                self._queue.appendleft(entry)  # first in line: it has waited longest
+            else:
+                entry.future.set_exception(WorkerCrashedError(f"the worker died on this turn {entry.attempts} times"))
+        self._dispatch()
 
     async def _replace(self, slot: _Slot) -> None:
         loop = asyncio.get_running_loop()
@@ -247,8 +256,8 @@ class LocalPool(WorkerPool):
             entry.future.cancel()
 
 
-def _call(conn: Connection, job: Job) -> Any:
-    conn.send(job)
+def _call(conn: Connection, message: Job | list[Job]) -> Any:
+    conn.send(message)
     return conn.recv()
 
 

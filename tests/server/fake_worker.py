@@ -1,6 +1,6 @@
 """A stand-in for multipa_server.worker.main with the same pipe protocol and no models.
 
-The job's ``reference`` says what to do: ``crash`` (exit at once), ``crash-once:PATH``
+A list of jobs is a batch, answered by a list. The job's ``reference`` says what to do: ``crash`` (exit at once), ``crash-once:PATH``
 (exit unless PATH exists, creating it), ``sleep:SECONDS``, ``reject`` (a multipa_core
 error), else answer. ``WorkerOptions.scorer`` says how to start: ``fail`` or ``die``.
 """
@@ -26,22 +26,28 @@ def main(conn, options) -> None:
     conn.send(Ready(os.getpid(), "cpu"))
     while True:
         try:
-            job = conn.recv()
+            message = conn.recv()
         except EOFError:
             return
-        if job is None:
+        if message is None:
             return
-        what = job.reference or ""
-        if what == "crash":
+        if isinstance(message, list):  # a batch: answered by a list, in order
+            conn.send([answer(job, len(message)) for job in message])
+        else:
+            conn.send(answer(message, 1))
+
+
+def answer(job, batch: int):
+    what = job.reference or ""
+    if what == "crash":
+        os._exit(3)
+    if what.startswith("crash-once:"):
+        marker = Path(what.split(":", 1)[1])
+        if not marker.exists():
+            marker.touch()
             os._exit(3)
-        if what.startswith("crash-once:"):
-            marker = Path(what.split(":", 1)[1])
-            if not marker.exists():
-                marker.touch()
-                os._exit(3)
-        if what.startswith("sleep:"):
-            time.sleep(float(what.split(":", 1)[1]))
-        if what == "reject":
-            conn.send(Failed("audio_silent", "the audio is silent (peak below -60 dBFS)"))
-            continue
-        conn.send(Done({"pid": os.getpid(), "bytes": len(job.pcm), "job": job.id}))
+    if what.startswith("sleep:"):
+        time.sleep(float(what.split(":", 1)[1]))
+    if what == "reject":
+        return Failed("audio_silent", "the audio is silent (peak below -60 dBFS)")
+    return Done({"pid": os.getpid(), "bytes": len(job.pcm), "job": job.id, "batch": batch})

@@ -47,6 +47,24 @@ def test_jobs_go_to_idle_workers():
     with_pool(test, workers=2)
 
 
+def test_waiting_jobs_go_to_a_worker_together_up_to_its_batch(tmp_path):
+    async def test(pool):
+        first = asyncio.create_task(pool.submit(job("first", "sleep:0.5")))
+        await asyncio.sleep(0.2)
+        waiting = [asyncio.create_task(pool.submit(job(f"w{i}", "reject" if i == 2 else None))) for i in range(5)]
+        assert (await first).assessment["batch"] == 1
+        results = await asyncio.gather(*waiting, return_exceptions=True)
+        assert [r.assessment["batch"] for r in results[:2]] == [4, 4]  # four in the first batch
+        assert isinstance(results[2], AssessmentError) and results[2].code == "audio_silent"  # alone in failing
+        assert results[3].assessment["batch"] == 4 and results[4].assessment["batch"] == 1
+        assert [r.assessment["job"] for r in results if not isinstance(r, Exception)] == ["w0", "w1", "w3", "w4"]
+        # a batch a worker died on: each of its jobs is sent again alone
+        crashed = await asyncio.gather(pool.submit(job("slow", "sleep:0.3")), *(pool.submit(job(f"c{i}", f"crash-once:{tmp_path / 'm'}" if i == 0 else None)) for i in range(3)))
+        assert [r.attempts for r in crashed] == [1, 2, 2, 2] and {r.assessment["batch"] for r in crashed[1:]} == {1}
+
+    with_pool(test, workers=1, worker=WorkerOptions(batch=4))
+
+
 def test_a_crashed_worker_is_replaced_and_the_job_retried_once(tmp_path):
     async def test(pool):
         result = await pool.submit(job("once", f"crash-once:{tmp_path / 'marker'}"))
