@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -10,10 +11,15 @@ import numpy as np
 
 from . import settings
 from .asr import resolve_device
+from . import diagnosis as diag
+from . import feedback as fb
 from .errors import MultipaError
 from .features import WORD_SCALARS
+from .ipa import ipa, word_ipa
 from .pipeline import FeaturePipeline, PipelineOptions, TurnAnalysis
 from .scorer import Scorer, Scores, needs_improvement
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -24,6 +30,11 @@ class PhoneResult:
     start_ms: int
     end_ms: int
     probability: float  # the aligner's confidence that this phone was said (0..1)
+    ipa: str = ""  # the same phone in IPA
+    heard: str | None = None  # ARPAbet phone heard in its place (None: deleted, or not diagnosed)
+    heard_ipa: str | None = None
+    error: str | None = None  # none, substitution or deletion (None: not diagnosed)
+    nbest: list[dict[str, Any]] = field(default_factory=list)  # the 3 likeliest phones: phone, ipa, probability
 
 
 @dataclass
@@ -38,6 +49,10 @@ class WordResult:
     total: float
     needs_improvement: bool  # below the training mean minus one standard deviation
     phones: list[PhoneResult] = field(default_factory=list)
+    ipa: str = ""  # the word's canonical pronunciation in IPA
+    errors: list[str] = field(default_factory=list)  # error types (diagnosis.ERROR_TYPES) of this word
+    inserted_phones: list[dict[str, Any]] = field(default_factory=list)  # heard but not in the word: position, phone, ipa
+    stress_check: dict[str, Any] | None = None  # expected_syllable, heard_syllable, ok; None when it cannot be told
 
 
 @dataclass
@@ -51,6 +66,8 @@ class Assessment:
     words: list[WordResult]
     duration_ms: int
     timings_ms: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
+    diagnosis: dict[str, Any] = field(default_factory=dict)  # errors (turn-level), insertions (closed mode), prosody
+    feedback: list[dict[str, Any]] = field(default_factory=list)  # at most three ranked items (multipa_core.feedback)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,19 +77,46 @@ def _round(x: float) -> float:
     return round(float(x), 2)
 
 
-def build_assessment(analysis: TurnAnalysis, scores: Scores, thresholds: dict[str, float]) -> Assessment:
-    """Combine the pipeline's analysis and the scorer's output."""
+def build_assessment(analysis: TurnAnalysis, scores: Scores, thresholds: dict[str, float], samples: np.ndarray | None = None) -> Assessment:
+    """Combine the pipeline's analysis and the scorer's output, with the diagnosis of what
+    went wrong (heard phones, error types, prosody details and feedback; see
+    :mod:`multipa_core.diagnosis`). ``samples``: the turn's audio, for pauses, stress and pitch."""
     alignment = analysis.target_alignment
+    started = time.perf_counter()
+    needs = [needs_improvement(s, thresholds) for s in scores.words]
+    diagnosis = _diagnose(analysis, scores, needs, samples)
     words = []
-    for w, s in zip(alignment.words, scores.words):
-        phones = [PhoneResult(alignment.phones[i].phone, int(alignment.phones[i].start * 1000), int(alignment.phones[i].end * 1000), round(alignment.phones[i].probability, 3)) for i in w.phones]
+    for k, (w, s) in enumerate(zip(alignment.words, scores.words)):
+        wd = diagnosis.words[k] if k < len(diagnosis.words) else diag.WordDiagnosis([])
+        phones = []
+        for j, i in enumerate(w.phones):
+            seg = alignment.phones[i]
+            pd = wd.phones[j] if j < len(wd.phones) else None
+            phones.append(
+                PhoneResult(
+                    seg.phone, int(seg.start * 1000), int(seg.end * 1000), round(seg.probability, 3), ipa(seg.phone),
+                    pd.heard if pd else None, ipa(pd.heard) if pd and pd.heard else None, pd.error if pd else None,
+                    [{"phone": p, "ipa": ipa(p), "probability": v} for p, v in pd.nbest] if pd else [],
+                )
+            )  # fmt: skip
         words.append(
-            WordResult(w.text, int(w.start * 1000), int(w.end * 1000), _round(s["accuracy"]), _round(s["stress"]), _round(s["total"]), needs_improvement(s, thresholds), phones)
-        )
+            WordResult(
+                w.text, int(w.start * 1000), int(w.end * 1000), _round(s["accuracy"]), _round(s["stress"]), _round(s["total"]), needs[k], phones,
+                word_ipa([alignment.phones[i].phone for i in w.phones]), list(diagnosis.word_errors[k]) if k < len(diagnosis.word_errors) else [],
+                [{"position": pos, "phone": p, "ipa": ipa(p)} for pos, p in wd.inserted], wd.stress,
+            )
+        )  # fmt: skip
     sentence = {k: _round(v) for k, v in scores.sentence.items()}
     if analysis.mode == "closed":
         paired = analysis.features.word_scalars[:, WORD_SCALARS.index("paired")]
         sentence["completeness"] = _round(10.0 * float(np.mean(paired)) if len(paired) else 0.0)
+    feedback = [it.to_dict() for it in fb.collect(diagnosis, alignment, scores.words, sentence, stress_below=thresholds.get("stress", 10.0))] if diagnosis.words else []
+    summary: dict[str, Any] = {"errors": diagnosis.errors, "insertions": diagnosis.insertions}
+    if diagnosis.prosody is not None:
+        summary["prosody"] = asdict(diagnosis.prosody)
+    analysis.timings["diagnosis"] = time.perf_counter() - started
+    if "total" in analysis.timings:
+        analysis.timings["total"] += analysis.timings["diagnosis"]
     return Assessment(
         mode=analysis.mode,
         transcript=analysis.recognized.text,
@@ -81,7 +125,18 @@ def build_assessment(analysis: TurnAnalysis, scores: Scores, thresholds: dict[st
         words=words,
         duration_ms=int(round(analysis.duration * 1000)),
         timings_ms={k: round(v * 1000, 1) for k, v in analysis.timings.items()},
+        diagnosis=summary,
+        feedback=feedback,
     )
+
+
+def _diagnose(analysis: TurnAnalysis, scores: Scores, needs: list[bool], samples: np.ndarray | None) -> diag.TurnDiagnosis:
+    """The diagnosis of a turn; a failure in it costs the feedback, never the scores."""
+    try:
+        return diag.diagnose_turn(analysis, [s["accuracy"] for s in scores.words], needs, samples)
+    except Exception:  # noqa: BLE001 - the scores are worth sending without it
+        log.exception("the diagnosis of a turn failed; sending its scores without it")
+        return diag.TurnDiagnosis()
 
 
 class Assessor:
@@ -151,13 +206,13 @@ class Assessor:
         scores = iter(self.scorer.score([a.features for a in ok]))
         seconds = time.perf_counter() - started
         out: list[Assessment | MultipaError] = []
-        for analysis in analyses:
+        for analysis, (samples, _) in zip(analyses, turns):
             if isinstance(analysis, MultipaError):
                 out.append(analysis)
                 continue
             analysis.timings["score"] = seconds
             analysis.timings["total"] = analysis.timings.get("total", 0.0) + seconds  # wall time
-            out.append(build_assessment(analysis, next(scores), self.scorer.thresholds))
+            out.append(build_assessment(analysis, next(scores), self.scorer.thresholds, samples))
         return out
 
 
