@@ -145,7 +145,7 @@ def detection(word_pred: np.ndarray, word_ref: np.ndarray, thresholds: dict[str,
 
 def _metrics(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:
     m = agreement(predicted, reference)
-    return {"pcc": m["pcc"], "scc": m["scc"], "mse": m["mse"]}
+    return {"pcc": m["pcc"], "scc": m["scc"], "mse": m["mse"], "n": m["n"]}
 
 
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # sentence (4,), words (W, 3), word targets by overlap and by Levenshtein (W, 3)

@@ -1,0 +1,96 @@
+"""Cross-validation and evaluation from outside, for real, on a small foreign folder.
+
+The folder holds real learner speech in the shared layout under speaker names the
+project has never seen, with a two-fold file of its own: a crossval run trains a
+scorer per fold without reading the held-out speakers, resumes without training
+again, and `multipa evaluate --data DIR` scores every utterance of the folder.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.models
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "speechocean762"
+PICK = 8  # utterances: 4 speakers x 2
+
+
+@pytest.fixture(scope="module")
+def foreign(tmp_path_factory):
+    if not DATA.is_dir():
+        pytest.skip(f"shared data missing at {DATA}")
+    root = tmp_path_factory.mktemp("foreign")
+    (root / "audio").mkdir()
+    rows, by_speaker = [], {}
+    for line in (DATA / "utterances.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if len(by_speaker.setdefault(row["speaker"], [])) < 2 and len(by_speaker) <= 4:
+            by_speaker[row["speaker"]].append(row)
+    for n, (speaker, items) in enumerate(list(by_speaker.items())[:4]):
+        for row in items:
+            utt = f"x{n}{row['utt']}"
+            shutil.copy(DATA / "audio" / f"{row['utt']}.flac", root / "audio" / f"{utt}.flac")
+            rows.append({**row, "utt": utt, "speaker": f"foreign{n}"})
+    (root / "utterances.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    folds = root / "folds.json"
+    folds.write_text(json.dumps({"folds": [["foreign0", "foreign2"], ["foreign1", "foreign3"]]}))
+    assert len(rows) == PICK
+    return root, folds, tmp_path_factory.mktemp("cache")
+
+
+def test_crossval_holds_each_fold_out_and_resumes(foreign, tmp_path, monkeypatch):
+    from multipa_core import crossval as cv_mod, dataset, train as train_mod
+    from multipa_core.train import TrainConfig
+
+    root, folds, cache = foreign
+    read: list[set[str]] = []
+
+    def spying(real):
+        def spy(utterances, *args, **kwargs):
+            utterances = list(utterances)
+            read[-1].update(u.speaker for u in utterances)
+            return real(utterances, *args, **kwargs)
+        return spy
+
+    real_train = train_mod.train
+
+    def counting_train(config):
+        read.append(set())
+        return real_train(config)
+
+    monkeypatch.setattr(train_mod, "closed_examples", spying(dataset.closed_examples))
+    monkeypatch.setattr(train_mod, "open_examples", spying(dataset.open_examples))
+    monkeypatch.setattr(cv_mod, "train", counting_train)
+    recipe = TrainConfig(data=str(root), out="", cache=str(cache), folds=str(folds), epochs=1, members=1, validation_speakers=1)
+    config = cv_mod.CrossvalConfig(recipe=recipe, workdir=str(tmp_path / "cv"))
+    report = cv_mod.crossval(config)
+
+    assert read == [{"foreign1", "foreign3"}, {"foreign0", "foreign2"}]  # fold k's speakers never read while it is held out
+    for mode in ("open", "closed"):
+        s = report[mode]
+        assert s["n"] == PICK and s["failed"] == 0
+        assert set(s["across_folds"]) == {"sentence", "word", "word_levenshtein"}
+        assert set(s["across_folds"]["sentence"]) == {"accuracy", "fluency", "prosody", "total"}
+        assert {"mean", "std"} <= set(s["across_folds"]["sentence"]["total"]["mse"])
+        assert s["pooled"]["sentence"]["total"]["n"] == PICK
+        assert "needs_improvement" in s and s["needs_improvement_rule"]["chosen_k"] in cv_mod.K_GRID
+    assert "fold0" in cv_mod.format_table(report) or "cross-validation" in cv_mod.format_table(report)
+
+    again = cv_mod.crossval(config)  # everything is on disk: nothing is trained or evaluated again
+    assert len(read) == 2
+    assert again["open"]["across_folds"] == report["open"]["across_folds"]
+
+
+def test_evaluate_from_outside_on_a_foreign_folder(foreign, capsys):
+    from multipa_core import cli
+
+    root, _, cache = foreign
+    assert cli.main(["evaluate", "--data", str(root), "--cache", str(cache), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == PICK and report["failed"] == 0 and report["mode"] == "open"
+    assert report["sentence"]["total"]["pcc"] is not None
+    assert set(report["word_levenshtein"]) == {"accuracy", "stress", "total"}
+    assert 0.0 <= (report["needs_improvement"]["precision_flagging_every_word"] or 0.0) <= 1.0
