@@ -21,7 +21,8 @@ import numpy as np
 from tqdm import tqdm
 
 from . import data
-from .asr import Transcript
+from .asr import Transcript, normalize_word
+from .distance import align_pairs
 from .cache import ArrayCache
 from .features import TurnFeatures
 from .pipeline import FeatureBuilder, TurnAnalysis, transcript_words
@@ -41,6 +42,7 @@ class Example:
     sentence: np.ndarray  # (4,) expert medians: accuracy, fluency, prosody, total
     words: np.ndarray  # (W, 3) expert medians per target word (NaN where unknown)
     mode: str = "closed"  # closed: the reference text is the target transcript; open: ASR_t's is
+    words_levenshtein: np.ndarray | None = None  # (W, 3) open mode: labels by Levenshtein alignment of the words (NaN where unknown)
 
 
 def sentence_labels(utt: data.Utterance) -> np.ndarray:
@@ -56,7 +58,7 @@ JOINED = ("encoder_layers",)
 
 
 def features_cache(root: str, builder: FeatureBuilder, mode: str) -> ArrayCache:
-    return ArrayCache(root, f"turnfeatures-{mode}-{builder.key}-v2")
+    return ArrayCache(root, f"turnfeatures-{mode}-{builder.key}-v3")
 
 
 def closed_examples(utterances: Iterable[data.Utterance], pre: Precomputed, builder: FeatureBuilder, cache_root: str, *, desc: str = "features") -> tuple[list[Example], list[str]]:
@@ -102,12 +104,13 @@ def _examples(utterances: Iterable[data.Utterance], pre: Precomputed, builder: F
             stored = {f.name: getattr(analysis.features, f.name) for f in fields(TurnFeatures) if f.name not in JOINED}
             if mode == "open":  # closed-mode labels are the reference words' own, read afresh
                 stored["word_targets"] = open_word_targets(analysis, utt, builder)
+                stored["word_targets_levenshtein"] = levenshtein_word_targets([w.text for w in analysis.target_alignment.words], utt)
             cache.put_arrays(utt.utt, stored)
         features = TurnFeatures(**{f.name: stored[f.name] for f in fields(TurnFeatures) if f.name not in JOINED})
         if utt.utt in pre.encoder_layers:
             features.encoder_layers = pre.encoder_layers[utt.utt].astype(np.float32)
         words = stored["word_targets"] if mode == "open" else word_labels(utt)
-        out.append(Example(utt.utt, features, sentence_labels(utt), words, mode=mode))
+        out.append(Example(utt.utt, features, sentence_labels(utt), words, mode=mode, words_levenshtein=stored.get("word_targets_levenshtein")))
     return out, skipped
 
 
@@ -127,4 +130,21 @@ def open_word_targets(analysis: TurnAnalysis, utt: data.Utterance, builder: Feat
         hits = [k for k, r in enumerate(ref_alignment.words) if min(w.end, r.end) - max(w.start, r.start) > 0]
         if hits:
             out[i] = labels[hits].mean(axis=0)
+    return out
+
+
+def levenshtein_word_targets(target_words: list[str], utt: data.Utterance) -> np.ndarray:
+    """Open-mode word targets by the open-response literature's rule.
+
+    The target (recognized) words are aligned to the reference words by Levenshtein
+    alignment over their normalised spelling; a matched or substituted word gets its
+    reference partner's expert medians, an inserted word gets NaN (left out), and a
+    deleted reference word is not scored at all.
+    """
+    labels = word_labels(utt)
+    out = np.full((len(target_words), 3), np.nan, dtype=np.float32)
+    reference = [normalize_word(w.text) for w in utt.words]
+    for i, j in align_pairs([normalize_word(w) for w in target_words], reference):
+        if i is not None and j is not None and j < len(labels):
+            out[i] = labels[j]
     return out

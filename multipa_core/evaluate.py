@@ -29,9 +29,8 @@ import numpy as np
 from tqdm import tqdm
 
 from . import data, settings
-from .asr import Transcript, normalize_word
-from .distance import align_pairs
-from .dataset import open_word_targets, sentence_labels, word_labels
+from .asr import Transcript
+from .dataset import closed_examples, levenshtein_word_targets, open_examples, open_word_targets, sentence_labels, word_labels
 from .errors import MultipaError
 from .metrics import agreement
 from .model import SENTENCE_HEADS, WORD_HEADS
@@ -161,26 +160,46 @@ def _scorer(config: EvalConfig) -> Any:
 
 
 def _scorer_predictions(utterances: list[data.Utterance], pre: Any, config: EvalConfig, scorer: Any) -> tuple[list[Prediction], int]:
+    """Score every utterance; turn features come from the shared feature cache (the
+    ones training made, same aligner) and are scored in batches. An utterance the
+    cache cannot hold (a closed-mode reference the aligner could not fit word for
+    word) is analysed on its own, as a live turn would be."""
     from .pipeline import FeatureBuilder
 
+    cache_root = config.cache or str(settings.cache_dir() / "features")
     builder = FeatureBuilder(aligner=scorer.aligner, text_model=scorer.text_model)
     floor = np.array([scorer.floor.get(h, 0.0) for h in SENTENCE_HEADS])
+    make = open_examples if config.mode == "open" else closed_examples
+    usable = [u for u in utterances if u.utt not in pre.failed and u.utt in pre.frames]
+    examples = {e.utt: e for e in make(usable, pre, builder, cache_root, desc=f"features ({config.mode})")[0]}
+    cached = [u for u in utterances if u.utt in examples]
+    scored: dict[str, Prediction] = {}
+    for start in tqdm(range(0, len(cached), 32), desc=f"evaluating ({config.mode})", unit="batch", dynamic_ncols=True):
+        batch = [examples[u.utt] for u in cached[start : start + 32]]
+        for e, scores in zip(batch, scorer.score([e.features for e in batch])):
+            sentence, words = _arrays(scores)
+            if config.mode == "open":
+                by_words = e.words_levenshtein if e.words_levenshtein is not None else np.full_like(words, np.nan)
+                scored[e.utt] = (sentence, words, e.words, by_words)
+            else:
+                scored[e.utt] = (sentence, words, e.words, e.words)
     out: list[Prediction] = []
     failed = 0
-    for utt in tqdm(utterances, desc=f"evaluating ({config.mode})", unit="utt", dynamic_ncols=True):
+    for utt in utterances:
+        if utt.utt in scored:
+            out.append(scored[utt.utt])
+            continue
         try:
             if utt.utt in pre.failed or utt.utt not in pre.frames:
                 raise MultipaError("the audio could not be decoded or transcribed")
             target = pre.target[utt.utt] if config.mode == "open" else Transcript(utt.text)
             analysis = builder.analyze(pre.frames[utt.utt].astype(np.float32), target, pre.recognized[utt.utt], mode=config.mode, duration=0.0, recognizer_frames=pre.recognizer_frames.get(utt.utt), encoder_layers=pre.encoder_layers.get(utt.utt))
-            scores = scorer.score([analysis.features])[0]
+            sentence, words = _arrays(scorer.score([analysis.features])[0])
         except MultipaError as exc:
             log.warning("utterance %s failed: %s", utt.utt, exc)
             failed += 1
             out.append((floor, np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3))))
             continue
-        sentence = np.array([scores.sentence[h] for h in SENTENCE_HEADS])
-        words = np.array([[w[h] for h in WORD_HEADS] for w in scores.words]).reshape(-1, 3)
         if config.mode == "open":
             targets = open_word_targets(analysis, utt, builder)
             by_words = levenshtein_word_targets([w.text for w in analysis.target_alignment.words], utt)
@@ -191,19 +210,10 @@ def _scorer_predictions(utterances: list[data.Utterance], pre: Any, config: Eval
     return out, failed
 
 
-def levenshtein_word_targets(target_words: list[str], utt: data.Utterance) -> np.ndarray:
-    """Word targets by the open-response literature's rule: the target (recognized) words
-    aligned to the reference words by Levenshtein alignment over their normalised
-    spelling; a matched or substituted word gets its reference partner's expert
-    medians, an inserted word gets NaN (left out), and deleted reference words are
-    not scored at all."""
-    labels = word_labels(utt)
-    out = np.full((len(target_words), 3), np.nan, dtype=np.float32)
-    reference = [normalize_word(w.text) for w in utt.words]
-    for i, j in align_pairs([normalize_word(w) for w in target_words], reference):
-        if i is not None and j is not None and j < len(labels):
-            out[i] = labels[j]
-    return out
+def _arrays(scores: Any) -> tuple[np.ndarray, np.ndarray]:
+    sentence = np.array([scores.sentence[h] for h in SENTENCE_HEADS])
+    words = np.array([[w[h] for h in WORD_HEADS] for w in scores.words]).reshape(-1, 3)
+    return sentence, words
 
 
 def _probe_predictions(utterances: list[data.Utterance], pre: Any, cache_root: str) -> tuple[list[Prediction], int]:

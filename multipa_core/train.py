@@ -119,7 +119,7 @@ def prepare(config: TrainConfig) -> tuple[list[Example], list[Example], list[str
     asr = config.transcripts != "reference"
     layers = config.blend_probe and reads_layers(config.probe_inputs)
     pre = precompute(train_utts + val_utts, None, cache_root, recognized=True, target=asr, layers=layers, desc="ASR train+validation")
-    builder = FeatureBuilder(aligner=config.aligner, text_model=config.text_model)
+    builder = FeatureBuilder(aligner=config.aligner, text_model=training_text_model(config))
     train_ex, val_ex, skipped = [], [], list(pre.failed)
     makers = [(kind, make) for kind, make in (("reference", closed_examples), ("asr", open_examples)) if config.transcripts in (kind, "both")]
     for kind, make in makers:
@@ -128,6 +128,14 @@ def prepare(config: TrainConfig) -> tuple[list[Example], list[Example], list[str
             into.extend(examples)
             skipped.extend(missed)
     return train_ex, val_ex, skipped
+
+
+def training_text_model(config: TrainConfig) -> str:
+    """The text model the features are made with: none when the networks do not read text
+    (they would ignore it; the checkpoint then tells the pipeline not to run it either)."""
+    from .textemb import NO_TEXT
+
+    return NO_TEXT if "text" in config.net.ablate else config.text_model
 
 
 def held_out_speakers(config: TrainConfig) -> list[str]:

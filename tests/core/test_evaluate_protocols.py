@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 
 from multipa_core.data import Utterance, WordLabel
-from multipa_core.evaluate import detection, levenshtein_word_targets, summarize
+from multipa_core.dataset import levenshtein_word_targets
+from multipa_core.evaluate import detection, summarize
 
 
 def utterance(words):
