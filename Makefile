@@ -14,7 +14,7 @@ $(BIN)/activate:
 install: $(BIN)/activate
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,server,mqtt,bench]"
+	$(BIN)/pip install -q -e ".[test,server,mqtt,bench,pipecat]"
 
 run: install
 	$(BIN)/multipa assess $(SAMPLE)
