@@ -142,3 +142,26 @@ def thresholds_from_stats(stats: dict[str, dict[str, float]], k: float = 1.0) ->
 def training_thresholds(word_labels: np.ndarray, k: float = 1.0) -> dict[str, float]:
     """Mean minus ``k`` standard deviations of each word aspect over training words (the paper: k = 1)."""
     return thresholds_from_stats(word_label_stats(word_labels), k)
+
+
+def set_needs_improvement_rule(path: str, k: float) -> dict[str, float]:
+    """Rewrite a checkpoint's needs-improvement thresholds as mean - ``k`` sd of its
+    training word scores (kept in the checkpoint) and return them; the networks are
+    untouched. The flag is a decision rule, not part of the training: a deployment
+    can trade recall for precision without retraining.
+
+    Raises:
+        ModelFilesError: the checkpoint does not record its training word statistics.
+    """
+    import torch
+
+    from .errors import ModelFilesError
+
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    stats = state.get("metadata", {}).get("word_label_stats")
+    if not stats:
+        raise ModelFilesError(f"{path} does not record its training word statistics; retrain it with multipa train --needs-improvement-k")
+    state["thresholds"] = thresholds_from_stats(stats, k)
+    state["metadata"]["needs_improvement_k"] = k
+    torch.save(state, path)
+    return state["thresholds"]

@@ -291,7 +291,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         thresholds=training_thresholds(labels, config.needs_improvement_k) if len(labels) else {},
         floor=floor, aligner=config.aligner, text_model=config.text_model,
         metadata={"members": len(nets), "train_utterances": train_utterances, "transcripts": config.transcripts, "seed": config.seed,
-                  "holdout_fold": config.holdout_fold, "word_label_stats": word_label_stats(labels) if len(labels) else {}},
+                  "holdout_fold": config.holdout_fold, "needs_improvement_k": config.needs_improvement_k,
+                  "word_label_stats": word_label_stats(labels) if len(labels) else {}},
         probe=None if blend is None else (blend[0], blend[1]),
     )
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
