@@ -91,6 +91,20 @@ def accuracy(r: dict) -> list[str]:
     return out
 
 
+def pipecat_delay(r: dict) -> list[str]:
+    out = ["## Time a frame spends in the Pipecat processor (`bench/pipecat_delay.py`)", "", where(r), ""]
+    out += [
+        f"A real Pipecat pipeline fed {r['frames']} audio frames of {r['frame_ms']} ms at real-time pace ({r['turns']} learner turns between `UserStarted/StoppedSpeakingFrame`) while `multipa_client.pipecat.PronunciationProcessor` streamed them to {r['server']} and pushed {r['feedback_frames']} feedback frames. "
+        f"Time from a frame entering the processor to it reaching the next one, beside a plain pass-through processor in the same pipeline; wall clock (it includes the OS preempting the process on the shared cores, load average {', '.join(f'{x:.1f}' for x in r['load_average'])}) and this thread's CPU time (what the code costs). Target: p99 under {r['target_p99_us'] / 1000:.0f} ms.",
+        "",
+        row(["time inside", "p50 us", "p99 us", "max us"]),
+        row(["---"] * 4),
+    ]
+    for name, key in (("processor, wall clock", "processor"), ("pass-through, wall clock", "pass_through"), ("processor, CPU", "processor_cpu"), ("pass-through, CPU", "pass_through_cpu")):
+        out.append(row([name, r[key]["p50_us"], r[key]["p99_us"], r[key]["max_us"]]))
+    return out
+
+
 def main() -> int:
     lines = [
         "# Benchmarks",
@@ -114,7 +128,7 @@ def main() -> int:
         r = load(name)
         if r:
             lines += throughput(r, title) + [""]
-    for name, fn in (("soak", soak), ("accuracy", accuracy)):
+    for name, fn in (("soak", soak), ("accuracy", accuracy), ("pipecat_delay", pipecat_delay)):
         r = load(name)
         if r:
             lines += fn(r) + [""]

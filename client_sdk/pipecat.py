@@ -221,14 +221,15 @@ class PronunciationProcessor(FrameProcessor):
             api_key=api_key, mode=mode, sample_rate=RATE, vad=vad, realtime=realtime, reconnect=reconnect,
             metadata={"integration": "pipecat", **(metadata or {})}, transport=transport,
         )
-        self._inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue(max_queued_frames)
+        self._inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        self._max_queued = max_queued_frames
         self._pre_roll: collections.deque[tuple[tuple[Any, ...], float]] = collections.deque()  # (item, ms)
         self._pre_roll_ms, self._pre_roll_kept = pre_roll_ms, 0.0
         self._mono: _Mono | None = None  # the stream's (or, with pipeline turns, the turn's) converter
         self._task: asyncio.Task[None] | None = None
         self._dropped = 0
         # the background task's state
-        self._turns: list[_Turn] = []  # learner turns without their frame yet (and the current one)
+        self._turns: list[_Turn] = []  # learner turns without their frame yet (with turns="server": the recent ones)
         self._count = 0  # learner turns so far
         self._current: _Turn | None = None  # the turn the learner is in
         self._stream = 0  # the number of the SDK stream in progress (0: none yet)
@@ -260,17 +261,20 @@ class PronunciationProcessor(FrameProcessor):
 
     def set_reference(self, text: str) -> None:
         """As a :class:`PronunciationReferenceFrame`, from the app's code (e.g. when the bot asks)."""
-        self._put((_REFERENCE, text))
+        if self._task is None:  # the pipeline has not started: the first stream takes it
+            self._reference = text
+        else:
+            self._put((_REFERENCE, text))
 
     def _put(self, item: tuple[Any, ...]) -> None:
         if self._task is None:
             return
-        try:
-            self._inbox.put_nowait(item)
-        except asyncio.QueueFull:  # the background task is stuck: lose feedback, not the bot's audio
+        if item[0] == _AUDIO and self._inbox.qsize() >= self._max_queued:  # the task is stuck: lose feedback, not the bot's audio
             self._dropped += 1
             if self._dropped == 1 or self._dropped % 500 == 0:
-                log.warning("pronunciation feedback is behind: %d frames dropped", self._dropped)
+                log.warning("pronunciation feedback is behind: %d audio frames dropped", self._dropped)
+            return
+        self._inbox.put_nowait(item)  # unbounded: turn boundaries are never dropped
 
     async def _drain(self) -> None:
         task = self._task
