@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import DATA, emit, machine, table  # noqa: E402
 
-ASPECTS = ("accuracy", "fluency", "prosody", "total")
+from multipa_core.aspects import SENTENCE_NAMES as ASPECTS  # noqa: E402
 
 
 def main() -> int:

@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from .aspects import SENTENCE_LABELS, WORD_LABELS
 from .errors import DataError
 
 SPLIT_FILE = Path(__file__).resolve().parent / "splits" / "speechocean762.json"
 FOLDS_FILE = Path(__file__).resolve().parent / "splits" / "speechocean762-folds.json"
-SENTENCE_ASPECTS = ("accuracy", "fluency", "prosodic", "total")
-WORD_ASPECTS = ("accuracy", "stress", "total")
+SENTENCE_ASPECTS = SENTENCE_LABELS  # label keys of the sentence aspects
+WORD_ASPECTS = WORD_LABELS  # label keys of the word aspects
 
 
 @dataclass

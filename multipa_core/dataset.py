@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import data
+from .aspects import SENTENCE_LABELS, WORD_LABELS
 from .asr import Transcript, normalize_word
 from .distance import align_pairs
 from .cache import ArrayCache
@@ -29,8 +30,6 @@ from .pipeline import FeatureBuilder, TurnAnalysis, transcript_words
 from .precompute import Precomputed
 
 log = logging.getLogger(__name__)
-SENTENCE_LABELS = ("accuracy", "fluency", "prosodic", "total")
-WORD_LABELS = ("accuracy", "stress", "total")
 
 
 @dataclass
@@ -50,7 +49,7 @@ def sentence_labels(utt: data.Utterance) -> np.ndarray:
 
 
 def word_labels(utt: data.Utterance) -> np.ndarray:
-    return np.array([[w.median(a) for a in WORD_LABELS] for w in utt.words], dtype=np.float32).reshape(-1, 3)
+    return np.array([[w.median(a) for a in WORD_LABELS] for w in utt.words], dtype=np.float32).reshape(-1, len(WORD_LABELS))
 
 
 # features the precompute step caches on its own: joined to the stored features, not stored with them

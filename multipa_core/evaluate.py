@@ -33,10 +33,11 @@ from .asr import Transcript
 from .dataset import closed_examples, levenshtein_word_targets, open_examples, open_word_targets, sentence_labels, word_labels
 from .errors import MultipaError
 from .metrics import agreement
-from .model import SENTENCE_HEADS, WORD_HEADS
+from .aspects import SENTENCE_NAMES as SENTENCE_HEADS, WORD_NAMES as WORD_HEADS
 from .precompute import precompute
 
 log = logging.getLogger(__name__)
+NO_WORDS = np.zeros((0, len(WORD_HEADS)))  # the word scores of a turn with none
 
 
 @dataclass(frozen=True)
@@ -92,11 +93,11 @@ def evaluate_with_predictions(config: EvalConfig) -> tuple[dict[str, Any], dict[
     else:
         predictions, failed = _scorer_predictions(utterances, pre, config, scorer)
     sentence_pred = np.array([p[0] for p in predictions])
-    sentence_ref = np.stack([sentence_labels(u) for u in utterances]) if utterances else np.zeros((0, 4))
+    sentence_ref = np.stack([sentence_labels(u) for u in utterances]) if utterances else np.zeros((0, len(SENTENCE_HEADS)))
     arrays = {"sentence_pred": sentence_pred, "sentence_ref": sentence_ref}
     for name, index in (("word", 2), ("word_lev", 3)):
-        arrays[f"{name}_pred"] = np.concatenate([p[1] for p in predictions]) if predictions else np.zeros((0, 3))
-        arrays[f"{name}_ref"] = np.concatenate([p[index] for p in predictions]) if predictions else np.zeros((0, 3))
+        arrays[f"{name}_pred"] = np.concatenate([p[1] for p in predictions]) if predictions else NO_WORDS
+        arrays[f"{name}_ref"] = np.concatenate([p[index] for p in predictions]) if predictions else NO_WORDS
     thresholds = scorer.thresholds if scorer is not None else {}
     report = summarize(arrays, thresholds)
     report = {"n": len(utterances), "failed": failed, "mode": config.mode, **report,
@@ -147,7 +148,7 @@ def _metrics(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float | 
     return {"pcc": m["pcc"], "scc": m["scc"], "mse": m["mse"], "n": m["n"]}
 
 
-Prediction = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # sentence (4,), words (W, 3), word targets by overlap and by Levenshtein (W, 3)
+Prediction = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # sentence (aspects,), words (W, aspects), word targets by overlap and by Levenshtein (W, aspects)
 
 
 def _scorer(config: EvalConfig) -> Any:
@@ -198,7 +199,7 @@ def _scorer_predictions(utterances: list[data.Utterance], pre: Any, config: Eval
         except MultipaError as exc:
             log.warning("utterance %s failed: %s", utt.utt, exc)
             failed += 1
-            out.append((floor, np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3))))
+            out.append((floor, NO_WORDS, NO_WORDS, NO_WORDS))
             continue
         if config.mode == "open":
             targets = open_word_targets(analysis, utt, builder)
@@ -212,7 +213,7 @@ def _scorer_predictions(utterances: list[data.Utterance], pre: Any, config: Eval
 
 def _arrays(scores: Any) -> tuple[np.ndarray, np.ndarray]:
     sentence = np.array([scores.sentence[h] for h in SENTENCE_HEADS])
-    words = np.array([[w[h] for h in WORD_HEADS] for w in scores.words]).reshape(-1, 3)
+    words = np.array([[w[h] for h in WORD_HEADS] for w in scores.words]).reshape(-1, len(WORD_HEADS))
     return sentence, words
 
 
@@ -234,10 +235,10 @@ def _probe_predictions(utterances: list[data.Utterance], pre: Any, cache_root: s
     for utt in utterances:
         if utt.utt not in pre.frames:
             failed += 1
-            out.append((fit_y[0].min(axis=0), np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3))))
+            out.append((fit_y[0].min(axis=0), NO_WORDS, NO_WORDS, NO_WORDS))
             continue
         sentence = np.clip(model.predict(probe.summarise(pre.frames[utt.utt]))[0], 0, 10)
-        out.append((sentence, np.zeros((0, 3)), np.zeros((0, 3)), np.zeros((0, 3))))
+        out.append((sentence, NO_WORDS, NO_WORDS, NO_WORDS))
     return out, failed
 
 

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import phones as ph
+from .aspects import SENTENCE_NAMES, WORD_NAMES
 from .features import PHONE_SCALARS, PHONE_VECTOR, WORD_SCALARS
 
-SENTENCE_HEADS = ("accuracy", "fluency", "prosody", "total")
-WORD_HEADS = ("accuracy", "stress", "total")
+SENTENCE_HEADS = SENTENCE_NAMES  # the sentence heads, in output order
+WORD_HEADS = WORD_NAMES  # the word heads, in output order
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import data, settings
+from .aspects import SENTENCE_NAMES, WORD_NAMES
 from .dataset import Example, closed_examples, open_examples
 from .features import collate
 from .model import ScorerConfig, build_scorer
@@ -75,8 +76,8 @@ def _targets(batch: list[Example]) -> tuple[Any, Any, Any]:
 
     sentence = torch.from_numpy(np.stack([e.sentence for e in batch]) / SCALE).float()
     W = max(1, max(len(e.words) for e in batch))
-    words = torch.zeros(len(batch), W, 3)
-    known = torch.zeros(len(batch), W, 3, dtype=torch.bool)
+    words = torch.zeros(len(batch), W, len(WORD_NAMES))
+    known = torch.zeros(len(batch), W, len(WORD_NAMES), dtype=torch.bool)
     for i, e in enumerate(batch):
         labels = torch.from_numpy(e.words / SCALE).float()
         words[i, : len(e.words)] = torch.nan_to_num(labels)
@@ -236,7 +237,7 @@ def fit_blend(nets: list[Any], train_ex: list[Example], val_ex: list[Example], p
         net_val = torch.stack([n.eval()(batch)["sentence"] for n in nets]).mean(0).numpy() * SCALE
     grid = np.linspace(0.0, 1.0, 11)
     weights, mse = [], {}
-    for i, aspect in enumerate(("accuracy", "fluency", "prosody", "total")):
+    for i, aspect in enumerate(SENTENCE_NAMES):
         losses = [float(np.mean(((1 - w) * net_val[:, i] + w * probe_val[:, i] - y_val[:, i]) ** 2)) for w in grid]
         weights.append(float(grid[int(np.argmin(losses))]))
         mse[aspect] = round(min(losses), 4)
@@ -268,10 +269,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
     blend = fit_blend(nets, train_ex, val_ex, config.probe_inputs) if config.blend_probe and train_ex and val_ex else None
     # the needs-improvement thresholds come from the reference words' own labels when there are any
     labelled = [e for e in train_ex if e.mode == "closed"] or train_ex
-    labels = np.concatenate([e.words for e in labelled]) if labelled else np.zeros((0, 3))
-    sentences = np.stack([e.sentence for e in train_ex]) if train_ex else np.zeros((0, 4))
+    labels = np.concatenate([e.words for e in labelled]) if labelled else np.zeros((0, len(WORD_NAMES)))
+    sentences = np.stack([e.sentence for e in train_ex]) if train_ex else np.zeros((0, len(SENTENCE_NAMES)))
     train_utterances = len({e.utt for e in train_ex})
-    floor = {a: float(sentences[:, i].min()) for i, a in enumerate(("accuracy", "fluency", "prosody", "total"))} if len(sentences) else {}
+    floor = {a: float(sentences[:, i].min()) for i, a in enumerate(SENTENCE_NAMES)} if len(sentences) else {}
     report = {
         "config": asdict(config),
         "train_utterances": train_utterances,

@@ -83,6 +83,17 @@ def test_crossval_holds_each_fold_out_and_resumes(foreign, tmp_path, monkeypatch
     assert len(read) == 2
     assert again["open"]["across_folds"] == report["open"]["across_folds"]
 
+    # the needs-improvement rule of a checkpoint is set without retraining
+    from multipa_core import cli
+    from multipa_core.scorer import Scorer
+
+    checkpoint = str(tmp_path / "cv" / "fold0" / "scorer.pt")
+    before = Scorer(checkpoint).thresholds
+    assert cli.main(["rethreshold", checkpoint, "--k", "2.5"]) == 0
+    after = Scorer(checkpoint)
+    assert after.metadata["needs_improvement_k"] == 2.5
+    assert after.thresholds["accuracy"] < before["accuracy"] and after.thresholds["total"] < before["total"]
+
 
 def test_evaluate_from_outside_on_a_foreign_folder(foreign, capsys):
     from multipa_core import cli
