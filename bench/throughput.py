@@ -52,7 +52,7 @@ def measure(outcomes: list) -> dict:
 
 def start_mqtt_workers(count: int, broker: str, prefix: str, threads: int) -> list[subprocess.Popen]:
     env = {**os.environ, "MULTIPA_THREADS": str(threads)}
-    command = [sys.executable, "-m", "multipa_server.mqtt_worker", "--broker", broker, "--prefix", prefix, "--device", "cpu"]
+    command = [sys.executable, "-m", "multipa_server.worker_cli", "--broker", broker, "--prefix", prefix, "--device", "cpu"]
     return [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(f"/tmp/multipa-bench-worker-{i}.log", "w")) for i in range(count)]
 
 

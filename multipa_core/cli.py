@@ -101,14 +101,6 @@ def _crossval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rethreshold(args: argparse.Namespace) -> int:
-    from .scorer import set_needs_improvement_rule
-
-    thresholds = set_needs_improvement_rule(args.model, args.k)
-    print(json.dumps({"model": args.model, "k": args.k, "thresholds": thresholds}))
-    return 0
-
-
 def _add_recipe_options(p: argparse.ArgumentParser) -> None:
     """The options that define a scorer recipe (shared by train and crossval)."""
     p.add_argument("--data", default=str(settings.data_dir()), help="data folder (speechocean762 layout)")
@@ -199,11 +191,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recipe_options(p)
     p.set_defaults(run=_crossval)
 
-    p = sub.add_parser("rethreshold", help="set a scorer checkpoint's needs-improvement rule (mean - k sd of its training word scores) without retraining")
-    p.add_argument("model", help="scorer checkpoint path (rewritten in place)")
-    p.add_argument("--k", type=float, required=True, help="flag a word whose predicted accuracy or total is below mean - k sd")
-    p.set_defaults(run=_rethreshold)
-
     p = sub.add_parser("evaluate", help="PCC, SCC and MSE against the experts on a data folder")
     p.add_argument("--data", default=str(settings.data_dir()), help="data folder (speechocean762 layout)")
     p.add_argument("--mode", default="open", choices=["open", "closed"])
@@ -230,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = settings.validated(build_parser).parse_args(argv)  # a bad MULTIPA_* value: one line, exit 2
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     run: Callable[[argparse.Namespace], int] = args.run
     try:

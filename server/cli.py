@@ -17,31 +17,24 @@ import signal
 import sys
 from typing import Sequence
 
-from multipa_core import settings as core_settings
-
 from . import mqtt_link, settings
 from .app import Server, ServerOptions
 from .exceptions import ServerError
 from .local_pool import LocalPool, LocalPoolOptions
+from .mqtt_link import add_broker_arguments, broker_from_args
 from .mqtt_pool import MqttPool, MqttPoolOptions
-from .mqtt_worker import add_broker_arguments, broker_from_args
 from .pool import WorkerPool
-from .worker import WorkerOptions
+from .runtime import WorkerOptions
+from .worker_cli import add_worker_arguments, check_batch
 
 
 def build_parser() -> argparse.ArgumentParser:
-    try:
-        defaults = (settings.host(), settings.port(), settings.workers(), settings.scorer())
-    except ServerError as exc:
-        print(f"error [{exc.code}]: {exc}", file=sys.stderr)
-        sys.exit(2)
     parser = argparse.ArgumentParser(prog="multipa-server", description="Real-time pronunciation feedback over websockets (/v1/stream).")
-    parser.add_argument("--host", default=defaults[0], help="interface to listen on (MULTIPA_HOST)")
-    parser.add_argument("--port", type=int, default=defaults[1], help="TCP port, 0 for any free one (MULTIPA_PORT)")
-    parser.add_argument("--workers", type=int, default=defaults[2], help="worker processes, each loads the models once (MULTIPA_WORKERS)")
+    parser.add_argument("--host", default=settings.host(), help="interface to listen on (MULTIPA_HOST)")
+    parser.add_argument("--port", type=int, default=settings.port(), help="TCP port, 0 for any free one (MULTIPA_PORT)")
+    parser.add_argument("--workers", type=int, default=settings.workers(), help="worker processes, each loads the models once (MULTIPA_WORKERS)")
     parser.add_argument("--api-key", action="append", default=None, help="accepted API key, repeatable (or MULTIPA_API_KEYS, comma-separated)")
-    parser.add_argument("--scorer", default=defaults[3], help="scorer checkpoint name or path (MULTIPA_SCORER)")
-    parser.add_argument("--device", default=core_settings.device(), choices=["auto", "cpu", "cuda"], help="where workers run the models (MULTIPA_DEVICE)")
+    add_worker_arguments(parser)
     parser.add_argument("--max-queue", type=int, default=16, help="turns waiting for a worker before new ones fail with overloaded")
     parser.add_argument("--drain-timeout", type=float, default=60.0, help="seconds a shutdown waits for turns in flight")
     parser.add_argument("--max-sessions", type=int, default=100, help="open sessions; more connections are refused with 503")
@@ -87,15 +80,21 @@ async def serve(options: ServerOptions, pool_options: LocalPoolOptions | MqttPoo
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = settings.validated(build_parser).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.workers < 1 or args.max_queue < 0:
         print("error [config_error]: --workers must be at least 1 and --max-queue at least 0", file=sys.stderr)
         return 2
+    try:
+        check_batch(args.batch)
+    except ServerError as exc:
+        print(f"error [{exc.code}]: {exc}", file=sys.stderr)
+        return 2
     api_keys = tuple(args.api_key) if args.api_key else settings.api_keys()
     # the cores are shared among the workers: N workers each using every core only thrash
-    threads = core_settings.threads() or max(1, (os.cpu_count() or 1) // args.workers)
-    pool_options: LocalPoolOptions | MqttPoolOptions = LocalPoolOptions(workers=args.workers, max_queue=args.max_queue, worker=WorkerOptions(scorer=args.scorer, device=args.device, threads=threads))
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    worker = WorkerOptions(scorer=args.scorer, device=args.device, threads=threads, batch=args.batch)
+    pool_options: LocalPoolOptions | MqttPoolOptions = LocalPoolOptions(workers=args.workers, max_queue=args.max_queue, worker=worker)
     if args.broker:
         if args.job_deadline <= 0 or not 1 <= args.max_attempts <= 100:
             print("error [config_error]: --job-deadline must be positive and --max-attempts from 1 to 100", file=sys.stderr)

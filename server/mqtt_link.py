@@ -3,11 +3,13 @@
 :class:`BrokerOptions` says where the broker is and how to log in (plain TCP or
 TLS, with a password or a client certificate); :func:`session` runs one MQTT 5
 connection after another with back-off until it is told to stop, so a broker
-restart costs a reconnect, never the process.
+restart costs a reconnect, never the process. :func:`add_broker_arguments` gives
+``multipa-worker`` and ``multipa-server`` the same broker options.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import ssl
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
+from . import settings
 from .exceptions import ConfigError
 from .mqtt_protocol import DEFAULT_PREFIX, WireError, check_prefix
 
@@ -65,6 +68,24 @@ def broker_options(url: str, *, tls: bool = False, **fields: Any) -> BrokerOptio
     username = fields.pop("username", None) or parts.username
     password = fields.pop("password", None) or parts.password
     return BrokerOptions(host=parts.hostname, port=port, tls=tls, username=username, password=password, **fields)
+
+
+def add_broker_arguments(parser: argparse.ArgumentParser, *, broker_help: str) -> None:
+    """The broker options, shared by multipa-worker and multipa-server."""
+    group = parser.add_argument_group("MQTT broker")
+    group.add_argument("--broker", default=settings.broker(), help=broker_help)
+    group.add_argument("--username", default=settings.mqtt_username(), help="broker user name (MULTIPA_MQTT_USERNAME)")
+    group.add_argument("--password", default=settings.mqtt_password(), help="broker password (MULTIPA_MQTT_PASSWORD; safer than the flag)")
+    group.add_argument("--tls", action="store_true", help="connect with TLS (implied by mqtts://)")
+    group.add_argument("--ca-file", help="CA bundle that signed the broker's certificate (default: the system's)")
+    group.add_argument("--cert-file", help="client certificate, for brokers that require one")
+    group.add_argument("--key-file", help="the client certificate's key")
+    group.add_argument("--prefix", default=DEFAULT_PREFIX, help=f"topic prefix (default {DEFAULT_PREFIX})")
+
+
+def broker_from_args(args: argparse.Namespace) -> BrokerOptions:
+    """BrokerOptions from the parsed broker arguments; raises ConfigError."""
+    return broker_options(args.broker, tls=args.tls, username=args.username, password=args.password, ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file, prefix=args.prefix)
 
 
 def tls_context(options: BrokerOptions) -> ssl.SSLContext | None:

@@ -1,11 +1,12 @@
-"""``multipa-worker``: assesses turns for any number of gateways, through an MQTT broker.
+"""The MQTT side of ``multipa-worker``: jobs from the broker to the worker runtime, answers back.
 
-It loads the models once, then connects (MQTT 5, reconnecting with back-off),
+The command (:mod:`multipa_server.worker_cli`) loads the models once
+(:mod:`multipa_server.runtime`), then :class:`MqttWorker` connects (MQTT 5, reconnecting with back-off),
 announces itself with a retained ``online`` status (its last will says
 ``offline``), and reads jobs through the shared subscription. Each job is
 acknowledged at once (``Accepted``, so the gateway knows whom to re-send from),
 queued, and assessed; up to ``--batch`` jobs that arrive within a few
-milliseconds of each other go through the scoring network together. A job the
+milliseconds of each other are assessed together (one encoder and scorer pass). A job the
 gateway withdrew, or whose deadline passed while it waited (the gateway has sent
 it again by then), is skipped. SIGTERM or Ctrl-C: stop taking jobs, finish the
 one running, say ``offline`` and exit 0; the gateway re-sends what was queued.
@@ -13,25 +14,19 @@ one running, say ``offline`` and exit 0; the gateway re-sends what was queued.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
-import re
-import signal
 import socket
-import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-from multipa_core import settings as core_settings
-
-from . import mqtt_link, settings
+from . import mqtt_link
 from . import mqtt_protocol as wire
-from .exceptions import ConfigError, ServerError
 from .mqtt_link import BrokerOptions
+from .runtime import Done, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -195,126 +190,18 @@ class MqttWorker:
                 self._busy = False
 
 
-def assessor_batch(assessor: Any, worker_id: str) -> AssessMany:
-    """``assess`` for :class:`MqttWorker` over a multipa_core Assessor."""
-    from multipa_core import audio
-    from multipa_core.errors import MultipaError
+def runtime_batch(runtime: Runtime, worker_id: str) -> AssessMany:
+    """``assess`` for :class:`MqttWorker` over the worker runtime: its answers as result messages."""
 
     def assess(jobs: list[wire.JobMessage]) -> list[wire.ResultMessage]:
         started = time.perf_counter()
-        turns: list[Any] = []
-        for job in jobs:
-            try:
-                turns.append((audio.from_pcm16(job.pcm, job.sample_rate), job.reference))
-            except MultipaError as exc:
-                turns.append(exc)
-        valid = [t for t in turns if not isinstance(t, MultipaError)]
-        try:
-            outcomes = iter(assessor.assess_many(valid))
-        except Exception as exc:  # a bug must not take the worker down
-            log.exception("worker: the assessment failed")
-            failure = MultipaError(f"the assessment failed ({type(exc).__name__})")
-            failure.code = "internal_error"
-            outcomes = iter([failure] * len(valid))
+        answers = runtime.answer(jobs)
         ms = round((time.perf_counter() - started) * 1000.0, 1)
-        results = []
-        for job, turn in zip(jobs, turns):
-            outcome = turn if isinstance(turn, MultipaError) else next(outcomes)
-            if isinstance(outcome, MultipaError):
-                results.append(wire.ResultMessage(job.id, job.attempt, worker_id, ms, code=outcome.code, message=str(outcome)))
-            else:
-                results.append(wire.ResultMessage(job.id, job.attempt, worker_id, ms, assessment=outcome.to_dict()))
-        return results
+        return [
+            wire.ResultMessage(job.id, job.attempt, worker_id, ms, assessment=answer.assessment)
+            if isinstance(answer, Done)
+            else wire.ResultMessage(job.id, job.attempt, worker_id, ms, code=answer.code, message=answer.message)
+            for job, answer in zip(jobs, answers)
+        ]
 
     return assess
-
-
-# --- the command ----------------------------------------------------------------------
-
-
-def add_broker_arguments(parser: argparse.ArgumentParser, *, broker_help: str) -> None:
-    """The broker options, shared by multipa-worker and multipa-server."""
-    group = parser.add_argument_group("MQTT broker")
-    group.add_argument("--broker", default=os.environ.get("MULTIPA_BROKER"), help=broker_help)
-    group.add_argument("--username", default=os.environ.get("MULTIPA_MQTT_USERNAME"), help="broker user name (MULTIPA_MQTT_USERNAME)")
-    group.add_argument("--password", default=os.environ.get("MULTIPA_MQTT_PASSWORD"), help="broker password (MULTIPA_MQTT_PASSWORD; safer than the flag)")
-    group.add_argument("--tls", action="store_true", help="connect with TLS (implied by mqtts://)")
-    group.add_argument("--ca-file", help="CA bundle that signed the broker's certificate (default: the system's)")
-    group.add_argument("--cert-file", help="client certificate, for brokers that require one")
-    group.add_argument("--key-file", help="the client certificate's key")
-    group.add_argument("--prefix", default=wire.DEFAULT_PREFIX, help=f"topic prefix (default {wire.DEFAULT_PREFIX})")
-
-
-def broker_from_args(args: argparse.Namespace) -> BrokerOptions:
-    """BrokerOptions from the parsed broker arguments; raises ConfigError."""
-    return mqtt_link.broker_options(args.broker, tls=args.tls, username=args.username, password=args.password, ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file, prefix=args.prefix)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="multipa-worker", description="Assess turns for multipa-server gateways, through an MQTT broker.")
-    add_broker_arguments(parser, broker_help="mqtt://HOST:PORT, or mqtts://HOST:PORT for TLS (MULTIPA_BROKER)")
-    parser.add_argument("--device", default=core_settings.device(), choices=["auto", "cpu", "cuda"], help="where the models run; auto picks CUDA when present (MULTIPA_DEVICE)")
-    parser.add_argument("--batch", type=int, default=1, help="most turns assessed together (they share the scoring network's pass); 1 by default")
-    parser.add_argument("--scorer", default=settings.scorer(), help="scorer checkpoint name or path (MULTIPA_SCORER)")
-    parser.add_argument("--threads", type=int, default=core_settings.threads(), help="CPU threads for the models (0: all cores; MULTIPA_THREADS)")
-    parser.add_argument("--id", default=None, help="worker name, unique among the workers (default HOST-PID)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every job")
-    return parser
-
-
-async def _serve(worker: MqttWorker) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    runner = asyncio.create_task(worker.run(stop))
-    try:
-        await asyncio.wait_for(worker._connected.wait(), 30.0)
-        print(f"multipa-worker {worker.id} ready on {worker.device} (batch {worker.batch}); broker {worker.broker.url}, topics under {worker.broker.prefix}/", flush=True)
-    except asyncio.TimeoutError:
-        print(f"multipa-worker {worker.id}: the broker at {worker.broker.url} is not reachable yet; retrying", file=sys.stderr, flush=True)
-    await runner
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.broker:
-        print("error [config_error]: --broker mqtt://HOST:PORT is required (or MULTIPA_BROKER)", file=sys.stderr)
-        return 2
-    if not 1 <= args.batch <= 256:
-        print("error [config_error]: --batch must be from 1 to 256", file=sys.stderr)
-        return 2
-    worker_id = args.id or re.sub(r"[^A-Za-z0-9_.-]", "-", f"{socket.gethostname()}-{os.getpid()}")
-    try:
-        broker = broker_from_args(args)
-        try:
-            wire.check_id(worker_id, "--id")
-        except wire.WireError as exc:
-            raise ConfigError(str(exc)) from None
-        mqtt_link.checked(broker)  # a bad certificate path fails now, not at each reconnect
-        from multipa_core.asr import resolve_device
-        from multipa_core.assess import Assessor
-        from multipa_core.errors import MultipaError
-        from multipa_core.pipeline import PipelineOptions
-
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
-        try:
-            assessor = Assessor(PipelineOptions(device=args.device, threads=args.threads), scorer=args.scorer)
-            assessor.warm_up()
-        except MultipaError as exc:
-            print(f"error [{exc.code}]: {exc}", file=sys.stderr)
-            return 2
-        worker = MqttWorker(assessor_batch(assessor, worker_id), broker, worker_id=worker_id, device=resolve_device(args.device), batch=args.batch)
-        return asyncio.run(_serve(worker))
-    except (ServerError, wire.WireError) as exc:
-        print(f"error [{exc.code}]: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -25,7 +25,7 @@ class WorkerProcess(ChildProcess):
     """``multipa-worker`` as a subprocess, ready once it says so."""
 
     def __init__(self, broker_url: str, name: str, scorer: str, log: Path, *extra: str) -> None:
-        command = [sys.executable, "-m", "multipa_server.mqtt_worker", "--broker", broker_url, "--id", name, "--scorer", scorer, "--threads", "1", "-v", *extra]
+        command = [sys.executable, "-m", "multipa_server.worker_cli", "--broker", broker_url, "--id", name, "--scorer", scorer, "--threads", "1", "-v", *extra]
         super().__init__(f"worker {name}", command, log, "ready on")
         self.name = name
 
