@@ -101,6 +101,14 @@ def _crossval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rethreshold(args: argparse.Namespace) -> int:
+    from .scorer import set_needs_improvement_rule
+
+    thresholds = set_needs_improvement_rule(args.model, args.k)
+    print(json.dumps({"model": args.model, "k": args.k, "thresholds": thresholds}))
+    return 0
+
+
 def _add_recipe_options(p: argparse.ArgumentParser) -> None:
     """The options that define a scorer recipe (shared by train and crossval)."""
     p.add_argument("--data", default=str(settings.data_dir()), help="data folder (speechocean762 layout)")
@@ -190,6 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluate-without-blend", action="store_true", help="evaluate the fold networks alone (ablation of the probe blend)")
     _add_recipe_options(p)
     p.set_defaults(run=_crossval)
+
+    p = sub.add_parser("rethreshold", help="set a scorer checkpoint's needs-improvement rule (mean - k sd of its training word scores) without retraining")
+    p.add_argument("model", help="scorer checkpoint path (rewritten in place)")
+    p.add_argument("--k", type=float, required=True, help="flag a word whose predicted accuracy or total is below mean - k sd")
+    p.set_defaults(run=_rethreshold)
 
     p = sub.add_parser("evaluate", help="PCC, SCC and MSE against the experts on a data folder")
     p.add_argument("--data", default=str(settings.data_dir()), help="data folder (speechocean762 layout)")
