@@ -22,9 +22,16 @@ from typing import Any
 
 import numpy as np
 
+from multipa_core import settings
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("MULTIPA_DATA", ROOT.parent / "shared" / "speechocean762"))
+DATA = settings.data_dir()  # MULTIPA_DATA, read where every MULTIPA_* variable of multipa_core is
 RATE = 16_000
+
+
+def threads() -> int:
+    """CPU threads per model: MULTIPA_THREADS, else every core."""
+    return settings.threads() or os.cpu_count() or 1
 
 
 def load_utterances(data: Path = DATA) -> list[dict[str, Any]]:

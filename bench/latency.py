@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RATE, ServerProcess, conversation, emit, machine, percentiles, pick_turns, stream, table  # noqa: E402
+from common import RATE, ServerProcess, conversation, emit, machine, percentiles, pick_turns, stream, table, threads as common_threads  # noqa: E402
 
 
 def floor_ms(spans: list[np.ndarray], threads: int, repeats: int) -> list[float]:
@@ -129,7 +128,7 @@ def main() -> int:
     runs = {n: run_variant(audio, VARIANTS[n]) for n in names}
 
     spans = sorted({(t["start_ms"], t["end_ms"]) for r in runs.values() for t in r["turns"]})
-    threads = int(os.environ.get("MULTIPA_THREADS") or os.cpu_count() or 1)
+    threads = common_threads()
     floors = floor_ms([audio[a * RATE // 1000 : b * RATE // 1000] for a, b in spans], threads, args.repeats)
     floor_by_span = {span: round(f, 1) for span, f in zip(spans, floors)}
     results = {n: summarise(r, floor_by_span) for n, r in runs.items()}

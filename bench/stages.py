@@ -16,7 +16,6 @@ Configurations:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, machine, percentiles, pick_turns, table  # noqa: E402
+from common import emit, machine, percentiles, pick_turns, table, threads as common_threads  # noqa: E402
 
 CONFIGS = {
     "sequential": {"word_timestamps": True, "parallel_asr": False},
@@ -47,7 +46,7 @@ def main() -> int:
     from multipa_core.assess import Assessor
     from multipa_core.pipeline import PipelineOptions
 
-    threads = int(os.environ.get("MULTIPA_THREADS") or os.cpu_count() or 1)
+    threads = common_threads()
     names = [n for n in args.configs.split(",") if n]
     assessors = {n: Assessor(PipelineOptions(device="cpu", threads=threads, **CONFIGS[n])) for n in names}
     floor_model = WhisperModel(str(registry.resolve("whisper-base", kind="whisper")), device="cpu", compute_type="int8", cpu_threads=threads, local_files_only=True)
