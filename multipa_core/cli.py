@@ -94,6 +94,11 @@ def _crossval(args: argparse.Namespace) -> int:
 
     config = CrossvalConfig(recipe=_recipe(args, ""), workdir=args.workdir, folds=tuple(args.folds), modes=tuple(args.modes), probe_blend=not args.evaluate_without_blend)
     report = crossval(config)
+    if args.ship:
+        from .crossval import ship
+
+        k = report["open"]["needs_improvement_rule"]["chosen_k"] if args.ship_k is None else args.ship_k
+        report["shipped"] = ship(config, args.ship, k, report)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
@@ -196,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, nargs="*", default=[], help="run only these folds (default: all)")
     p.add_argument("--modes", nargs="+", default=["open", "closed"], choices=["open", "closed"])
     p.add_argument("--evaluate-without-blend", action="store_true", help="evaluate the fold networks alone (ablation of the probe blend)")
+    p.add_argument("--ship", default="", help="then write the shipped scorer here: every fold's networks bagged, the probe refitted on every speaker")
+    p.add_argument("--ship-k", type=float, default=None, help="its needs-improvement rule (default: the k the cross-validation chose in open mode)")
     _add_recipe_options(p)
     p.set_defaults(run=_crossval)
 

@@ -182,3 +182,67 @@ def format_table(report: dict[str, Any]) -> str:
         if "needs_improvement_rule" in s:
             lines.append(f"{'needs-improvement rule':<28} k = {s['needs_improvement_rule']['chosen_k']} (best recall at precision >= {MIN_PRECISION})")
     return "\n".join(lines)
+
+
+def ship(config: CrossvalConfig, out: str, k: float, report: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The shipped scorer: the networks of every fold, bagged.
+
+    Each fold's networks trained on four fifths of the speakers, so every speaker
+    trains most of the ensemble and no training is run again. The probe is refitted
+    on every speaker with the folds' median alpha; its blend weights are the mean of
+    the folds' (each chosen on that fold's early-stopping speakers); the
+    needs-improvement rule is mean - ``k`` sd of every speaker's word labels.
+    """
+    import torch
+
+    from . import probe
+    from .model import ScorerConfig, build_scorer
+    from .scorer import save_scorer, training_thresholds, word_label_stats
+    from .train import prepare
+
+    recipe = config.recipe
+    folds = list(config.folds) or list(range(len(data.load_folds(Path(recipe.folds)) if recipe.folds else data.load_folds())))
+    nets, alphas, weights, epochs = [], [], [], []
+    for f in folds:
+        path = Path(config.workdir) / f"fold{f}" / "scorer.pt"
+        if not _trained(_fold_recipe(config, f)):
+            raise ValueError(f"fold {f} is not trained with this recipe; run multipa crossval first")
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        for member in state["members"]:
+            net = build_scorer(ScorerConfig(**state["config"]))
+            net.load_state_dict({name: value.float() for name, value in member.items()})
+            nets.append(net.eval())
+        fold_report = json.loads(path.with_suffix(".json").read_text())
+        epochs += [m["best_epoch"] for m in fold_report["members"]]
+        if fold_report.get("probe_blend"):
+            alphas.append(fold_report["probe_blend"]["alpha"])
+            weights.append(fold_report["probe_blend"]["weight"])
+    everyone, _, skipped = prepare(replace(recipe, holdout_fold=-1, validation_speakers=0))
+    blend = None
+    if recipe.blend_probe and alphas:
+        x = np.stack([probe.describe(e.features, recipe.probe_inputs) for e in everyone])
+        y = np.stack([e.sentence for e in everyone])
+        blend = (probe.fit_ridge(x, y, float(np.median(alphas)), recipe.probe_inputs), [round(float(w), 4) for w in np.mean(weights, axis=0)])
+    labelled = [e for e in everyone if e.mode == "closed"] or everyone
+    labels = np.concatenate([e.words for e in labelled])
+    sentences = np.stack([e.sentence for e in everyone])
+    from .aspects import SENTENCE_NAMES
+
+    utterances = len({e.utt for e in everyone})
+    metadata = {
+        "members": len(nets), "recipe": "the networks of every cross-validation fold, bagged", "folds": folds, "train_utterances": utterances,
+        "transcripts": recipe.transcripts, "seed": recipe.seed, "needs_improvement_k": k, "word_label_stats": word_label_stats(labels),
+        "crossval_estimate": None if report is None else {m: report[m]["across_folds"] for m in MODES if m in report},
+    }
+    save_scorer(
+        out, nets, recipe.net, thresholds=training_thresholds(labels, k), floor={a: float(sentences[:, i].min()) for i, a in enumerate(SENTENCE_NAMES)},
+        aligner=recipe.aligner, text_model=recipe.text_model, metadata=metadata, probe=blend,
+    )
+    summary = {
+        "config": asdict(recipe), "shipped_from": str(config.workdir), "folds": folds, "members": len(nets), "best_epochs": epochs,
+        "train_utterances": utterances, "train_examples": len(everyone), "skipped": skipped, "needs_improvement_k": k,
+        "probe_blend": None if blend is None else {"alpha": blend[0].alpha, "inputs": blend[0].inputs, "weight": blend[1], "refitted_on": "every speaker"},
+        "parameters": sum(p.numel() for net in nets for p in net.parameters()),
+    }
+    Path(out).with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

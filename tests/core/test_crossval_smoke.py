@@ -83,6 +83,17 @@ def test_crossval_holds_each_fold_out_and_resumes(foreign, tmp_path, monkeypatch
     assert len(read) == 2
     assert again["open"]["across_folds"] == report["open"]["across_folds"]
 
+    # the shipped scorer bags every fold's networks; nothing is trained again
+    read.append(set())
+    shipped = cv_mod.ship(config, str(tmp_path / "shipped.pt"), 1.5, report)
+    assert len(read) == 3 and read[-1] == {"foreign0", "foreign1", "foreign2", "foreign3"}  # every speaker, for the probe; no train() ran
+    assert shipped["members"] == 2 and shipped["train_utterances"] == PICK and shipped["needs_improvement_k"] == 1.5
+    from multipa_core.scorer import Scorer as _Scorer
+
+    bagged = _Scorer(str(tmp_path / "shipped.pt"))
+    assert len(bagged.nets) == 2 and bagged.metadata["folds"] == [0, 1] and bagged.probe is not None
+    assert bagged.metadata["crossval_estimate"]["open"]["sentence"]["total"]["pcc"]["mean"] == report["open"]["across_folds"]["sentence"]["total"]["pcc"]["mean"]
+
     # the needs-improvement rule of a checkpoint is set without retraining
     from multipa_core import cli
     from multipa_core.scorer import Scorer
