@@ -63,7 +63,7 @@ def _recipe(args: argparse.Namespace, out: str) -> TrainConfig:
     return TrainConfig(
         data=args.data, out=out, cache=args.cache, epochs=args.epochs, limit=args.limit, seed=args.seed,
         aligner=args.aligner, members=args.members, blend_probe=not args.no_probe_blend, net=ScorerConfig(ablate=tuple(args.ablate)),
-        transcripts=args.transcripts, probe_inputs=args.probe_inputs, needs_improvement_k=args.needs_improvement_k,
+        transcripts=args.transcripts, probe_inputs=args.probe_inputs, needs_improvement_k=args.needs_improvement_k, word_weight=args.word_weight,
         holdout_fold=getattr(args, "holdout_fold", -1),
     )
 
@@ -102,6 +102,11 @@ def _crossval(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
+    if args.markdown:
+        from .crossval import markdown
+
+        print(markdown(report))
+        return 0
     print(json.dumps(report) if args.json else format_table(report))
     return 0
 
@@ -124,6 +129,7 @@ def _add_recipe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ablate", nargs="*", default=["text"], choices=["acoustic", "phones", "text", "alignment", "utterance"], help="input groups the network does not read (default: text, as the shipped scorer; --ablate alone keeps every group)")
     p.add_argument("--probe-inputs", default="encoder-layers", choices=["mean-std", "mean-std-p10-p90", "two-encoders-pronunciation", "encoder-layers"], help="what the blended ridge probe reads: ASR_t frame statistics (with percentiles), those of both encoders plus a pronunciation summary, or all that plus the statistics of every ASR_t encoder layer")
     p.add_argument("--transcripts", default="both", choices=["reference", "asr", "both"], help="target transcripts to train on: the reference text (the paper), ASR_t's with word labels carried over by time overlap (as open mode sees a turn), or both")
+    p.add_argument("--word-weight", type=float, default=1.0, help="weight of the word loss beside the sentence loss")
     p.add_argument("--needs-improvement-k", type=float, default=1.0, help="flag a word below mean - k sd of the training word scores (accuracy or total)")
     p.add_argument("--epochs", type=int, default=80)
     p.add_argument("--limit", type=int, default=0, help="first N training utterances only (smoke runs)")
@@ -202,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modes", nargs="+", default=["open", "closed"], choices=["open", "closed"])
     p.add_argument("--evaluate-without-blend", action="store_true", help="evaluate the fold networks alone (ablation of the probe blend)")
     p.add_argument("--ship", default="", help="then write the shipped scorer here: every fold's networks bagged, the probe refitted on every speaker")
+    p.add_argument("--markdown", action="store_true", help="print the tables of docs/models.md instead")
     p.add_argument("--ship-k", type=float, default=None, help="its needs-improvement rule (default: the k the cross-validation chose in open mode)")
     _add_recipe_options(p)
     p.set_defaults(run=_crossval)

@@ -246,3 +246,28 @@ def ship(config: CrossvalConfig, out: str, k: float, report: dict[str, Any] | No
     }
     Path(out).with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The cross-validation tables of ``docs/models.md``: PCC and SCC (mean ± sd across
+    folds) per mode, aspect and word rule, then the needs-improvement detector."""
+    def cell(m: dict[str, Any]) -> str:
+        return "-" if m["mean"] is None else f"{m['mean']:.3f} ± {m['std']:.3f}"
+
+    lines = ["| mode | metric | sent. accuracy | fluency | prosody | total | word accuracy | word stress | word total | word accuracy (Lev.) | word total (Lev.) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for mode in MODES:
+        if mode not in report:
+            continue
+        a = report[mode]["across_folds"]
+        for metric in ("pcc", "scc", "mse"):
+            cells = [cell(a["sentence"][x][metric]) for x in a["sentence"]] + [cell(a["word"][x][metric]) for x in a["word"]]
+            cells += [cell(a["word_levenshtein"][x][metric]) for x in ("accuracy", "total")]
+            lines.append(f"| {mode} | {metric.upper()} | " + " | ".join(cells) + " |")
+    lines += ["", "| mode | word rule | precision | recall | F1 | precision of flagging every word |", "|---|---|---|---|---|---|"]
+    for mode in MODES:
+        for key, rule in (("needs_improvement", "overlap"), ("needs_improvement_levenshtein", "Levenshtein")):
+            d = report.get(mode, {}).get(key)
+            if d:
+                lines.append(f"| {mode} | {rule} | {cell(d['precision'])} | {cell(d['recall'])} | {cell(d['f1'])} | {cell(d['precision_flagging_every_word'])} |")
+    return "\n".join(lines)
