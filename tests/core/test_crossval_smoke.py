@@ -77,7 +77,9 @@ def test_crossval_holds_each_fold_out_and_resumes(foreign, tmp_path, monkeypatch
         assert {"mean", "std"} <= set(s["across_folds"]["sentence"]["total"]["mse"])
         assert s["pooled"]["sentence"]["total"]["n"] == PICK
         assert "needs_improvement" in s and s["needs_improvement_rule"]["chosen_k"] in cv_mod.K_GRID
-    assert "fold0" in cv_mod.format_table(report) or "cross-validation" in cv_mod.format_table(report)
+    assert "cross-validation over folds [0, 1]" in cv_mod.format_table(report)
+    tables = cv_mod.markdown(report)
+    assert "| open | PCC |" in tables and "| closed | SCC |" in tables and "| open | Levenshtein |" in tables
 
     again = cv_mod.crossval(config)  # everything is on disk: nothing is trained or evaluated again
     assert len(read) == 2
