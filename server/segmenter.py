@@ -149,7 +149,9 @@ class Segmenter:
         """
         if self._open is None:
             return []
-        events: list[SegmentEvent] = []
+        events = self._split_tail()
+        if self._open is None:
+            return events
         if not self._open.index:
             events.append(self._announce(self._open))
         events.append(self._close(self._open, self._received, reason))
@@ -157,18 +159,32 @@ class Segmenter:
 
     def flush(self, reason: TurnEndReason = TurnEndReason.SESSION_END) -> list[SegmentEvent]:
         """End of stream: end an announced turn; an unannounced one is a blip and dropped."""
+        events = self._split_tail() if self._open is not None else []
         if self._open is None or not self._open.index:
             self._open = None
-            return []
-        return [self._close(self._open, self._received, reason)]
+            return events
+        return [*events, self._close(self._open, self._received, reason)]
 
     # --- internals ----------------------------------------------------------------
+
+    def _split_tail(self) -> list[SegmentEvent]:
+        """Split at ``max_turn_ms`` audio received past the last whole VAD frame.
+
+        The stub left after such a split is shorter than a frame: it is dropped,
+        not made a turn of its own.
+        """
+        events: list[SegmentEvent] = []
+        self._split_long(events, self._received)
+        if events and self._open is not None and not self._open.index:
+            self._open = None
+        return events
 
     def _samples(self, ms: int) -> int:
         return ms * self.rate // 1000
 
     def _ms(self, samples: int) -> int:
-        return int(round(samples * 1000 / self.rate))
+        # floored, not rounded: two rounded ends of a turn of exactly max_turn_ms could be 1 ms further apart
+        return samples * 1000 // self.rate
 
     def _append(self, pcm: bytes) -> None:
         self._buf += pcm
@@ -203,11 +219,13 @@ class Segmenter:
         if not turn.index and turn.last_voiced_end - turn.speech_start >= self._samples(o.min_turn_ms):
             events.append(self._announce(turn))
         silence, post_roll = end - turn.last_voiced_end, self._samples(o.post_roll_ms)
+        # the post-roll never takes a turn past max_turn_ms (a turn off the frame grid can cross it here)
+        stop = min(turn.last_voiced_end + post_roll, turn.start + self._samples(o.max_turn_ms))
         if turn.index and turn.paused_at != turn.last_voiced_end and post_roll <= silence < self._samples(o.hangover_ms):
             turn.paused_at = turn.last_voiced_end
-            events.append(self._pause(turn, turn.last_voiced_end + post_roll))
+            events.append(self._pause(turn, stop))
         if end - turn.last_voiced_end >= self._samples(o.hangover_ms):
-            stop = min(turn.last_voiced_end + self._samples(o.post_roll_ms), end)
+            stop = min(stop, end)
             if turn.index:
                 events.append(self._close(turn, stop, TurnEndReason.SILENCE))
             else:
@@ -257,6 +275,8 @@ class Segmenter:
         else:  # what a turn opening on the next frames may reach back to
             reach = (self._window.maxlen or 1) * self._frame + self._samples(self.options.pre_roll_ms) + self._frame
             keep = max(self._last_end, self._analysed - reach, 0)
+        if self._vad is not None:  # a turn.end can close past the last whole frame: that frame is still to classify
+            keep = min(keep, self._analysed)
         if keep - self._buf_start > self.rate:  # trim in chunks of a second or more: cheap
             del self._buf[: (keep - self._buf_start) * 2]
             self._buf_start = keep

@@ -228,3 +228,92 @@ def test_no_pause_without_vad_or_before_the_turn_is_announced():
     assert not [e for e in push_to_talk if isinstance(e, SegmentPaused)]
     blip = run(np.concatenate([silence(0.5), utterance("004820045")[:3000], silence(1.5)]).tobytes())
     assert not blip
+
+
+def white_noise(seconds: float, seed: int = 1) -> np.ndarray:
+    """Sound webrtcvad takes for speech all along (no pause the hang-over could end a turn on)."""
+    return np.clip(np.random.default_rng(seed).normal(0.0, 4000.0, int(round(seconds * RATE))), -32768, 32767).astype(np.int16)
+
+
+def test_session_end_between_vad_frames_still_splits_at_max_turn_length():
+    """Issue 19 (1a): audio past the last whole VAD frame crossed max_turn_ms, and the flush closed the turn there."""
+    options = VadOptions(max_turn_ms=30000, hangover_ms=10000)
+    for end in ("flush", "end_turn"):
+        seg = Segmenter(RATE, options)
+        events = seg.feed(silence(1.0).tobytes())
+        noise = white_noise(31.0)
+        fed = 0
+        while not any(isinstance(e, SegmentStarted) for e in events):
+            events += seg.feed(noise[fed : fed + 480].tobytes())
+            fed += 480
+        start = next(e for e in events if isinstance(e, SegmentStarted)).start_ms * RATE // 1000
+        limit = 30000 * RATE // 1000
+        total = start + limit + 144  # 9 ms past the limit
+        assert total // 480 * 480 < start + limit  # ... and not yet in a whole VAD frame
+        events += seg.feed(noise[fed : total - RATE].tobytes())
+        assert not turns(events)
+        events += seg.flush() if end == "flush" else seg.end_turn()
+        check_pairing(events)
+        found = turns(events)
+        assert found and all(t.end_ms - t.start_ms <= 30000 and len(t.audio) <= 2 * limit for t in found), [(t.start_ms, t.end_ms) for t in found]
+        assert found[0].reason is TurnEndReason.MAX_LENGTH and found[0].end_ms - found[0].start_ms == 30000
+
+
+def test_hangover_close_on_the_frame_that_crosses_the_limit_keeps_within_it():
+    """Issue 19 (1b): a turn off the 30 ms grid whose post-roll crossed max_turn_ms on the closing frame."""
+    options = VadOptions(max_turn_ms=30000, hangover_ms=600, post_roll_ms=600)
+    pcm = np.concatenate([silence(1.0), white_noise(29.1), silence(3.0)]).tobytes()
+    events = run(pcm, options=options)
+    check_pairing(events)
+    found = turns(events)
+    assert found and all(t.end_ms - t.start_ms <= 30000 and len(t.audio) <= 2 * 30000 * RATE // 1000 for t in found), [(t.start_ms, t.end_ms) for t in found]
+    for pause in (e for e in events if isinstance(e, SegmentPaused)):
+        assert pause.end_ms - pause.start_ms <= 30000
+
+
+@st.composite
+def vad_settings(draw):
+    hangover = draw(st.integers(FRAME, 2000))
+    options = dict(
+        enabled=draw(st.booleans()),
+        aggressiveness=draw(st.integers(0, 3)),
+        onset_ms=draw(st.integers(FRAME, 600)),
+        hangover_ms=hangover,
+        min_turn_ms=draw(st.integers(0, 400)),
+        pre_roll_ms=draw(st.integers(0, 500)),
+        post_roll_ms=draw(st.integers(0, hangover)),
+    )
+    low = options["pre_roll_ms"] + options["min_turn_ms"] + options["post_roll_ms"] + 1
+    options["max_turn_ms"] = draw(st.integers(max(1000, low), 3000))
+    return VadOptions(**options)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rate=st.sampled_from([8000, 16000, 44100]),
+    options=vad_settings(),
+    pieces=st.lists(st.tuples(st.booleans(), st.integers(1, 1800)), min_size=1, max_size=4),  # (sound?, ms)
+    chunks=st.lists(st.integers(1, 4000).map(lambda n: n if n > 40 else 41 - n), min_size=1, max_size=6),  # frame sizes in samples, cycled
+    turn_ends=st.sets(st.integers(0, 60), max_size=6),  # after which frames the client sends turn.end
+    last=st.sampled_from(["flush", "end_turn", "end_turn+flush"]),
+)
+def test_no_turn_ever_exceeds_max_turn_ms(rate, options, pieces, chunks, turn_ends, last):
+    """Whatever the audio, its framing, the settings and the end messages: no turn outgrows max_turn_ms."""
+    rng = np.random.default_rng(len(pieces))
+    audio = np.concatenate([rng.normal(0.0, 4000.0, ms * rate // 1000).clip(-32768, 32767).astype(np.int16) if loud else np.zeros(ms * rate // 1000, np.int16) for loud, ms in pieces]).tobytes()
+    seg = Segmenter(rate, options)
+    events: list = []
+    at, i = 0, 0
+    while at < len(audio):
+        size = 2 * chunks[i % len(chunks)]
+        events += seg.feed(audio[at : at + size])
+        if i in turn_ends:
+            events += seg.end_turn()
+        at, i = at + size, i + 1
+    for step in last.split("+"):
+        events += seg.flush() if step == "flush" else seg.end_turn()
+    check_pairing(events)
+    limit = options.max_turn_ms * rate // 1000
+    for e in events:
+        if isinstance(e, (SegmentEnded, SegmentPaused)):
+            assert e.end_ms - e.start_ms <= options.max_turn_ms and len(e.audio) // 2 <= limit, (e.start_ms, e.end_ms)
