@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from .exceptions import PoolError
 from .pool import Job, WorkerPool
 from .protocol import CloseCode, ErrorCode, ServerEvent, SessionStarted, TurnAssessed, TurnFailed, serialize
-from .session import Cancel, Close, Send, Session, SessionState, Submit
+from .session import Action, Cancel, Close, Send, Session, SessionState, Submit
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,9 @@ class Connection:
 
     def _submit(self, action: Submit) -> None:
         if action.speculative and not _idle_worker(self.pool):
-            # a speculation only uses spare capacity; the turn is submitted when it ends
-            self.session.job_failed(action.turn_id, "speculation_skipped", "no idle worker", action.job.id)
+            # a speculation only uses spare capacity; the turn is submitted when it ends. What the
+            # session asks for in return (the turn's own job) is carried out in this same step.
+            self._call(self.session.job_failed, action.turn_id, "speculation_skipped", "no idle worker", action.job.id)
             return
         task = asyncio.create_task(self._job(action.turn_id, action.job))
         self._jobs[action.job.id] = task
@@ -159,13 +160,26 @@ class Connection:
     # --- helpers ------------------------------------------------------------------
 
     def _step(self, method: Callable[..., None], *args: Any) -> None:
-        """Call one session input, then carry out what it asks for."""
+        """Call one session input, then carry out what it asks for, including what carrying
+        it out makes the session ask for (a skipped speculation), until nothing is left."""
+        self._call(method, *args)
+        while True:
+            actions = self.session.actions()
+            if not actions:
+                break
+            self._carry_out(actions)
+        if self._gone:
+            self._outbox.put_nowait(None)
+
+    def _call(self, method: Callable[..., None], *args: Any) -> None:
         try:
             method(*args)
         except Exception:  # a bug: the client gets a code, never a traceback
             log.exception("session %s: internal error", self.session.id)
             self.session.abort(ErrorCode.INTERNAL_ERROR, "internal server error", CloseCode.INTERNAL_ERROR)
-        for action in self.session.actions():
+
+    def _carry_out(self, actions: list[Action]) -> None:
+        for action in actions:
             if isinstance(action, Send):
                 if isinstance(action.event, SessionStarted) and self.session.start is not None:
                     log.info("session %s: started, %s Hz, %s, realtime=%s, metadata %s", self.session.id, action.event.sample_rate, action.event.mode.value, action.event.realtime, json.dumps(self.session.start.metadata)[:500])
@@ -187,8 +201,6 @@ class Connection:
                     task.cancel()  # withdraws it if queued; a running one finishes unheard
             elif not self._gone:
                 self._outbox.put_nowait(action)
-        if self._gone:
-            self._outbox.put_nowait(None)
 
     def _slow(self) -> None:
         """The client does not read what we send: drop it rather than buffer without end."""

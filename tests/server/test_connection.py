@@ -305,3 +305,28 @@ def test_speculative_jobs_run_on_idle_workers_and_stale_ones_are_cancelled():
     t = run(busy, script, speculate=True)
     assert_one_terminal_each(t)
     assert busy.submitted == ["t/1"], "no speculation without an idle worker; the turn is submitted when it ends"
+
+
+def test_a_skipped_speculation_submits_the_turn_in_the_same_step():
+    """Issue 19 (2): one frame holds the pause and the end while the worker is busy; the
+    turn's own job must reach the pool at once, not at the client's next message."""
+    from .speech import silence, utterance
+    from .test_segmenter import noisy
+
+    frame = noisy(np.concatenate([silence(0.3), utterance("004820045")[: 2 * RATE], silence(1.75)])).tobytes()
+    assert len(frame) <= Limits().max_frame_bytes
+    start = {**START, "vad": {"enabled": True}}
+
+    async def script(t: FakeTransport, _: asyncio.Event) -> None:
+        t.client(start, frame)  # then nothing
+        for _ in range(200):
+            if t.of("turn.assessed"):
+                break
+            await asyncio.sleep(0.01)
+        assert t.of("turn.assessed"), f"the turn waited for the client's next message: {busy.submitted}"
+        t.client({"type": "session.end"})
+
+    busy = BusyPool(ok(0.0))
+    t = run(busy, script, speculate=True)
+    assert_one_terminal_each(t)
+    assert busy.submitted == ["t/1"]
