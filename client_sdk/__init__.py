@@ -11,6 +11,7 @@ typed feedback event for every turn the learner speaks::
 
 from ._audio import Resampler, read_file, to_int16
 from ._client import MultipaClient, ReconnectPolicy
+from ._diagnosis import Diagnosis, FeedbackItem, InsertedWord, NBest, Pause, Prosody
 from ._events import (
     CONNECTION_LOST,
     Assessment,
@@ -55,15 +56,21 @@ __all__ = [
     "Connection",
     "ConnectionLost",
     "ConnectionRefused",
+    "Diagnosis",
     "Error",
     "Event",
+    "FeedbackItem",
+    "InsertedWord",
     "InvalidEvent",
     "Latency",
     "MissingDependency",
     "MultipaClient",
     "MultipaClientError",
+    "NBest",
+    "Pause",
     "Phone",
     "Pong",
+    "Prosody",
     "ReconnectPolicy",
     "Reconnected",
     "Resampler",

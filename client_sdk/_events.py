@@ -17,6 +17,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, Callable, ClassVar, Union
 
+from ._diagnosis import Diagnosis, FeedbackItem, NBest, parse_diagnosis, parse_feedback, parse_nbest
 from ._exceptions import InvalidEvent
 
 # codes the SDK itself puts in turn.failed (the server's codes are in docs/protocol.md)
@@ -45,6 +46,11 @@ class Phone:
     start_ms: int
     end_ms: int
     probability: float  # the aligner's confidence that this phone was said (0..1)
+    ipa: str | None = None  # the phone in IPA (None: an older server)
+    heard: str | None = None  # the phone heard in its place; None for a deletion (error "deletion") or no diagnosis
+    heard_ipa: str | None = None
+    error: str | None = None  # none, substitution, deletion (None: not diagnosed)
+    nbest: tuple[NBest, ...] = ()  # the likeliest phones there, best first
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,10 @@ class Word:
     total: float
     needs_improvement: bool  # the server's mark: well below typical scores
     phones: tuple[Phone, ...] = ()
+    ipa: str | None = None  # the canonical pronunciation in IPA
+    errors: tuple[str, ...] | None = None  # error types: mispronunciation, omission, unexpected_break, missing_break (None: no diagnosis)
+    inserted_phones: tuple[dict[str, Any], ...] = ()  # phones heard but not in the word: position, phone, ipa
+    stress_check: dict[str, Any] | None = None  # expected_syllable, heard_syllable, ok; None when it cannot be told
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,8 @@ class Assessment:
     words: tuple[Word, ...]
     duration_ms: int
     timings_ms: dict[str, float] = field(default_factory=dict)  # worker stage -> milliseconds
+    diagnosis: Diagnosis | None = None  # turn-level errors, inserted words, prosody (None: an older server)
+    feedback: tuple[FeedbackItem, ...] | None = None  # at most three ranked items; empty when nothing needs work
 
 
 @dataclass(frozen=True)
@@ -239,7 +251,11 @@ def _numbers(value: dict[str, Any], where: str) -> dict[str, float]:
 
 def _phone(doc: dict[str, Any]) -> Phone:
     w = "phone"
-    return Phone(_get(doc, "phone", str, w), _get(doc, "start_ms", int, w), _get(doc, "end_ms", int, w), _get(doc, "probability", float, w))
+    return Phone(
+        _get(doc, "phone", str, w), _get(doc, "start_ms", int, w), _get(doc, "end_ms", int, w), _get(doc, "probability", float, w),
+        _get(doc, "ipa", str, w, None), _get(doc, "heard", str, w, None), _get(doc, "heard_ipa", str, w, None), _get(doc, "error", str, w, None),
+        parse_nbest(doc.get("nbest")),
+    )  # fmt: skip
 
 
 def _word(doc: dict[str, Any]) -> Word:
@@ -248,7 +264,9 @@ def _word(doc: dict[str, Any]) -> Word:
     return Word(
         _get(doc, "text", str, w), _get(doc, "start_ms", int, w), _get(doc, "end_ms", int, w),
         _get(doc, "accuracy", float, w), _get(doc, "stress", float, w), _get(doc, "total", float, w),
-        _get(doc, "needs_improvement", bool, w, False), phones,
+        _get(doc, "needs_improvement", bool, w, False), phones, _get(doc, "ipa", str, w, None),
+        tuple(e for e in doc["errors"] if isinstance(e, str)) if isinstance(doc.get("errors"), list) else None,
+        tuple(p for p in _get(doc, "inserted_phones", list, w, []) if isinstance(p, dict)), _get(doc, "stress_check", dict, w, None),
     )  # fmt: skip
 
 
@@ -258,7 +276,9 @@ def parse_assessment(doc: dict[str, Any]) -> Assessment:
     s = _obj(doc, "sentence", w)
     sentence = SentenceScores(_get(s, "accuracy", float, "sentence"), _get(s, "fluency", float, "sentence"), _get(s, "prosody", float, "sentence"), _get(s, "total", float, "sentence"), _get(s, "completeness", float, "sentence", None))
     words = tuple(_word(x) for x in _get(doc, "words", list, w) if isinstance(x, dict))
-    return Assessment(_get(doc, "mode", str, w), _get(doc, "transcript", str, w), _get(doc, "target_transcript", str, w), sentence, words, _get(doc, "duration_ms", int, w), _numbers(_get(doc, "timings_ms", dict, w, {}), "timings_ms"))
+    return Assessment(_get(doc, "mode", str, w), _get(doc, "transcript", str, w), _get(doc, "target_transcript", str, w), sentence, words, _get(doc, "duration_ms", int, w), _numbers(_get(doc, "timings_ms", dict, w, {}), "timings_ms"),
+        parse_diagnosis(doc.get("diagnosis")), parse_feedback(doc.get("feedback")),
+    )  # fmt: skip
 
 
 def _session_started(d: dict[str, Any]) -> SessionStarted:
@@ -323,9 +343,17 @@ def to_dict(event: Event) -> dict[str, Any]:
     return {"type": event.type, **_plain(asdict(event))}
 
 
+_ABSENT_WHEN_NONE = ("completeness", "head_start", "ipa", "diagnosis", "feedback", "prosody")
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if not (k in ("completeness", "head_start") and v is None)}
+        drop = {k for k in _ABSENT_WHEN_NONE if k in value and value[k] is None}
+        if "probability" in value and "error" in value and value["error"] is None:
+            drop |= {"heard", "heard_ipa", "error", "nbest"}  # a phone from a server without the diagnosis
+        if "needs_improvement" in value and value.get("errors") is None:
+            drop |= {"errors", "inserted_phones", "stress_check"}
+        return {k: _plain(v) for k, v in value.items() if k not in drop}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value

@@ -154,6 +154,17 @@ def _assess(args: argparse.Namespace) -> int:
     for w in assessment.words:
         flag = "  <- needs work" if w.needs_improvement else ""
         print(f"  {w.text:<14}{w.start_ms:>6}-{w.end_ms:<6} {w.accuracy:5.1f} {w.stress:5.1f} {w.total:5.1f}{flag}")
+        heard = " ".join(f"/{p.ipa}/" if p.error in (None, "none") else f"/{p.ipa}/->{'/' + p.heard_ipa + '/' if p.heard_ipa else '-'}" for p in w.phones)
+        extra = "".join(f" +/{p['ipa']}/" for p in w.inserted_phones)
+        print(f"  {'':<14}{heard}{extra}{'   [' + ', '.join(w.errors) + ']' if w.errors else ''}")
+    for ins in assessment.diagnosis.get("insertions", []):
+        print(f"  inserted word: {ins['text']} ({ins['start_ms']}-{ins['end_ms']} ms)")
+    for reading in assessment.diagnosis.get("prosody", {}).get("readings", {}).values():
+        print(f"  {reading}")
+    if assessment.feedback:
+        print("\nfeedback:")
+        for item in assessment.feedback:
+            print(f"  - {item['sentence']}")
     return 0
 
 

@@ -8,7 +8,8 @@ what they cost the turn, in points of the 0-10 sentence scale:
 - a mispronounced word: ``(10 - accuracy) / words`` (its share of the accuracy lost)
 - an omitted word: ``10 / words``; an inserted word: ``5 / words``
 - a wrong stress: ``(10 - stress) / words``
-- an unexpected break: ``10 x pause / speech time`` (at most 2 s of pause counted)
+- an unexpected break: ``5 x pause / speech time`` (at most 2 s of pause counted; half the
+  weight of lost words, since a pause costs fluency only)
 - a missing break: ``1 / words``
 - a monotone turn: ``(10 - prosody) / 2``
 
@@ -105,8 +106,10 @@ def monotone_sentence(semitones: float) -> str:
     return f"Your voice stayed on almost one note ({semitones:.1f} semitones); let it rise on the important words and fall at the end."
 
 
-def rank(items: list[FeedbackItem], limit: int = MAX_ITEMS) -> list[FeedbackItem]:
-    """The costliest ``limit`` items, ties to the earlier word (turn-level items last among equals)."""
+def rank(items: list[FeedbackItem], limit: int | None = None) -> list[FeedbackItem]:
+    """The costliest ``limit`` (default :data:`MAX_ITEMS`) items, ties to the earlier word
+    (turn-level items last among equals)."""
+    limit = MAX_ITEMS if limit is None else limit
     ordered = sorted(items, key=lambda it: (-round(it.cost, 6), it.word_index if it.word_index is not None else 1 << 30, it.type))
     return ordered[:limit]
 
@@ -136,7 +139,7 @@ def collect(diagnosis: Any, alignment: Any, scores: list[dict[str, float]], sent
             elif kind == "unexpected_break":
                 pause = diagnosis.pause_before.get(i, 0.0)
                 span = max(1.0, alignment.words[-1].end - alignment.words[0].start)
-                items.append(FeedbackItem(kind, break_sentence(kind, words, i, pause), 10.0 * min(2.0, pause) / span, i, words[i], start_ms=start, end_ms=end))
+                items.append(FeedbackItem(kind, break_sentence(kind, words, i, pause), 5.0 * min(2.0, pause) / span, i, words[i], start_ms=start, end_ms=end))
             elif kind == "missing_break":
                 items.append(FeedbackItem(kind, break_sentence(kind, words, i), 1.0 / n, i, words[i], start_ms=start, end_ms=end))
         check = diagnosis.words[i].stress

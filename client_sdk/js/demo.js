@@ -3,7 +3,9 @@
  * turn is a card: the state while it is heard and assessed, then the
  * transcript with every word coloured by its score (the number shown too), the
  * words that need improvement underlined with an icon, the sentence scores as
- * bars, and the phones of a word on hover (title) or tap (a table).
+ * bars, and the phones of a word on hover (title) or tap (a table). With a
+ * server that diagnoses, the table shows each expected sound beside the one heard
+ * (IPA), the words carry their error types, and the feedback sentences follow the turn.
  */
 import { MultipaClient } from "./multipa.js";
 
@@ -58,25 +60,47 @@ function setStatus(node, text, kind) {
   node.classList.add(kind);
 }
 
+/** What was heard for an expected phone: "/l/", "(missing)", "✓", or "" without a diagnosis. */
+export function heardText(p) {
+  if (!p.error) return "";
+  if (p.error === "deletion") return "(missing)";
+  if (p.error === "none") return "✓";
+  return `/${p.heard_ipa ?? p.heard}/`;
+}
+
+const sound = (p) => (p.ipa ? `/${p.ipa}/ ${p.phone}` : p.phone);
+
 function phoneTable(word) {
-  const rows = word.phones.map((p) => el("tr", {}, el("td", {}, p.phone), el("td", {}, `${p.start_ms}–${p.end_ms} ms`), el("td", {}, `${Math.round(p.probability * 100)} %`)));
+  const rows = word.phones.map((p) => el("tr", { class: p.error && p.error !== "none" ? "phone-wrong" : "" }, el("td", {}, sound(p)), el("td", {}, heardText(p)), el("td", {}, `${p.start_ms}–${p.end_ms} ms`), el("td", {}, `${Math.round(p.probability * 100)} %`)));
+  const extra = (word.inserted_phones ?? []).map((p) => el("tr", { class: "phone-wrong" }, el("td", {}, "(none)"), el("td", {}, `/${p.ipa}/ added`), el("td", {}, ""), el("td", {}, "")));
   return el("div", { class: "phones", dataset: { word: word.text } },
     el("table", {}, el("caption", { class: "visually-hidden" }, `Sounds of “${word.text}”`),
-      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "sound"), el("th", { scope: "col" }, "time"), el("th", { scope: "col" }, "probability"))),
-      el("tbody", {}, ...rows)));
+      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "expected"), el("th", { scope: "col" }, "heard"), el("th", { scope: "col" }, "time"), el("th", { scope: "col" }, "probability"))),
+      el("tbody", {}, ...rows, ...extra)));
+}
+
+const ERROR_TEXT = { mispronunciation: "mispronounced", omission: "left out", insertion: "added", unexpected_break: "pause before", missing_break: "no pause after", monotone: "monotone" };
+
+function renderFeedback(assessment) {
+  const items = assessment.feedback ?? [];
+  const turnErrors = assessment.diagnosis?.errors ?? [];
+  if (!items.length && !turnErrors.length) return null;
+  return el("ul", { class: "feedback", "aria-label": "What to work on" }, ...items.map((it) => el("li", { dataset: { type: it.type } }, it.sentence)));
 }
 
 function wordButton(word, index, detailsId) {
   const needs = word.needs_improvement;
-  const phones = word.phones.map((p) => `${p.phone} ${p.start_ms}–${p.end_ms} ms, ${Math.round(p.probability * 100)} %`).join("\n");
+  const phones = word.phones.map((p) => `${sound(p)}${p.error && p.error !== "none" ? ` → heard ${heardText(p)}` : ""} ${p.start_ms}–${p.end_ms} ms, ${Math.round(p.probability * 100)} %`).join("\n");
+  const errors = (word.errors ?? []).map((e) => ERROR_TEXT[e] ?? e);
   const button = el("button", {
     type: "button",
     class: `word score-${band(word.total)}${needs ? " needs" : ""}`,
-    title: `${word.text}: total ${fmt(word.total)}, accuracy ${fmt(word.accuracy)}, stress ${fmt(word.stress)}${needs ? " (needs improvement)" : ""}\n${phones}`,
+    title: `${word.text}${word.ipa ? ` /${word.ipa}/` : ""}: total ${fmt(word.total)}, accuracy ${fmt(word.accuracy)}, stress ${fmt(word.stress)}${needs ? " (needs improvement)" : ""}${errors.length ? ` [${errors.join(", ")}]` : ""}\n${phones}`,
     "aria-expanded": "false",
     "aria-controls": detailsId,
-    dataset: { score: fmt(word.total), index: String(index) },
-  }, word.text, el("b", {}, fmt(word.total)), needs ? el("span", { class: "needs-icon", "aria-label": "needs improvement", role: "img" }, "⚠") : null);
+    dataset: { score: fmt(word.total), index: String(index), errors: (word.errors ?? []).join(" ") },
+  }, word.text, el("b", {}, fmt(word.total)), needs ? el("span", { class: "needs-icon", "aria-label": "needs improvement", role: "img" }, "⚠") : null,
+  errors.length ? el("small", { class: "word-errors" }, errors.join(", ")) : null);
   return button;
 }
 
@@ -121,9 +145,10 @@ function onAssessed({ detail }) {
   const a = detail.assessment;
   node.querySelector(".turn-title").textContent = `Turn ${detail.turn_id} · ${seconds(detail.start_ms)}–${seconds(detail.end_ms)} s`;
   setStatus(node, `Assessed in ${seconds(detail.latency_ms.total)} s`, "assessed");
-  node.querySelectorAll(".words, .phones, .bars, .target, .error, [id^='phones-']").forEach((x) => x.remove());
+  node.querySelectorAll(".words, .phones, .bars, .target, .error, .feedback, [id^='phones-']").forEach((x) => x.remove());
   const target = a.mode === "closed" ? el("p", { class: "target" }, `Expected: ${a.target_transcript}`) : null;
-  node.append(...renderWords(node, a), renderBars(a.sentence), ...(target ? [target] : []));
+  const feedback = renderFeedback(a);
+  node.append(...renderWords(node, a), renderBars(a.sentence), ...(target ? [target] : []), ...(feedback ? [feedback] : []));
 }
 
 function onFailed({ detail }) {

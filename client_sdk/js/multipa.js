@@ -53,6 +53,8 @@ function defaultUrl() {
  * Events (all CustomEvents; read `event.detail`):
  * - every protocol event by its type: `session.started`, `turn.started`, `turn.ended`,
  *   `turn.assessed`, `turn.failed`, `session.ended`, `error`, `pong`: detail is the server's message;
+ *   a diagnosing server adds to `turn.assessed` per phone `ipa`, `heard`, `error`, `nbest`, per word
+ *   `errors`, and per turn `assessment.feedback` (ranked sentences) and `assessment.diagnosis`;
  * - `state`: `{state, previous}` (see STATES);
  * - `reconnecting`: `{attempt, delayMs, closeCode}` before each new connection attempt.
  *
