@@ -106,7 +106,7 @@ def test_server_turns_from_a_48k_stereo_transport_with_rtvi_and_notes():
     stereo = np.stack([mono, mono], axis=1)
     frames = audio_frames(stereo, 48_000, 2)
     tap = Tap(FakeServer("three_turns"))
-    processor = PronunciationProcessor("ws://fake/v1/stream", turns="server", rtvi=True, llm_note=True, note_role="developer", transport=tap, realtime=False)
+    processor = PronunciationProcessor("ws://fake/v1/stream", turns="server", rtvi=True, llm_note=True, note_role="developer", transport=tap, realtime=False, end_timeout_s=120)
     down, _ = asyncio.run(run_test(processor, frames_to_send=[*frames, SleepFrame(sleep=2.0)]))
 
     assert [f for f in down if isinstance(f, InputAudioRawFrame)] == frames and all(a is b for a, b in zip([f for f in down if isinstance(f, InputAudioRawFrame)], frames))
@@ -172,3 +172,137 @@ def test_options_are_checked():
         PronunciationProcessor("ws://x", mode="half")
     with pytest.raises(ValueError):
         PronunciationProcessor("ws://x", note_role="user")
+
+
+# --- end to end: Silero VAD, real learner speech, the real server -----------------------
+
+
+def free_port() -> int:
+    return closed_port()
+
+
+class Conversation:
+    """A running Pipecat pipeline: transport frames in at real-time pace, what passed our processor kept."""
+
+    def __init__(self, processor: PronunciationProcessor, context) -> None:
+        from pipecat.audio.vad.silero import SileroVADAnalyzer
+        from pipecat.processors.aggregators.llm_response_universal import LLMUserAggregator, LLMUserAggregatorParams
+        from pipecat.turns.user_start import VADUserTurnStartStrategy
+        from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
+        from pipecat.turns.user_turn_strategies import UserTurnStrategies
+
+        # the bot's user side as Pipecat builds it: Silero VAD and its turn strategies in the
+        # context aggregator, which broadcasts UserStarted/StoppedSpeakingFrame back to us
+        strategies = UserTurnStrategies(start=[VADUserTurnStartStrategy()], stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.4, wait_for_transcript=False)])
+        user = LLMUserAggregator(context, params=LLMUserAggregatorParams(vad_analyzer=SileroVADAnalyzer(), user_turn_strategies=strategies))
+        self.after = Recorder()  # right after our processor: what the rest of the bot gets
+        self.worker = PipelineWorker(Pipeline([processor, self.after, user]), params=PipelineParams(audio_in_sample_rate=RATE), cancel_on_idle_timeout=False)
+        self.sent: list[InputAudioRawFrame] = []
+
+    async def __aenter__(self) -> "Conversation":
+        started = asyncio.Event()
+
+        @self.worker.event_handler("on_pipeline_started")
+        async def _started(worker, frame) -> None:
+            started.set()
+
+        self.runner = WorkerRunner(handle_sigint=False)
+        await self.runner.add_workers(self.worker)
+        self.running = asyncio.create_task(self.runner.run())
+        await asyncio.wait_for(started.wait(), 30)
+        self.clock = asyncio.get_running_loop().time()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.worker.queue_frame(EndFrame())
+        await asyncio.wait_for(self.running, 60)
+
+    async def say(self, samples: np.ndarray) -> None:
+        """Send audio as a transport does: a 20 ms frame every 20 ms."""
+        loop = asyncio.get_running_loop()
+        for frame in audio_frames(samples):
+            self.clock += FRAME_MS / 1000
+            await asyncio.sleep(max(0.0, self.clock - loop.time()))
+            self.sent.append(frame)
+            await self.worker.queue_frame(frame)
+
+    async def silence_until(self, done, timeout: float) -> None:
+        """Silence, in real time, until ``done()`` (the pipeline keeps running meanwhile)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not done():
+            assert loop.time() < deadline, f"timed out: {self.feedback()}"
+            await self.say(np.zeros(RATE // 5, np.int16))
+
+    def feedback(self) -> list:
+        return [f for f, _ in self.after.frames if isinstance(f, (PronunciationAssessmentFrame, PronunciationFailedFrame))]
+
+    def turns_ended(self) -> int:
+        return len([f for f, d in self.after.frames if isinstance(f, UserStoppedSpeakingFrame) and d is FrameDirection.UPSTREAM])
+
+
+@pytest.mark.models
+@pytest.mark.timeout(2400)  # two server starts with the models: minutes on a busy 2-core machine
+def test_a_real_pipeline_with_silero_vad_against_the_real_server_killed_mid_conversation(scorer, tmp_path):
+    from pipecat.processors.aggregators.llm_context import LLMContext
+
+    from tests.server.speech import silence, utterance
+    from tests.server.wsclient import ServerProcess
+
+    port = free_port()
+    args = ["--workers", "1", "--scorer", scorer, "--port", str(port)]
+    server = ServerProcess(args, tmp_path / "first.log", timeout=900)
+    url = f"ws://127.0.0.1:{port}/v1/stream"
+    context = LLMContext(messages=[{"role": "system", "content": "You are an English tutor."}])
+    processor = PronunciationProcessor(url, llm_note=True, rtvi=True, retry_after_s=1.0, reconnect=ReconnectPolicy(attempts=2, initial_delay_s=0.2, max_delay_s=0.5))
+    reference = "HE IS A BIG BOY"
+    second = None
+
+    async def go() -> Conversation:
+        nonlocal server, second
+        async with Conversation(processor, context) as talk:
+            await talk.say(silence(1.0))
+            for utt in ("004820045", "010290094"):  # two turns with the server up
+                await talk.say(utterance(utt))
+                await talk.say(silence(1.2))
+            await talk.silence_until(lambda: len(talk.feedback()) == 2 == talk.turns_ended(), 240)
+            server.proc.kill()  # mid-conversation, without a goodbye
+            server.proc.wait(30)
+            await talk.say(utterance("000480014"))  # the server is down: this turn fails, nothing stops
+            await talk.silence_until(lambda: len(talk.feedback()) == 3 == talk.turns_ended(), 60)
+            restart = asyncio.ensure_future(asyncio.to_thread(ServerProcess, args, tmp_path / "second.log", timeout=900))
+            await talk.silence_until(restart.done, 960)  # the bot goes on while the server starts again, on the same port
+            second = restart.result()
+            await talk.say(silence(0.5))
+            await talk.worker.queue_frame(PronunciationReferenceFrame(reference))  # the bot asked for this sentence
+            await talk.say(utterance("001350134"))
+            await talk.say(silence(1.2))
+            await talk.say(utterance("004820045"))
+            await talk.silence_until(lambda: len(talk.feedback()) == 5 == talk.turns_ended(), 240)
+            return talk
+
+    try:
+        talk = asyncio.run(go())
+    finally:
+        server.stop()
+        if second is not None:
+            assert second.stop() == 0 and "Traceback" not in second.log()
+
+    # the bot's audio: every frame went on, the same objects in the same order
+    passed = [f for f, d in talk.after.frames if isinstance(f, InputAudioRawFrame)]
+    assert len(passed) == len(talk.sent) and all(a is b for a, b in zip(passed, talk.sent))
+    # one frame per learner turn: turns 1, 2, 4 and 5 assessed, turn 3 (server down) failed
+    feedback = talk.feedback()
+    assert [f.learner_turn for f in feedback] == [1, 2, 3, 4, 5], feedback
+    assert [type(f).__name__ for f in feedback] == ["PronunciationAssessmentFrame"] * 2 + ["PronunciationFailedFrame"] + ["PronunciationAssessmentFrame"] * 2, feedback
+    assert feedback[2].code in (SERVER_UNAVAILABLE, "connection_lost")
+    said = [f.event.assessment for f in feedback if isinstance(f, PronunciationAssessmentFrame)]
+    assert "good" in said[0].transcript.lower() and "good" in said[1].transcript.lower()
+    assert said[2].mode == "closed" and said[2].target_transcript.upper().strip(" .") == reference
+    assert said[3].mode == "open" and "step" in said[3].transcript.lower()  # a reference is for one turn
+    # the LLM context got a note for each assessed turn, after the system prompt
+    notes = [m["content"] for m in context.get_messages() if m["role"] == "system"][1:]
+    assert len(notes) == 4 and all("Pronunciation feedback" in n for n in notes)
+    assert said[0].transcript.strip() in notes[0]
+    rtvi = [f.data["type"] for f, _ in talk.after.frames if isinstance(f, RTVIServerMessageFrame)]
+    assert rtvi == ["pronunciation.assessed"] * 2 + ["pronunciation.failed"] + ["pronunciation.assessed"] * 2
