@@ -16,6 +16,12 @@ p50 < 1 s for turns of about 5 s.
 Both server configurations run in one invocation, one after the other, on the
 same conversation: with speculative assessment (the default: a turn is assessed
 from the learner's pause, while the hang-over runs) and without it.
+
+``--diagnosis`` adds what the diagnosis (heard phones, error types, prosody,
+feedback) costs: the same turns assessed in this process with it off and on,
+alternating which goes first, so that both see the same machine load.
+
+    python bench/latency.py --variants "" --diagnosis --turns 12
 """
 
 from __future__ import annotations
@@ -111,6 +117,31 @@ def summarise(run: dict, floor_by_span: dict) -> dict:
     }
 
 
+def diagnosis_overhead(turns: list[np.ndarray]) -> dict:
+    """Assessor wall time per turn with the diagnosis off (old) and on (new), interleaved."""
+    from multipa_core.assess import Assessor
+
+    assessor = Assessor()
+    assessor.warm_up()
+    old, new, stage = [], [], []
+    for k, pcm in enumerate(turns):
+        samples = pcm.astype(np.float32) / 32768.0
+        for diagnose in ((False, True) if k % 2 == 0 else (True, False)):
+            assessor.diagnose = diagnose
+            started = time.perf_counter()
+            result = assessor.assess(samples)
+            ms = (time.perf_counter() - started) * 1000
+            (new if diagnose else old).append(ms)
+            if diagnose:
+                stage.append(result.timings_ms.get("diagnosis", 0.0))
+    p_old, p_new = percentiles(old), percentiles(new)
+    return {
+        "old_ms": p_old, "new_ms": p_new, "diagnosis_stage_ms": percentiles(stage),
+        "p50_increase": round(p_new["p50"] / p_old["p50"] - 1, 4) if old else None,
+        "stage_share_of_p50": round(percentiles(stage)["p50"] / p_new["p50"], 4) if new else None,
+    }  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=12)
@@ -119,6 +150,7 @@ def main() -> int:
     parser.add_argument("--gap-s", type=float, default=2.5, help="silence between turns")
     parser.add_argument("--repeats", type=int, default=1, help="floor: best of this many transcriptions per turn")
     parser.add_argument("--variants", default="speculate,no-speculate", help="server configurations, run one after the other on the same turns: " + ", ".join(VARIANTS))
+    parser.add_argument("--diagnosis", action="store_true", help="also time the assessor in-process with the diagnosis off and on")
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
 
@@ -129,7 +161,7 @@ def main() -> int:
 
     spans = sorted({(t["start_ms"], t["end_ms"]) for r in runs.values() for t in r["turns"]})
     threads = common_threads()
-    floors = floor_ms([audio[a * RATE // 1000 : b * RATE // 1000] for a, b in spans], threads, args.repeats)
+    floors = floor_ms([audio[a * RATE // 1000 : b * RATE // 1000] for a, b in spans], threads, args.repeats) if spans else []
     floor_by_span = {span: round(f, 1) for span, f in zip(spans, floors)}
     results = {n: summarise(r, floor_by_span) for n, r in runs.items()}
 
@@ -141,6 +173,8 @@ def main() -> int:
         "turn_ms": percentiles([(b - a) for a, b in spans]),
         "variants": results,
     }
+    if args.diagnosis:
+        result["diagnosis"] = diagnosis_overhead([s for _, s in picked])
     if "speculate" in results and "no-speculate" in results:
         result["speedup_p50"] = round(results["no-speculate"]["latency_ms"]["p50"] / results["speculate"]["latency_ms"]["p50"], 3)
     lines = []
@@ -149,6 +183,9 @@ def main() -> int:
         lines += [f"== {n} ==", table(rows, ["turn", "seconds", "latency ms", "floor ms", "ratio", "transcript"]), ""]
     summary = [[n, r["latency_ms"].get("p50"), r["latency_ms"].get("p95"), r["latency_ms"].get("max"), r["floor_ms"].get("p50"), r["ratio_p50"], f"{r['turns_assessed']}/{r['turns_failed']}"] for n, r in results.items()]
     lines.append(table(summary, ["end of turn -> turn.assessed", "p50 ms", "p95 ms", "max ms", "floor p50 ms", "ratio p50", "assessed/failed"]))
+    if "diagnosis" in result:
+        d = result["diagnosis"]
+        lines.append(f"assessor p50 without diagnosis {d['old_ms'].get('p50')} ms, with {d['new_ms'].get('p50')} ms ({d['p50_increase']:+.1%}); diagnosis stage p50 {d['diagnosis_stage_ms'].get('p50')} ms")
     if "speedup_p50" in result:
         lines.append(f"speculation speed-up of the p50: {result['speedup_p50']}x")
     emit(result, "\n".join(lines), args.json_out)

@@ -77,14 +77,14 @@ def _round(x: float) -> float:
     return round(float(x), 2)
 
 
-def build_assessment(analysis: TurnAnalysis, scores: Scores, thresholds: dict[str, float], samples: np.ndarray | None = None) -> Assessment:
+def build_assessment(analysis: TurnAnalysis, scores: Scores, thresholds: dict[str, float], samples: np.ndarray | None = None, *, diagnose: bool = True) -> Assessment:
     """Combine the pipeline's analysis and the scorer's output, with the diagnosis of what
     went wrong (heard phones, error types, prosody details and feedback; see
     :mod:`multipa_core.diagnosis`). ``samples``: the turn's audio, for pauses, stress and pitch."""
     alignment = analysis.target_alignment
     started = time.perf_counter()
     needs = [needs_improvement(s, thresholds) for s in scores.words]
-    diagnosis = _diagnose(analysis, scores, needs, samples)
+    diagnosis = _diagnose(analysis, scores, needs, samples) if diagnose else diag.TurnDiagnosis()
     words = []
     for k, (w, s) in enumerate(zip(alignment.words, scores.words)):
         wd = diagnosis.words[k] if k < len(diagnosis.words) else diag.WordDiagnosis([])
@@ -157,6 +157,7 @@ class Assessor:
         self.scorer = Scorer(scorer, device=self.device)
         options = replace(options, device=self.device, aligner=self.scorer.aligner, text_model=self.scorer.text_model, encoder_layers=self.scorer.encoder_layers)
         self.pipeline = FeaturePipeline(options)
+        self.diagnose = True  # heard phones, error types, prosody and feedback (off: scores only, for timing it)
 
     def placement(self) -> dict[str, str]:
         """Where each model runs (``cpu``, ``cuda:0``): the Whisper models and every network."""
@@ -212,7 +213,7 @@ class Assessor:
                 continue
             analysis.timings["score"] = seconds
             analysis.timings["total"] = analysis.timings.get("total", 0.0) + seconds  # wall time
-            out.append(build_assessment(analysis, next(scores), self.scorer.thresholds, samples))
+            out.append(build_assessment(analysis, next(scores), self.scorer.thresholds, samples, diagnose=self.diagnose))
         return out
 
 

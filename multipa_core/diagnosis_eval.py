@@ -177,3 +177,77 @@ def synthetic_errors(assess: Any) -> dict[str, Any]:
         },
         "cases": cases,
     }
+
+
+def cached_inputs(utt: str, roots: list[str]) -> dict[str, Any] | None:
+    """An utterance's cached ASR outputs and frames from the first root that has them all
+    (read only: nothing is computed or written)."""
+    from .precompute import frames_cache, layers_cache, transcript_cache, transcript_from_dict
+
+    for root in roots:
+        frames = frames_cache(root, "whisper-base").get_array(utt)
+        r_frames = frames_cache(root, "whisper-tiny.en").get_array(utt)
+        r_doc = transcript_cache(root, "whisper-tiny.en").get_json(utt)
+        t_doc = transcript_cache(root, "whisper-base").get_json(utt)
+        layers = layers_cache(root, "whisper-base").get_array(utt)
+        if frames is not None and r_frames is not None and r_doc is not None and t_doc is not None and layers is not None:
+            return {"frames": frames, "recognizer_frames": r_frames, "recognized": transcript_from_dict(r_doc), "target": transcript_from_dict(t_doc), "layers": layers}
+    return None
+
+
+DETECTORS = ("needs_improvement", "phone_error", "mispronunciation", "any_error")
+
+
+def _prf(pred: np.ndarray, gold: np.ndarray) -> dict[str, Any]:
+    tp = int(np.sum(pred & gold))
+    fp, fn = int(np.sum(pred & ~gold)), int(np.sum(~pred & gold))
+    p = tp / (tp + fp) if tp + fp else None
+    r = tp / (tp + fn) if tp + fn else None
+    f = 2 * p * r / (p + r) if p and r else None
+    return {"precision": None if p is None else round(p, 3), "recall": None if r is None else round(r, 3), "f1": None if f is None else round(f, 3), "tp": tp, "fp": fp, "fn": fn}
+
+
+def expert_agreement(utterances: list[Any], roots: list[str], mode: str, *, scorer: str = "multipa-scorer") -> dict[str, Any]:
+    """Precision, recall and F1 of each detector against "expert median word accuracy below 10".
+
+    Utterances whose ASR outputs are not cached under ``roots`` are skipped and counted.
+    """
+    from .assess import build_assessment
+    from .asr import Transcript
+    from .dataset import open_word_targets, word_labels
+    from .pipeline import FeatureBuilder
+    from .scorer import Scorer
+
+    model = Scorer(scorer)
+    builder = FeatureBuilder(aligner=model.aligner, text_model=model.text_model)
+    rows: list[tuple[bool, ...]] = []
+    examples: list[dict[str, Any]] = []
+    used, missing = 0, 0
+    for utt in utterances:
+        inputs = cached_inputs(utt.utt, roots)
+        if inputs is None:
+            missing += 1
+            continue
+        samples = audio_io.load(utt.audio_path)
+        target = inputs["target"] if mode == "open" else Transcript(utt.text)
+        analysis = builder.analyze(inputs["frames"].astype(np.float32), target, inputs["recognized"], mode=mode, duration=len(samples) / 16000, recognizer_frames=inputs["recognizer_frames"], encoder_layers=inputs["layers"])
+        scores = model.score([analysis.features])[0]
+        a = build_assessment(analysis, scores, model.thresholds, samples).to_dict()
+        gold = open_word_targets(analysis, utt, builder)[:, 0] if mode == "open" else word_labels(utt)[:, 0]
+        if len(gold) != len(a["words"]):
+            continue
+        used += 1
+        for w, g in zip(a["words"], gold):
+            if np.isnan(g):
+                continue
+            phone_error = any(p["error"] not in (None, "none") for p in w["phones"]) or bool(w["inserted_phones"])
+            rows.append((bool(g < 10), w["needs_improvement"], phone_error, "mispronunciation" in w["errors"], bool(w["errors"])))
+            if g <= 5 and "mispronunciation" in w["errors"] and len(examples) < 6:
+                examples.append({"utt": utt.utt, "text": utt.text, "word": w["text"], "expert_accuracy": float(g), "model_accuracy": w["accuracy"],
+                                 "heard": [(p["phone"], p["heard"], p["error"]) for p in w["phones"]], "feedback": [f["sentence"] for f in a["feedback"] if f.get("word_index") is not None and a["words"][f["word_index"]]["text"] == w["text"]]})  # fmt: skip
+    table = np.array(rows, dtype=bool).reshape(-1, 1 + len(DETECTORS))
+    gold_col = table[:, 0]
+    return {
+        "mode": mode, "utterances": used, "not_cached": missing, "words": int(len(table)), "words_with_problem": int(gold_col.sum()),
+        "detectors": {d: _prf(table[:, 1 + k], gold_col) for k, d in enumerate(DETECTORS)}, "examples": examples,
+    }  # fmt: skip
