@@ -56,6 +56,7 @@ class ErrorCode(str, enum.Enum):
     WORKER_UNAVAILABLE = "worker_unavailable"  # turn.failed: no MQTT worker answered, after every re-send
     TIMEOUT = "timeout"  # turn.failed: the assessment took too long
     REFERENCE_MISSING = "reference_missing"  # turn.failed: closed mode, but no turn.reference
+    AUDIO_TOO_SHORT = "audio_too_short"  # turn.failed: too short to assess (checked before any worker)
     CLIENT_DISCONNECTED = "client_disconnected"  # turn.failed (logged only): the client left
     SLOW_CONSUMER = "slow_consumer"  # close reason: the client stopped reading its events
 

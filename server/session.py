@@ -19,6 +19,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Callable, Union
 
+from multipa_core.audio import MIN_SECONDS
+
 from .exceptions import ProtocolError
 from .pool import Job, JobResult
 from .protocol import (
@@ -165,7 +167,12 @@ class Session:
         self._clock = clock
         self._actions: list[Action] = []
         self._segmenter: Segmenter | None = None
-        self._turns: dict[int, _Turn] = {}
+        # per-step work must not grow with the session's history: only unfinished turns are
+        # kept, and the counts below are kept up to date rather than counted
+        self._turns: dict[int, _Turn] = {}  # unfinished turns (announced, no terminal event yet)
+        self._open_turn: _Turn | None = None  # announced and not yet ended (at most one)
+        self._submitted: set[int] = set()  # unfinished turns with a job that assesses them
+        self._started = 0  # turns announced
         self._pending_reference: str | None = None
         self._first_audio_at: float | None = None
         self._audio_samples = 0
@@ -184,12 +191,12 @@ class Session:
     @property
     def in_flight(self) -> int:
         """Turns submitted and not yet finished."""
-        return sum(1 for t in self._turns.values() if t.submitted_at is not None and not t.done)
+        return len(self._submitted)
 
     @property
     def unfinished(self) -> int:
         """Turns announced and without their terminal event."""
-        return sum(1 for t in self._turns.values() if not t.done)
+        return len(self._turns)
 
     # --- inputs -------------------------------------------------------------------
 
@@ -278,7 +285,7 @@ class Session:
         if spec is not None and job_id == spec.job_id:
             turn.speculation = None
             if turn.submitted_at is not None:  # adopted, then failed: one ordinary attempt
-                turn.submitted_at = None
+                self._set_submitted(turn, None)
                 self._dispatch(turn, self._pending_audio.pop(turn.id))
             return
         if turn.submitted_at is None or (job_id is not None and job_id != self._job_id(turn)):
@@ -350,9 +357,8 @@ class Session:
         self._send(SessionStarted(self.id, message.sample_rate, message.mode, message.realtime, message.vad, limits))
 
     def _reference(self, text: str) -> None:
-        open_turns = [t for t in self._turns.values() if not t.ended]
-        if open_turns and open_turns[-1].reference is None:
-            open_turns[-1].reference = text  # the learner started before the reference arrived
+        if self._open_turn is not None and self._open_turn.reference is None:
+            self._open_turn.reference = text  # the learner started before the reference arrived
         else:
             self._pending_reference = text
 
@@ -361,7 +367,8 @@ class Session:
             if isinstance(event, SegmentStarted):
                 turn = _Turn(event.index, event.start_ms, reference=self._pending_reference)
                 self._pending_reference = None
-                self._turns[turn.id] = turn
+                self._turns[turn.id] = self._open_turn = turn
+                self._started += 1
                 self._send(TurnStarted(turn.id, turn.start_ms))
             elif isinstance(event, SegmentPaused):
                 self._paused(event)
@@ -369,9 +376,11 @@ class Session:
                 self._turn_ended(event)
 
     def _paused(self, event: SegmentPaused) -> None:
-        turn = self._turns[event.index]
+        turn = self._turns.get(event.index)
         assert self.start is not None
-        if not self.speculate or self._no_dispatch is not None or self.state is not SessionState.STREAMING:
+        if turn is None or not self.speculate or self._no_dispatch is not None or self.state is not SessionState.STREAMING:
+            return
+        if self._too_short(event.audio):
             return
         if (self.start.mode is Mode.CLOSED and turn.reference is None) or self.in_flight >= self.limits.max_turns_in_flight:
             return  # it will fail (or queue) when it ends; no point running it now
@@ -387,7 +396,11 @@ class Session:
             turn.speculation = None
 
     def _turn_ended(self, event: SegmentEnded) -> None:
-        turn = self._turns[event.index]
+        turn = self._turns.get(event.index)
+        if turn is None:
+            return
+        if self._open_turn is turn:
+            self._open_turn = None
         turn.end_ms, turn.ended, turn.ended_at = event.end_ms, True, self._clock()
         self._send(TurnEnded(turn.id, turn.start_ms, turn.end_ms, event.reason))
         assert self.start is not None
@@ -399,11 +412,14 @@ class Session:
             self._fail(turn, *self._no_dispatch)
         elif self.start.mode is Mode.CLOSED and turn.reference is None:
             self._fail(turn, ErrorCode.REFERENCE_MISSING.value, "closed mode: send turn.reference before (or while) the learner speaks")
+        elif self._too_short(event.audio):  # a worker would only say so: no job for it
+            seconds = len(event.audio) / 2 / self.start.sample_rate
+            self._fail(turn, ErrorCode.AUDIO_TOO_SHORT.value, f"the turn lasts {seconds:.2f} s; at least {MIN_SECONDS} s is needed")
         elif self.in_flight >= self.limits.max_turns_in_flight:
             self._withdraw(turn)
             self._fail(turn, ErrorCode.TOO_MANY_TURNS.value, f"{self.limits.max_turns_in_flight} turns of this session are already waiting for assessment")
         elif spec is not None:  # assessed (or being assessed) since the pause
-            turn.submitted_at = spec.submitted_at
+            self._set_submitted(turn, spec.submitted_at)
             if spec.result is not None:
                 self._assessed(turn, spec.result)
             else:
@@ -413,8 +429,27 @@ class Session:
 
     def _dispatch(self, turn: _Turn, audio: bytes) -> None:
         assert self.start is not None
-        turn.submitted_at = self._clock()
+        self._set_submitted(turn, self._clock())
         self._actions.append(Submit(turn.id, Job(self._job_id(turn), audio, self.start.sample_rate, turn.reference)))
+
+    def _set_submitted(self, turn: _Turn, at: float | None) -> None:
+        turn.submitted_at = at
+        if at is None:
+            self._submitted.discard(turn.id)
+        else:
+            self._submitted.add(turn.id)
+
+    def _too_short(self, audio: bytes) -> bool:
+        assert self.start is not None
+        return len(audio) // 2 < MIN_SECONDS * self.start.sample_rate
+
+    def _done(self, turn: _Turn) -> None:
+        turn.done = True
+        self._turns.pop(turn.id, None)
+        self._submitted.discard(turn.id)
+        self._pending_audio.pop(turn.id, None)
+        if self._open_turn is turn:
+            self._open_turn = None
 
     def _job_id(self, turn: _Turn) -> str:
         """The id of the job whose outcome is the turn's."""
@@ -426,15 +461,13 @@ class Session:
         latency = {"queue": round(result.queue_ms, 1), "assess": round(result.assess_ms, 1), "total": round((now - ended_at) * 1000.0, 1)}
         if turn.speculation is not None:
             latency["head_start"] = round((ended_at - turn.speculation.submitted_at) * 1000.0, 1)
-        turn.done = True
-        self._pending_audio.pop(turn.id, None)
+        self._done(turn)
         self._send(TurnAssessed(turn.id, turn.start_ms, turn.end_ms, result.assessment, latency))
         self._maybe_finish()
 
     def _fail(self, turn: _Turn, code: str, message: str) -> None:
         self._withdraw(turn)
-        self._pending_audio.pop(turn.id, None)
-        turn.done = True
+        self._done(turn)
         self._failures[code] += 1
         self._send(TurnFailed(turn.id, turn.start_ms, turn.end_ms, code, message))
 
@@ -452,10 +485,9 @@ class Session:
         if self.state is not SessionState.DRAINING or self.unfinished:
             return
         assert self._ending is not None
-        turns = list(self._turns.values())
         failed = sum(self._failures.values())
         rate = self.start.sample_rate if self.start else 16000
-        self._send(SessionEnded(self._ending.reason, len(turns), len(turns) - failed, failed, int(round(self._audio_samples * 1000 / rate)), dict(self._failures)))
+        self._send(SessionEnded(self._ending.reason, self._started, self._started - failed, failed, int(round(self._audio_samples * 1000 / rate)), dict(self._failures)))
         if self._ending.reason is not SessionEndReason.DISCONNECT:
             self._actions.append(Close(self._ending.close, self._ending.close_reason))
         self.state = SessionState.CLOSED

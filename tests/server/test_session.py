@@ -587,3 +587,48 @@ def test_a_failed_speculation_falls_back_to_an_ordinary_job(speech):
         r.take()
         check_invariants(r)
     assert len(rec.of("turn.assessed")) == 3 and len(rec2.of("turn.assessed")) == 3
+
+
+# --- issue 19: push-to-talk turn spam ------------------------------------------------
+
+
+def test_a_turn_too_short_to_assess_fails_without_a_job():
+    """Issue 19 (4): a 2-byte push-to-talk turn went to a worker, only to come back audio_too_short."""
+    session = Session("s")
+    rec = Recorder(session)
+    start(session, realtime=False, vad={"enabled": False})
+    session.receive_audio(b"\x00\x10")
+    text(session, "turn.end")
+    session.receive_audio(np.full(RATE // 2, 1000, dtype=np.int16).tobytes())  # 0.5 s: assessed
+    text(session, "turn.end")
+    rec.take()
+    assert [a.turn_id for a in rec.actions if isinstance(a, Submit)] == [2]
+    failed = rec.of("turn.failed")
+    assert [(e["turn_id"], e["code"]) for e in failed] == [(1, "audio_too_short")] and "0.25 s" in failed[0]["message"]
+    assert session.in_flight == 1
+
+
+def test_per_turn_work_does_not_grow_with_the_session_history():
+    """Issue 19 (4): in_flight and turn.reference scanned every turn the session ever had."""
+    import time as _time
+
+    session = Session("s", limits=Limits(max_session_s=1e9))
+    start(session, realtime=False, vad={"enabled": False}, mode="closed")
+
+    def spam(n: int) -> float:
+        began = _time.perf_counter()
+        for _ in range(n):
+            text(session, "turn.reference", text="hello")
+            session.receive_audio(b"\x00\x10")
+            text(session, "turn.end")
+            session.actions()
+        return _time.perf_counter() - began
+
+    first = spam(1000)
+    spam(10000)
+    last = spam(1000)
+    assert last < 3 * first + 0.05, (first, last)  # scanning 11,000 turns per step was several times slower
+    assert session.unfinished == 0 and session.in_flight == 0
+    text(session, "session.end")
+    ended = [a.event for a in session.actions() if isinstance(a, Send) and a.event.type == "session.ended"][0]
+    assert ended.turns_started == 12000 and ended.failures == {"audio_too_short": 12000}
