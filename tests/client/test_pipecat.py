@@ -16,7 +16,6 @@ from pipecat.frames.frames import (  # noqa: E402
     Frame,
     InputAudioRawFrame,
     LLMMessagesAppendFrame,
-    StartFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
