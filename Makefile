@@ -1,9 +1,12 @@
 # The two commands of the README: `make run` and `make test`. Both install what
-# they need into .venv first (torch==2.13.0 before anything else: the local CPU
-# wheel; an unpinned torch would pull gigabytes of CUDA packages).
+# they need into .venv first, once: the install is redone only when pyproject.toml
+# changes (the package is installed in editable mode, so code edits need none).
+# torch==2.13.0 goes in before anything else: the local CPU wheel; an unpinned
+# torch would pull gigabytes of CUDA packages.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
 SAMPLE ?= ../shared/speechocean762/audio/000530003.flac
 
 .PHONY: install run test
@@ -11,10 +14,14 @@ SAMPLE ?= ../shared/speechocean762/audio/000530003.flac
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
 
-install: $(BIN)/activate
+$(STAMP): pyproject.toml | $(BIN)/activate
+	@echo "installing into $(VENV) (once; again only when pyproject.toml changes)"
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,server,mqtt,bench,pipecat]"
+	$(BIN)/pip install -q -e ".[test,server,mqtt,bench]"
+	@touch $@
+
+install: $(STAMP)
 
 run: install
 	$(BIN)/multipa assess $(SAMPLE)
