@@ -107,6 +107,30 @@ def pipecat_delay(r: dict) -> list[str]:
     return out
 
 
+GPU_COMMAND = "python bench/gpu.py --json-out bench/results/gpu.json"
+
+
+def gpu(r: dict | None) -> list[str]:
+    """One GPU worker (bench/gpu.py): the command, and its figures once a GPU machine has run it."""
+    out = ["## One GPU worker: batches, memory, real-time streams (`bench/gpu.py`)", ""]
+    if not r or r.get("skipped"):
+        return out + [
+            "Not measured yet: no GPU has been lent to a session. On a machine with an NVIDIA GPU, one command,",
+            "a few minutes (under 8), writes the figures this section shows (turns/s and per-turn latency at",
+            "batch 1, 4, 16 and 32, the device of every module, peak GPU memory, and the concurrent real-time",
+            "streams one GPU sustains at p95 under 500 ms with simulated turn arrivals):",
+            "",
+            f"    {GPU_COMMAND}",
+        ]
+    out += [f"{r.get('gpu')}; {where(r)}", "", "placement: " + ", ".join(f"{k} {v}" for k, v in r["placement"].items()), ""]
+    out += [row(["batch", "turns/s", "latency p50 ms", "p95 ms", "torch peak MiB", "device used MiB"]), row(["---"] * 6)]
+    for b in r["batches"]:
+        out.append(row([b["batch"], b["turns_per_s"], b["latency_ms"]["p50"], b["latency_ms"]["p95"], b["memory"].get("torch_peak_mib", "-"), b["memory"].get("device_used_mib", "-")]))
+    rt = r["realtime"]
+    out += ["", f"Real-time streams one GPU sustains at p95 under {rt['target_p95_ms']:.0f} ms (a {r['config']['turn_s']:g} s turn every {r['config']['turn_s'] + r['config']['gap_s']:g} s per stream, batches up to {rt['max_batch']}): **{rt['sustained_streams']}**."]
+    return out
+
+
 def main() -> int:
     lines = [
         "# Benchmarks",
@@ -130,6 +154,7 @@ def main() -> int:
         r = load(name)
         if r:
             lines += throughput(r, title) + [""]
+    lines += gpu(load("gpu")) + [""]
     for name, fn in (("soak", soak), ("accuracy", accuracy), ("pipecat_delay", pipecat_delay)):
         r = load(name)
         if r:

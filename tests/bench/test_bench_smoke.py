@@ -49,3 +49,19 @@ def test_accuracy_both_modes_with_plots(tmp_path):
         assert set(report["sentence"]) == {"accuracy", "fluency", "prosody", "total"}
         png = Path(report["plot"])
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_gpu_skips_without_cuda_and_runs_small_on_the_cpu(tmp_path):
+    import torch
+
+    if not torch.cuda.is_available():
+        proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert proc.returncode == 0 and "skipped" in json.loads(proc.stdout)
+        assert "no CUDA GPU" in proc.stderr and "--device cpu" in proc.stderr
+    out = bench("gpu.py", "--device", "cpu", "--batches", "1,2", "--turns", "2", "--rounds", "1", "--minutes", "1", "--json-out", str(tmp_path / "gpu.json"))
+    assert [r["batch"] for r in out["batches"]] == [1, 2] and all(r["turns_per_s"] > 0 for r in out["batches"])
+    assert set(out["placement"].values()) == {"cpu"} and {"asr_target", "aligner", "scorer[0]"} <= set(out["placement"])
+    assert out["same_words_at_every_batch"]
+    realtime = out["realtime"]
+    assert realtime["sustained_streams"] >= 0 and all(t["p95_ms"] > 0 for t in realtime["tried"])
+    assert json.loads((tmp_path / "gpu.json").read_text()) == out
