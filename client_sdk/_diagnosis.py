@@ -95,10 +95,18 @@ def _typed(doc: dict[str, Any], key: str, kinds: tuple[type, ...], where: str, d
     return value
 
 
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _float(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
 def parse_nbest(items: Any) -> tuple[NBest, ...]:
     if not isinstance(items, list):
         return ()
-    return tuple(NBest(str(x.get("phone", "")), str(x.get("ipa", "")), float(x.get("probability", 0.0))) for x in items if isinstance(x, dict))
+    return tuple(NBest(str(x.get("phone", "")), str(x.get("ipa", "")), _float(x.get("probability"))) for x in items if isinstance(x, dict))
 
 
 def parse_diagnosis(doc: Any) -> Diagnosis | None:
@@ -109,17 +117,20 @@ def parse_diagnosis(doc: Any) -> Diagnosis | None:
     prosody = None
     p = doc.get("prosody")
     if isinstance(p, dict):
-        pauses = tuple(Pause(int(x.get("after_word", 0)), int(x.get("start_ms", 0)), int(x.get("end_ms", 0))) for x in p.get("pauses", []) if isinstance(x, dict))
+        raw = p.get("pauses")
+        pauses = tuple(Pause(_int(x.get("after_word"), 0), _int(x.get("start_ms"), 0), _int(x.get("end_ms"), 0)) for x in (raw if isinstance(raw, list) else []) if isinstance(x, dict))
+        readings = p.get("readings")
         prosody = Prosody(
             _typed(p, "speaking_rate", (float,), "prosody", None), _typed(p, "articulation_rate", (float,), "prosody", None),
             _typed(p, "phones_per_second", (float,), "prosody", None), pauses, _typed(p, "longest_pause_ms", (int,), "prosody", 0),
             _typed(p, "f0_range_semitones", (float,), "prosody", None), _typed(p, "f0_median_hz", (float,), "prosody", None),
-            _typed(p, "monotone", (bool,), "prosody", False), {k: v for k, v in (p.get("readings") or {}).items() if isinstance(v, str)},
+            _typed(p, "monotone", (bool,), "prosody", False), {k: v for k, v in (readings if isinstance(readings, dict) else {}).items() if isinstance(v, str)},
         )  # fmt: skip
+    raw = doc.get("insertions")
     insertions = tuple(
-        InsertedWord(str(x.get("text", "")), int(x.get("start_ms", 0)), int(x.get("end_ms", 0)), int(x.get("after_word", -1))) for x in doc.get("insertions", []) or [] if isinstance(x, dict)
+        InsertedWord(str(x.get("text", "")), _int(x.get("start_ms"), 0), _int(x.get("end_ms"), 0), _int(x.get("after_word"), -1)) for x in (raw if isinstance(raw, list) else []) if isinstance(x, dict)
     )
-    errors = tuple(e for e in _typed(doc, "errors", (list,), w, []) if isinstance(e, str))
+    errors = tuple(e for e in (_typed(doc, "errors", (list,), w, []) or []) if isinstance(e, str))
     return Diagnosis(errors, insertions, prosody)
 
 

@@ -62,3 +62,30 @@ def test_a_deletion_keeps_its_null_heard_and_junk_is_tolerated():
     assert event.assessment.words[0].phones[0].heard is None and event.assessment.words[0].phones[0].error == "deletion"
     assert len(event.assessment.feedback) == 1 and event.assessment.diagnosis.insertions == ()
     assert to_dict(event)["assessment"]["words"][0]["phones"][0]["heard"] is None
+
+
+def _paths(doc, path=()):
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else []
+    for k, v in items:
+        yield path + (k,)
+        yield from _paths(v, path + (k,))
+
+
+def test_any_field_replaced_by_junk_parses_or_raises_invalid_event():
+    import json
+
+    from multipa_client import InvalidEvent
+
+    base = _new()
+    for path in _paths(base):
+        for junk in (None, -1, 2.5, "x", [], {}, [1], {"a": 1}, True, [{"phone": 3}]):
+            doc = json.loads(json.dumps(base))
+            node = doc
+            for k in path[:-1]:
+                node = node[k]
+            node[path[-1]] = junk
+            try:
+                event = parse_event(doc)
+            except InvalidEvent:
+                continue
+            json.dumps(to_dict(event))
