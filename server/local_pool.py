@@ -1,10 +1,13 @@
 """The embedded worker pool: N local processes, each holding the models once.
 
-Jobs wait in a bounded FIFO and go to idle workers; an idle worker takes up to
+Jobs wait in a bounded queue, taken round robin across sessions
+(:class:`~multipa_server.pool.FairQueue`), and go to idle workers; an idle worker takes up to
 ``WorkerOptions.batch`` waiting jobs at once and assesses them together (one encoder
 and scorer pass; a job sent again after a crash goes alone). A worker that dies on a job
 (a segfault, the OOM killer) is replaced and the job runs once more on another
-worker; if that one dies too the job fails with ``worker_crashed``. A job that
+worker; if that one dies too the job fails with ``worker_crashed``. A worker that
+dies while idle is noticed at once (the event loop watches its process sentinel) and
+replaced, after a growing back-off when it keeps dying soon after it started. A job that
 outlives the job timeout fails with ``timeout`` and its worker, which may be
 stuck, is killed and replaced. Workers are spawned (never forked: the server's
 event loop and threads must not be copied) and talk over a pipe each; the
@@ -18,7 +21,6 @@ import concurrent.futures
 import enum
 import logging
 import multiprocessing
-from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Callable
@@ -27,16 +29,19 @@ from . import worker
 from .exceptions import (
     AssessmentError,
     JobTimeoutError,
+    OverloadedError,
     PoolClosedError,
     PoolStartError,
     WorkerCrashedError,
 )
-from .pool import Job, JobResult, PoolStats, WorkerPool, check_admission
+from .pool import FairQueue, Job, JobResult, PoolStats, WorkerPool
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2  # a job whose worker crashed runs once more, then fails
 RESPAWN_DELAYS_S = (1.0, 5.0, 30.0)  # between failed restarts of a worker
+STABLE_S = 60.0  # a worker that dies again this soon after it was ready is crash-looping ...
+CRASH_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # ... and waits this long before its next restart
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,9 @@ class _Slot:
     conn: Connection | None = None
     state: _SlotState = _SlotState.STARTING
     name: str = ""
+    ready_at: float | None = None  # loop time it last became ready
+    quick_deaths: int = 0  # deaths in a row within STABLE_S of being ready
+    watched: int | None = None  # the process sentinel the event loop watches
 
 
 @dataclass
@@ -89,7 +97,7 @@ class LocalPool(WorkerPool):
         self._target = target
         self._ctx = multiprocessing.get_context("spawn")
         self._slots = [_Slot(i) for i in range(self.options.workers)]
-        self._queue: deque[_Entry] = deque()
+        self._queue: FairQueue[_Entry] = FairQueue(lambda e: e.job.session, self.options.max_queue)
         self._threads = concurrent.futures.ThreadPoolExecutor(max_workers=2 * self.options.workers + 1, thread_name_prefix="multipa-pool")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running: dict[int, tuple[_Slot, _Entry]] = {}  # id(entry) -> where it runs
@@ -106,7 +114,9 @@ class LocalPool(WorkerPool):
             raise errors[0]
 
     async def submit(self, job: Job) -> JobResult:
-        check_admission(self._closed, len(self._queue), self.options.max_queue)
+        displaced = self._queue.admit(self._closed, job.session)
+        if displaced is not None and not displaced.future.done():
+            displaced.future.set_exception(OverloadedError("the queue is full and this session has more turns waiting than others; try again later"))
         loop = asyncio.get_running_loop()
         entry = _Entry(job, loop.create_future(), loop.time())
         self._queue.append(entry)
@@ -130,6 +140,8 @@ class LocalPool(WorkerPool):
             if not entry.future.done():
                 entry.future.set_exception(PoolClosedError("the worker pool shut down during the assessment"))
         loop = asyncio.get_running_loop()
+        for slot in self._slots:
+            self._unwatch(slot)
         slots = [s for s in self._slots if s.process is not None]
         await asyncio.gather(*(loop.run_in_executor(self._threads, _stop_process, s.process, s.conn, s.state is not _SlotState.BUSY) for s in slots))
         for slot in slots:
@@ -159,7 +171,8 @@ class LocalPool(WorkerPool):
         loop = asyncio.get_running_loop()
         reply = await loop.run_in_executor(self._threads, _receive, slot.conn, self.options.start_timeout_s)
         if isinstance(reply, worker.Ready):
-            slot.state = _SlotState.READY
+            slot.state, slot.ready_at = _SlotState.READY, loop.time()
+            self._watch(slot)
             log.info("worker %s ready on %s", slot.name, reply.device)
             self._dispatch()
             return
@@ -227,11 +240,40 @@ class LocalPool(WorkerPool):
                 entry.future.set_exception(WorkerCrashedError(f"the worker died on this turn {entry.attempts} times"))
         self._dispatch()
 
+    def _watch(self, slot: _Slot) -> None:
+        """Notice the worker's death the moment it happens (its process sentinel becomes
+        readable), not at its next job: an idle worker that dies is replaced at once."""
+        process, loop = slot.process, asyncio.get_running_loop()
+        fd = process.sentinel
+
+        def died() -> None:
+            self._unwatch(slot)
+            if self._closed or slot.process is not process or slot.state is not _SlotState.READY:
+                return  # a busy worker's death is _run's to handle: it retries the job
+            log.error("worker %s died while idle (exit code %s); replacing it", slot.name, process.exitcode)
+            slot.state = _SlotState.DEAD
+            self._spawn_task(self._replace(slot))
+
+        loop.add_reader(fd, died)
+        slot.watched = fd
+
+    def _unwatch(self, slot: _Slot) -> None:
+        if slot.watched is not None:
+            asyncio.get_running_loop().remove_reader(slot.watched)
+            slot.watched = None
+
     async def _replace(self, slot: _Slot) -> None:
         loop = asyncio.get_running_loop()
+        self._unwatch(slot)
         await loop.run_in_executor(self._threads, _stop_process, slot.process, slot.conn, False)
         slot.process = slot.conn = None
-        for attempt, delay in enumerate((0.0, *RESPAWN_DELAYS_S)):
+        lived = loop.time() - slot.ready_at if slot.ready_at is not None else STABLE_S
+        slot.quick_deaths = slot.quick_deaths + 1 if lived < STABLE_S else 0
+        # the first quick death restarts at once (a job timeout kills a worker too); a second one in a row backs off
+        backoff = CRASH_BACKOFF_S[min(slot.quick_deaths - 1, len(CRASH_BACKOFF_S)) - 1] if slot.quick_deaths > 1 else 0.0
+        if backoff:
+            log.warning("worker %d died %d times in a row within %.0f s of starting; backing off %.0f s before restarting it", slot.index, slot.quick_deaths, STABLE_S, backoff)
+        for attempt, delay in enumerate((backoff, *RESPAWN_DELAYS_S)):
             if self._closed:
                 return
             await asyncio.sleep(delay)

@@ -23,15 +23,14 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import mqtt_link
 from . import mqtt_protocol as wire
-from .exceptions import AssessmentError, PoolClosedError, PoolStartError, WorkerUnavailableError
+from .exceptions import AssessmentError, OverloadedError, PoolClosedError, PoolStartError, WorkerUnavailableError
 from .mqtt_link import BrokerOptions
-from .pool import Job, JobResult, PoolStats, WorkerPool, check_admission
+from .pool import FairQueue, Job, JobResult, PoolStats, WorkerPool
 from .protocol import ServerEvent, serialize
 
 log = logging.getLogger(__name__)
@@ -75,7 +74,7 @@ class MqttPool(WorkerPool):
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._workers: dict[str, wire.WorkerStatus] = {}  # online workers, from their retained status
-        self._queue: deque[_Entry] = deque()  # waiting to be sent (first time or again)
+        self._queue: FairQueue[_Entry] = FairQueue(lambda e: e.job.session, self.options.max_queue)  # waiting to be sent (first time or again)
         self._inflight: dict[str, _Entry] = {}  # sent, not answered
         self._background: set[asyncio.Task[Any]] = set()
         self._seq = 0
@@ -96,7 +95,9 @@ class MqttPool(WorkerPool):
         log.info("gateway %s connected to %s, topics under %s/", self.gateway, self.options.broker.url, self._prefix)
 
     async def submit(self, job: Job) -> JobResult:
-        check_admission(self._closed, len(self._queue), self.options.max_queue)
+        displaced = self._queue.admit(self._closed, job.session)
+        if displaced is not None:
+            self._finish(displaced, OverloadedError("the queue is full and this session has more turns waiting than others; try again later"))
         loop = asyncio.get_running_loop()
         self._seq += 1
         entry = _Entry(f"{self.gateway}-{self._seq}", job, loop.create_future(), loop.time())

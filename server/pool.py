@@ -9,14 +9,19 @@ anywhere, jobs through a broker). Both keep these promises:
   :class:`~multipa_server.exceptions.PoolError` whose ``code`` goes to the client
   in ``turn.failed``; it never hangs past the pool's job timeout.
 - A full queue fails a new job at once with ``overloaded``: memory stays bounded.
+- The queue is fair between sessions (:class:`FairQueue`): waiting jobs are taken
+  round robin across sessions, one session holds at most :data:`SESSION_QUEUE_SHARE`
+  of the queue, and when the queue is full a session with fewer waiting jobs takes
+  the place of the newest job of the greediest one, which fails with ``overloaded``.
 - Cancelling a ``submit`` (the client went away) withdraws a queued job.
 """
 
 from __future__ import annotations
 
 import abc
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from .exceptions import OverloadedError, PoolClosedError
 
@@ -29,6 +34,11 @@ class Job:
     pcm: bytes  # PCM16 little-endian mono
     sample_rate: int  # of pcm
     reference: str | None = None  # the expected sentence (closed mode), else None
+
+    @property
+    def session(self) -> str:
+        """The session the job comes from (what the fair queue shares the workers by)."""
+        return self.id.partition("/")[0]
 
 
 @dataclass(frozen=True)
@@ -90,14 +100,105 @@ class WorkerPool(abc.ABC):
         """Current worker and queue counts."""
 
 
-def check_admission(closed: bool, queued: int, max_queue: int) -> None:
-    """What every pool's :meth:`WorkerPool.submit` checks first.
+SESSION_QUEUE_SHARE = 0.25  # of max_queue, at most one session's waiting jobs (at least 1)
 
-    Raises:
-        PoolClosedError: the pool is closing.
-        OverloadedError: ``queued`` jobs already wait and that is the bound.
+T = TypeVar("T")
+
+
+class FairQueue(Generic[T]):
+    """Jobs waiting for a worker, one lane per session, taken round robin across lanes.
+
+    Quacks like the deque the pools used before (``append``, ``appendleft``,
+    ``popleft``, ``[0]``, ``remove``, ``in``, ``len``, iteration), so a noisy session's
+    backlog waits behind one job of each other session instead of in front of them.
+
+    Args:
+        session: the session of an item.
+        max_queue: the bound :meth:`admit` enforces.
+        share: the part of ``max_queue`` one session may hold.
     """
-    if closed:
-        raise PoolClosedError("the worker pool is shutting down")
-    if queued >= max_queue:
-        raise OverloadedError(f"{queued} turns are already waiting for a worker; try again later")
+
+    def __init__(self, session: Callable[[T], str], max_queue: int, share: float = SESSION_QUEUE_SHARE) -> None:
+        self._session = session
+        self.max_queue = max_queue
+        self.per_session = max(1, int(max_queue * share))
+        self._lanes: OrderedDict[str, deque[T]] = OrderedDict()  # the next lane to serve first
+        self._size = 0
+
+    def admit(self, closed: bool, session: str) -> T | None:
+        """Check a new job of ``session`` in; returns the waiting job it displaces, if any,
+        which the caller fails with ``overloaded``.
+
+        Raises:
+            PoolClosedError: the pool is closing.
+            OverloadedError: ``session`` holds its share of the queue already, or the
+                queue is full of other sessions' jobs that hold no more than it does.
+        """
+        if closed:
+            raise PoolClosedError("the worker pool is shutting down")
+        mine = len(self._lanes.get(session, ()))
+        if mine >= self.per_session:
+            raise OverloadedError(f"{mine} turns of this session are already waiting for a worker; other sessions get their share first")
+        if self._size < self.max_queue:
+            return None
+        greedy = max(self._lanes, key=lambda k: len(self._lanes[k]), default=None)
+        if greedy is None or len(self._lanes[greedy]) <= mine + 1:
+            raise OverloadedError(f"{self._size} turns are already waiting for a worker; try again later")
+        lane = self._lanes[greedy]
+        displaced = lane.pop()  # its newest: the one that has waited least
+        self._size -= 1
+        if not lane:
+            del self._lanes[greedy]
+        return displaced
+
+    def append(self, item: T) -> None:
+        key = self._session(item)
+        if key not in self._lanes:
+            self._lanes[key] = deque()  # a new lane is served after those already waiting
+        self._lanes[key].append(item)
+        self._size += 1
+
+    def appendleft(self, item: T) -> None:
+        """First in line (a job sent again after a crash: it has waited longest)."""
+        key = self._session(item)
+        self._lanes.setdefault(key, deque()).appendleft(item)
+        self._lanes.move_to_end(key, last=False)
+        self._size += 1
+
+    def popleft(self) -> T:
+        if not self._lanes:
+            raise IndexError("pop from an empty queue")
+        key, lane = next(iter(self._lanes.items()))
+        item = lane.popleft()
+        self._size -= 1
+        if lane:
+            self._lanes.move_to_end(key)  # this session's next job waits for one of every other session
+        else:
+            del self._lanes[key]
+        return item
+
+    def remove(self, item: T) -> None:
+        key = self._session(item)
+        lane = self._lanes[key]
+        lane.remove(item)
+        self._size -= 1
+        if not lane:
+            del self._lanes[key]
+
+    def __getitem__(self, index: int) -> T:
+        if index != 0 or not self._lanes:
+            raise IndexError("only the next item can be looked at")
+        return next(iter(self._lanes.values()))[0]
+
+    def __contains__(self, item: object) -> bool:
+        return any(item in lane for lane in self._lanes.values())
+
+    def __iter__(self) -> Iterator[T]:
+        for lane in list(self._lanes.values()):
+            yield from list(lane)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __bool__(self) -> bool:
+        return self._size > 0

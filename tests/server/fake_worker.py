@@ -2,7 +2,8 @@
 
 A list of jobs is a batch, answered by a list. The job's ``reference`` says what to do: ``crash`` (exit at once), ``crash-once:PATH``
 (exit unless PATH exists, creating it), ``sleep:SECONDS``, ``reject`` (a multipa_core
-error), else answer. ``WorkerOptions.scorer`` says how to start: ``fail`` or ``die``.
+error), else answer. ``WorkerOptions.scorer`` says how to start: ``fail`` or ``die``; ``die-idle:SECONDS``
+starts, then exits that long after it was ready.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ def main(conn, options) -> None:
     if options.scorer == "die":
         os._exit(7)
     conn.send(Ready(os.getpid(), "cpu"))
+    if options.scorer.startswith("die-idle:"):  # ready, then dies while idle
+        time.sleep(float(options.scorer.split(":", 1)[1]))
+        os._exit(9)
     while True:
         try:
             message = conn.recv()

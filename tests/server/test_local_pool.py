@@ -160,3 +160,58 @@ def test_a_worker_that_cannot_start_fails_the_start(how):
 
     message = asyncio.run(main())
     assert ("model_files" in message) if how == "fail" else ("exited" in message)
+
+
+def test_a_worker_that_dies_while_idle_is_replaced_at_once():
+    """Issue 19 (3): an idle worker killed with SIGKILL stayed dead (and /healthz 503) until a job hit its pipe."""
+    import os
+    import signal
+
+    async def test(pool):
+        pid = next(s.process.pid for s in pool._slots)
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(300):
+            await asyncio.sleep(0.1)
+            stats = pool.stats()
+            if stats.ready == 1 and stats.restarts == 1:
+                break
+        assert (pool.stats().ready, pool.stats().restarts) == (1, 1), "no job was submitted: only the watch can have replaced it"
+        assert next(s.process.pid for s in pool._slots) != pid
+        assert (await pool.submit(job("after"))).assessment["job"] == "after"
+
+    with_pool(test, workers=1)
+
+
+def test_a_crash_looping_worker_is_restarted_with_a_growing_back_off(caplog):
+    async def test(pool):
+        for _ in range(400):
+            await asyncio.sleep(0.05)
+            if sum("backing off 2 s" in r.getMessage() for r in caplog.records):
+                break
+        backoffs = [r.getMessage() for r in caplog.records if "backing off" in r.getMessage()]
+        assert any("backing off 1 s" in m for m in backoffs) and any("backing off 2 s" in m for m in backoffs), backoffs
+        assert pool.stats().restarts <= 5
+
+    caplog.set_level("WARNING", logger="multipa_server.local_pool")
+    with_pool(test, workers=1, worker=WorkerOptions(scorer="die-idle:0.2"))
+
+
+def test_the_queue_takes_sessions_in_turn():
+    """A session's backlog waits behind one job of each other session, not in front of them."""
+
+    async def test(pool):
+        done: list[str] = []
+
+        async def run(name: str, what: str | None = None) -> None:
+            await pool.submit(job(name, what))
+            done.append(name)
+
+        blocker = asyncio.create_task(run("x/1", "sleep:0.5"))  # the one worker is busy
+        await asyncio.sleep(0.2)
+        greedy = [asyncio.create_task(run(f"greedy/{i}")) for i in range(3)]
+        await asyncio.sleep(0.05)
+        quiet = asyncio.create_task(run("quiet/1"))
+        await asyncio.gather(blocker, *greedy, quiet)
+        assert done.index("quiet/1") <= 2, done  # after x/1 and at most one greedy turn
+
+    with_pool(test, workers=1)

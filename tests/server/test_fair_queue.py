@@ -1,0 +1,81 @@
+"""The pools' fair queue: round robin across sessions, a per-session share, and the greedy session's turn displaced first."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from multipa_server.exceptions import OverloadedError, PoolClosedError
+from multipa_server.pool import FairQueue, Job
+
+
+def queue(max_queue: int = 8, share: float = 0.5) -> FairQueue[Job]:
+    return FairQueue(lambda j: j.session, max_queue, share)
+
+
+def add(q: FairQueue[Job], name: str) -> Job | None:
+    displaced = q.admit(False, name.partition("/")[0])
+    j = Job(name, b"", 16000)
+    q.append(j)
+    return displaced
+
+
+def test_round_robin_across_sessions():
+    q = queue()
+    for name in ("a/1", "a/2", "a/3", "b/1", "c/1", "b/2"):
+        add(q, name)
+    order = [q.popleft().id for _ in range(len(q))]
+    assert order == ["a/1", "b/1", "c/1", "a/2", "b/2", "a/3"]
+
+
+def test_a_retry_goes_first():
+    q = queue()
+    add(q, "a/1")
+    add(q, "b/1")
+    q.appendleft(Job("b/0", b"", 16000))
+    assert q[0].id == "b/0" and [q.popleft().id for _ in range(3)] == ["b/0", "a/1", "b/1"]
+
+
+def test_a_session_holds_at_most_its_share():
+    q = queue(max_queue=8, share=0.25)
+    add(q, "a/1")
+    add(q, "a/2")
+    with pytest.raises(OverloadedError, match="this session"):
+        add(q, "a/3")
+    assert add(q, "b/1") is None
+
+
+def test_a_full_queue_displaces_the_greediest_sessions_newest_turn():
+    """Issue 19 (fairness): 8 sessions pushing turns; a quiet one lost 2 of 3 turns to overloaded."""
+    q = queue(max_queue=4, share=0.75)
+    for name in ("greedy/1", "greedy/2", "greedy/3", "other/1"):
+        add(q, name)
+    displaced = add(q, "quiet/1")
+    assert displaced is not None and displaced.id == "greedy/3"
+    assert sorted(j.id for j in q) == ["greedy/1", "greedy/2", "other/1", "quiet/1"]
+    displaced = add(q, "quiet2/1")  # greedy holds 2, the newcomer 0
+    assert displaced is not None and displaced.id == "greedy/2"
+    with pytest.raises(OverloadedError):  # every session holds one: nobody to displace
+        add(q, "late/1")
+    with pytest.raises(PoolClosedError):
+        q.admit(True, "x")
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcde"), st.booleans()), max_size=60))
+def test_bounded_and_consistent(ops):
+    q = queue(max_queue=6, share=0.5)
+    n = 0
+    for session, put in ops:
+        if put:
+            try:
+                add(q, f"{session}/{n}")
+            except OverloadedError:
+                pass
+            n += 1
+        elif q:
+            q.popleft()
+        assert len(q) == len(list(q)) <= 6
+        per = {}
+        for j in q:
+            per[j.session] = per.get(j.session, 0) + 1
+        assert all(v <= 3 for v in per.values())
