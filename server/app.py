@@ -28,7 +28,7 @@ from urllib.parse import parse_qs
 
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.datastructures import Headers
+from websockets.datastructures import Headers, MultipleValuesError
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
@@ -57,6 +57,8 @@ class ServerOptions:
     max_outbox: int = 256  # events queued for a client that does not read; more disconnect it (slow_consumer)
     send_timeout_s: float = 30.0  # a send blocked this long disconnects the client (slow_consumer)
     max_sessions: int = 100  # open websocket sessions; more are refused with 503 before the upgrade
+    max_sessions_per_client: int = 0  # open sessions from one client address; more are refused with 429 (0: no cap)
+    client_address_header: str | None = None  # behind a proxy: the header it puts the client's address in (X-Forwarded-For: its last entry)
     speculate: bool = True  # assess a VAD turn at the learner's pause, on an idle worker, while the hang-over runs
 
 
@@ -78,7 +80,7 @@ class Server:
         self._shutdown = asyncio.Event()
         self._closed = asyncio.Event()
         self._stopping: asyncio.Task[None] | None = None
-        self._admitted: weakref.WeakSet[ServerConnection] = weakref.WeakSet()  # past the session limit check
+        self._admitted: weakref.WeakKeyDictionary[ServerConnection, str] = weakref.WeakKeyDictionary()  # past the session limit checks -> client address
 
     async def start(self) -> None:
         """Start the pool (models load here), then listen.
@@ -160,11 +162,22 @@ class Server:
         try:
             await Connection(ws, session, self.pool, shutdown=self._shutdown, drain_timeout_s=self.options.drain_timeout_s, observe=observe, max_outbox=self.options.max_outbox, send_timeout_s=self.options.send_timeout_s).run()
         finally:
-            self._admitted.discard(ws)
+            self._admitted.pop(ws, None)
             self.metrics.session_closed()
             log.info("session %s: closed", session.id)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.method != "GET":
+            response = _respond(connection, HTTPStatus.METHOD_NOT_ALLOWED, f"{request.method[:16]} is not allowed here; every endpoint answers GET only\n")
+            response.headers["Allow"] = "GET"
+            return response
+        try:
+            return self._route(connection, request)
+        except MultipleValuesError as exc:  # headers.get() on a header sent twice: a bad request, not a server error
+            name = str(exc.args[0]) if exc.args else "a"
+            return _respond(connection, HTTPStatus.BAD_REQUEST, f"the {name[:64]} header appears more than once; send it once\n")
+
+    def _route(self, connection: ServerConnection, request: Request) -> Response | None:
         path, _, query = request.path.partition("?")
         if path == "/healthz":
             stats = self.pool.stats()
@@ -185,14 +198,31 @@ class Server:
             log.info("refused a connection from %s: no valid API key", connection.remote_address)
             return response
         # counted here, not in the handler: a flood of handshakes at once must not overshoot
-        sessions = sum(1 for c in self._admitted if c.protocol.state in (State.CONNECTING, State.OPEN))
-        if sessions >= self.options.max_sessions:
+        open_now = [a for c, a in list(self._admitted.items()) if c.protocol.state in (State.CONNECTING, State.OPEN)]
+        if len(open_now) >= self.options.max_sessions:
             response = _respond(connection, HTTPStatus.SERVICE_UNAVAILABLE, f"the server is at its limit of {self.options.max_sessions} sessions; try again later\n")
             response.headers["Retry-After"] = "5"
-            log.warning("refused a connection from %s: %d sessions open", connection.remote_address, sessions)
+            log.warning("refused a connection from %s: %d sessions open", connection.remote_address, len(open_now))
             return response
-        self._admitted.add(connection)
+        client = self._client_address(connection, request.headers)
+        cap = self.options.max_sessions_per_client
+        if cap and open_now.count(client) >= cap:
+            response = _respond(connection, HTTPStatus.TOO_MANY_REQUESTS, f"{cap} sessions from your address are open already; close one first\n")
+            response.headers["Retry-After"] = "5"
+            log.warning("refused a connection from %s: %d sessions open from that address", client, cap)
+            return response
+        self._admitted[connection] = client
         return None
+
+    def _client_address(self, connection: ServerConnection, headers: Headers) -> str:
+        """The client's address: the peer's, or behind a proxy the last one it put in its header."""
+        if self.options.client_address_header:
+            values = ",".join(headers.get_all(self.options.client_address_header))
+            hops = [h.strip() for h in values.split(",") if h.strip()]
+            if hops:
+                return hops[-1]  # the proxy's own entry; those before it are the client's to forge
+        peer = connection.remote_address
+        return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
 
     def _authorized(self, headers: Headers, query: str) -> bool:
         offered: list[str] = parse_qs(query).get("api_key", [])

@@ -24,6 +24,7 @@ from .local_pool import LocalPool, LocalPoolOptions
 from .mqtt_link import add_broker_arguments, broker_from_args
 from .mqtt_pool import MqttPool, MqttPoolOptions
 from .pool import WorkerPool
+from .session import Limits
 from .runtime import WorkerOptions
 from .worker_cli import add_worker_arguments, check_batch
 
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-queue", type=int, default=16, help="turns waiting for a worker before new ones fail with overloaded")
     parser.add_argument("--drain-timeout", type=float, default=60.0, help="seconds a shutdown waits for turns in flight")
     parser.add_argument("--max-sessions", type=int, default=100, help="open sessions; more connections are refused with 503")
+    parser.add_argument("--max-sessions-per-client", type=int, default=0, help="open sessions from one client address; more are refused with 429 (default 0: no cap; behind a proxy, also set --client-address-header)")
+    parser.add_argument("--client-address-header", default=None, metavar="NAME", help="behind a reverse proxy: the header holding the client's address, e.g. X-Forwarded-For (its last entry is taken); only set it when every connection comes through that proxy")
+    parser.add_argument("--start-timeout", type=float, default=10.0, help="seconds a connection has to send session.start before it is closed (start_timeout)")
     parser.add_argument("--no-speculate", action="store_true", help="assess a turn only once it has ended (by default a turn is assessed on an idle worker from the learner's pause, while the hang-over runs)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every session and job")
     add_broker_arguments(parser, broker_help="dispatch turns to multipa-worker processes through this broker (mqtt://HOST:PORT or mqtts:// for TLS; MULTIPA_BROKER) instead of local workers")
@@ -82,8 +86,8 @@ async def serve(options: ServerOptions, pool_options: LocalPoolOptions | MqttPoo
 def main(argv: Sequence[str] | None = None) -> int:
     args = settings.validated(build_parser).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.workers < 1 or args.max_queue < 0:
-        print("error [config_error]: --workers must be at least 1 and --max-queue at least 0", file=sys.stderr)
+    if args.workers < 1 or args.max_queue < 0 or args.max_sessions_per_client < 0 or args.start_timeout <= 0:
+        print("error [config_error]: --workers must be at least 1, --max-queue and --max-sessions-per-client at least 0, and --start-timeout positive", file=sys.stderr)
         return 2
     try:
         check_batch(args.batch)
@@ -104,7 +108,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ServerError as exc:
             print(f"error [{exc.code}]: {exc}", file=sys.stderr)
             return 2
-    options = ServerOptions(host=args.host, port=args.port, api_keys=api_keys, drain_timeout_s=args.drain_timeout, speculate=not args.no_speculate, max_sessions=args.max_sessions)
+    options = ServerOptions(
+        host=args.host,
+        port=args.port,
+        api_keys=api_keys,
+        drain_timeout_s=args.drain_timeout,
+        speculate=not args.no_speculate,
+        max_sessions=args.max_sessions,
+        max_sessions_per_client=args.max_sessions_per_client,
+        client_address_header=args.client_address_header,
+        limits=Limits(start_timeout_s=args.start_timeout),
+    )
     try:
         return asyncio.run(serve(options, pool_options))
     except ServerError as exc:

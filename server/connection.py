@@ -91,12 +91,18 @@ class Connection:
 
     async def _read(self) -> None:
         limits = self.session.limits
+        loop = asyncio.get_running_loop()
+        start_deadline = loop.time() + limits.start_timeout_s  # a client that never starts holds a slot for nothing
         while True:
             waiting = self.session.state in (SessionState.AWAITING_START, SessionState.STREAMING)
+            timeout = limits.idle_timeout_s if waiting else None
+            if self.session.state is SessionState.AWAITING_START:
+                timeout = min(limits.idle_timeout_s, max(0.0, start_deadline - loop.time()))
             try:
-                message = await asyncio.wait_for(self.transport.recv(), limits.idle_timeout_s if waiting else None)
+                message = await asyncio.wait_for(self.transport.recv(), timeout)
             except asyncio.TimeoutError:
-                self._step(self.session.idle)
+                starting = self.session.state is SessionState.AWAITING_START and loop.time() >= start_deadline
+                self._step(self.session.start_timeout if starting else self.session.idle)
                 continue
             except ConnectionClosed:
                 self._disconnected()

@@ -48,6 +48,7 @@ class ErrorCode(str, enum.Enum):
     TOO_FAST = "too_fast"  # realtime=true, but audio arrives faster than real time
     SESSION_TOO_LONG = "session_too_long"
     IDLE_TIMEOUT = "idle_timeout"
+    START_TIMEOUT = "start_timeout"  # no session.start within start_timeout_s of connecting
     SHUTTING_DOWN = "shutting_down"
     INTERNAL_ERROR = "internal_error"
     OVERLOADED = "overloaded"  # turn.failed: the worker queue is full
@@ -169,6 +170,10 @@ class TurnReference:
             raise _invalid("turn.reference text is empty")
         if len(self.text) > MAX_REFERENCE_CHARS:
             raise _invalid(f"turn.reference text is longer than {MAX_REFERENCE_CHARS} characters")
+        from multipa_core.asr import normalize_word  # the words the pipeline scores, found its way
+
+        if not any(normalize_word(token) for token in self.text.split()):
+            raise _invalid("turn.reference text has no word that can be scored (letters a-z or digits); emoji, punctuation and other scripts are not assessed")
 
 
 @dataclass

@@ -66,6 +66,7 @@ class Limits:
     max_session_s: float = 3600.0  # audio one session may stream
     max_turns_in_flight: int = 4  # turns awaiting assessment; more fail with too_many_turns
     idle_timeout_s: float = 60.0  # no client message this long (and no turn in flight) ends the session
+    start_timeout_s: float = 10.0  # a connection without session.start this long after connecting is closed
     realtime_lead_ms: float = 2000.0  # how far a realtime client's audio may run ahead of the clock
     realtime_rate: float = 1.02  # audio rate a realtime client may sustain, relative to real time (clock drift)
 
@@ -214,6 +215,9 @@ class Session:
                 if self.state is SessionState.AWAITING_START:
                     return self._fatal(exc.code, str(exc))  # without a valid start there is no session
                 return self._error(ErrorCode.INVALID_STATE, "the session has already started")
+            if exc.message_type is None and self.state is SessionState.AWAITING_START:
+                # unreadable before any session: taken as a malformed session.start, which is fatal
+                return self._fatal(exc.code, f"{exc}; the first message must be a session.start")
             return self._error(exc.code, str(exc))
         if isinstance(message, Ping):
             self._send(Pong(message.id))
@@ -297,6 +301,11 @@ class Session:
         """The client has sent nothing for the idle timeout."""
         if self.state in (SessionState.AWAITING_START, SessionState.STREAMING) and not self.in_flight:
             self._fatal(ErrorCode.IDLE_TIMEOUT, f"no message for {self.limits.idle_timeout_s:.0f} s", reason=SessionEndReason.IDLE)
+
+    def start_timeout(self) -> None:
+        """``start_timeout_s`` have passed since the client connected."""
+        if self.state is SessionState.AWAITING_START:
+            self._fatal(ErrorCode.START_TIMEOUT, f"no session.start within {self.limits.start_timeout_s:g} s of connecting")
 
     def shutdown(self) -> None:
         """The server is going away: finish the open turn, drain, close with 1001."""
