@@ -632,3 +632,34 @@ def test_per_turn_work_does_not_grow_with_the_session_history():
     text(session, "session.end")
     ended = [a.event for a in session.actions() if isinstance(a, Send) and a.event.type == "session.ended"][0]
     assert ended.turns_started == 12000 and ended.failures == {"audio_too_short": 12000}
+
+
+@pytest.mark.parametrize("reference", ["🙂🙂", "?!... —", "你好世界", "привет"])
+def test_a_reference_with_no_scorable_word_is_rejected_naming_the_field(reference):
+    """Issue 19: such a reference got turn.assessed with no words and a sentence total near 7.5."""
+    session = Session("s")
+    rec = Recorder(session)
+    start(session, realtime=False, mode="closed", vad={"enabled": False})
+    text(session, "turn.reference", text=reference)
+    session.receive_audio(np.full(RATE // 2, 1000, dtype=np.int16).tobytes())
+    text(session, "turn.end")
+    rec.take()
+    errors = rec.of("error")
+    assert errors and errors[0]["code"] == "invalid_message" and "turn.reference text" in errors[0]["message"] and not errors[0]["fatal"]
+    assert not [a for a in rec.actions if isinstance(a, Submit)]  # the turn has no reference: reference_missing, no score
+    assert [e["code"] for e in rec.of("turn.failed")] == ["reference_missing"]
+
+
+def test_an_unreadable_first_message_is_a_fatal_malformed_start():
+    """Issue 19: docs/protocol.md says a malformed session.start is fatal; the code answered a non-fatal malformed_json."""
+    session = Session("s")
+    rec = Recorder(session)
+    session.receive_text('{"type": "session.start", "sample_rate": 16000')
+    rec.take()
+    assert rec.of("error")[0]["code"] == "malformed_json" and rec.of("error")[0]["fatal"]
+    assert session.state is SessionState.CLOSED and isinstance(rec.actions[-1], Close) and rec.actions[-1].code is CloseCode.POLICY_VIOLATION
+    later = Session("t")  # once started, a malformed message is only rejected
+    start(later)
+    later.actions()
+    later.receive_text("{nope")
+    assert [a.event.fatal for a in later.actions() if isinstance(a, Send)] == [False]
