@@ -84,7 +84,7 @@ def measure_batch(assessor: Any, turns: list[np.ndarray], batch: int, rounds: in
     return {
         "batch": batch,
         "turns": assessed,
-        "turns_per_s": round(assessed / seconds, 2),
+        "turns_per_s": round(assessed / seconds, 3),
         "batch_ms": percentiles(walls),
         "latency_ms": percentiles(latencies),
         "memory": gpu_memory(device),

@@ -59,7 +59,8 @@ def test_gpu_skips_without_cuda_and_runs_small_on_the_cpu(tmp_path):
         assert proc.returncode == 0 and "skipped" in json.loads(proc.stdout)
         assert "no CUDA GPU" in proc.stderr and "--device cpu" in proc.stderr
     out = bench("gpu.py", "--device", "cpu", "--batches", "1,2", "--turns", "2", "--rounds", "1", "--minutes", "1", "--json-out", str(tmp_path / "gpu.json"))
-    assert [r["batch"] for r in out["batches"]] == [1, 2] and all(r["turns_per_s"] > 0 for r in out["batches"])
+    assert [r["batch"] for r in out["batches"]] == [1, 2] and [r["turns"] for r in out["batches"]] == [2, 2]
+    assert all(r["latency_ms"]["p50"] > 0 and r["turns_per_s"] >= 0 for r in out["batches"])
     assert set(out["placement"].values()) == {"cpu"} and {"asr_target", "aligner", "scorer[0]"} <= set(out["placement"])
     assert out["same_words_at_every_batch"]
     realtime = out["realtime"]
