@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml | $(BIN)/activate
 	@echo "installing into $(VENV) (once; again only when pyproject.toml changes)"
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[test,server,mqtt,bench]"
+	$(BIN)/pip install -q -e ".[test,server,mqtt,bench,pipecat]"
 	@touch $@
 
 install: $(STAMP)
