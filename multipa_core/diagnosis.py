@@ -284,7 +284,7 @@ def diagnose_turn(
     if samples is not None and len(samples):
         db = prosody.frame_db(samples)
         f0 = prosody.pitch_track(samples)
-        out.prosody = prosody.details(alignment, samples)
+        out.prosody = prosody.details(alignment, samples, db=db, f0=f0)
         for i in range(n):
             out.words[i].stress = stress_check(alignment, i, db, f0)
         found = prosody.pauses(alignment, db)

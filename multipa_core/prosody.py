@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.signal import resample_poly
 
 from .align import Alignment
 from .phones import VOWELS, base
 
 SAMPLE_RATE = 16000
-PITCH_HOP = 160  # 10 ms
-PITCH_WINDOW = 480  # 30 ms
+PITCH_RATE = 8000  # pitch is tracked at half the rate: F0 stays far below 4 kHz, and it costs half
+PITCH_HOP = 80  # 10 ms at PITCH_RATE
+PITCH_WINDOW = 240  # 30 ms at PITCH_RATE
 F0_MIN, F0_MAX = 70.0, 400.0
 YIN_THRESHOLD = 0.15
 ENERGY_FRAME = 320  # 20 ms, the aligner's frame
@@ -41,9 +43,9 @@ def frame_db(samples: np.ndarray, frame: int = ENERGY_FRAME) -> np.ndarray:
 
 
 def pitch_track(samples: np.ndarray) -> np.ndarray:
-    """F0 in Hz every 10 ms (0 where unvoiced or too quiet)."""
-    x = np.asarray(samples, dtype=np.float64)
-    tau_min, tau_max = int(SAMPLE_RATE / F0_MAX), int(SAMPLE_RATE / F0_MIN)
+    """F0 in Hz every 10 ms (0 where unvoiced or too quiet) of 16 kHz samples."""
+    x = resample_poly(np.asarray(samples, dtype=np.float32), 1, SAMPLE_RATE // PITCH_RATE).astype(np.float32) if len(samples) >= 64 else np.zeros(0, np.float32)
+    tau_min, tau_max = int(PITCH_RATE / F0_MAX), int(PITCH_RATE / F0_MIN)
     span = PITCH_WINDOW + tau_max
     n = 1 + (len(x) - span) // PITCH_HOP if len(x) >= span else 0
     if n <= 0:
@@ -62,20 +64,22 @@ def pitch_track(samples: np.ndarray) -> np.ndarray:
     cmnd = np.ones_like(d)
     running = np.cumsum(d[:, 1:], axis=1)
     cmnd[:, 1:] = d[:, 1:] * np.arange(1, tau_max + 1) / np.maximum(running, 1e-12)
+    # the first dip below the threshold, followed down to its local minimum (all frames at once)
+    below = cmnd[:, tau_min:] < YIN_THRESHOLD
+    voiced = loud & below.any(axis=1)
+    rows = np.flatnonzero(voiced)
+    t = tau_min + below[rows].argmax(axis=1)
+    for _ in range(tau_max - tau_min):
+        step = (t < tau_max) & (cmnd[rows, np.minimum(t + 1, tau_max)] < cmnd[rows, t])
+        if not step.any():
+            break
+        t = t + step
+    a, b, c3 = cmnd[rows, np.maximum(t - 1, 0)], cmnd[rows, t], cmnd[rows, np.minimum(t + 1, tau_max)]
+    curve = a - 2 * b + c3
+    inner = (t < tau_max) & (curve > 0)
+    shift = np.where(inner, 0.5 * (a - c3) / np.where(curve > 0, curve, 1.0), 0.0)
     f0 = np.zeros(n)
-    for i in np.flatnonzero(loud):
-        below = np.flatnonzero(cmnd[i, tau_min:] < YIN_THRESHOLD)
-        if below.size == 0:
-            continue
-        t = tau_min + int(below[0])
-        while t + 1 <= tau_max and cmnd[i, t + 1] < cmnd[i, t]:
-            t += 1
-        if 1 <= t < tau_max:  # parabolic interpolation of the dip
-            a, b, c3 = cmnd[i, t - 1], cmnd[i, t], cmnd[i, t + 1]
-            shift = 0.5 * (a - c3) / (a - 2 * b + c3) if (a - 2 * b + c3) > 0 else 0.0
-            f0[i] = SAMPLE_RATE / (t + float(np.clip(shift, -0.5, 0.5)))
-        else:
-            f0[i] = SAMPLE_RATE / t
+    f0[rows] = PITCH_RATE / (t + np.clip(shift, -0.5, 0.5))
     return f0
 
 
@@ -145,17 +149,18 @@ def _rate_reading(rate: float) -> str:
     return f"{rate:.1f} syllables per second: a {pace} pace (fluent speakers read about 3.5 to 5)."
 
 
-def details(alignment: Alignment, samples: np.ndarray, words: list[str] | None = None) -> ProsodyDetails:
+def details(alignment: Alignment, samples: np.ndarray, words: list[str] | None = None, *, db: np.ndarray | None = None, f0: np.ndarray | None = None) -> ProsodyDetails:
     """The prosody details of a turn from its target alignment and audio.
 
     Args:
         alignment: the target words force-aligned to the turn.
         samples: the turn, 16 kHz mono.
         words: how to name the words in the readings (default: the alignment's text).
+        db, f0: :func:`frame_db` and :func:`pitch_track` of ``samples`` when already computed.
     """
     words = words or [w.text for w in alignment.words]
-    db = frame_db(samples)
-    f0 = pitch_track(samples)
+    db = frame_db(samples) if db is None else db
+    f0 = pitch_track(samples) if f0 is None else f0
     if alignment.words:
         lo, hi = int(alignment.words[0].start * 100), int(np.ceil(alignment.words[-1].end * 100))
         f0 = f0[lo:hi]
