@@ -196,7 +196,8 @@ def _valid_vad(draw):
 text = st.text(max_size=30)
 client_messages = st.one_of(
     st.builds(p.SessionStart, sample_rate=st.sampled_from(p.SAMPLE_RATES), mode=st.sampled_from(p.Mode), vad=st.composite(lambda draw: _valid_vad(draw))(), realtime=st.booleans(), metadata=st.dictionaries(st.text(max_size=8), json_values, max_size=3)),
-    st.builds(p.TurnReference, text=st.text(min_size=1, max_size=50).filter(str.strip)),
+    # a reference holds a word that can be scored, whatever surrounds it
+    st.builds(p.TurnReference, text=st.tuples(st.from_regex(r"[A-Za-z0-9]{1,8}", fullmatch=True), st.text(max_size=40)).map(" ".join)),
     st.just(p.TurnEnd()),
     st.just(p.SessionEnd()),
     st.builds(p.Ping, id=st.none() | text),
