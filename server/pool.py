@@ -10,8 +10,8 @@ anywhere, jobs through a broker). Both keep these promises:
   in ``turn.failed``; it never hangs past the pool's job timeout.
 - A full queue fails a new job at once with ``overloaded``: memory stays bounded.
 - The queue is fair between sessions (:class:`FairQueue`): waiting jobs are taken
-  round robin across sessions, one session holds at most :data:`SESSION_QUEUE_SHARE`
-  of the queue, and when the queue is full a session with fewer waiting jobs takes
+  round robin across sessions, while other sessions wait one session holds at most
+  :data:`SESSION_QUEUE_SHARE` of the queue, and when the queue is full a session with fewer waiting jobs takes
   the place of the newest job of the greediest one, which fails with ``overloaded``.
 - Cancelling a ``submit`` (the client went away) withdraws a queued job.
 """
@@ -131,13 +131,15 @@ class FairQueue(Generic[T]):
 
         Raises:
             PoolClosedError: the pool is closing.
-            OverloadedError: ``session`` holds its share of the queue already, or the
+            OverloadedError: ``session`` holds its share of the queue already while other
+                sessions wait too, or the
                 queue is full of other sessions' jobs that hold no more than it does.
         """
         if closed:
             raise PoolClosedError("the worker pool is shutting down")
         mine = len(self._lanes.get(session, ()))
-        if mine >= self.per_session:
+        others = len(self._lanes) - (session in self._lanes)
+        if others and mine >= self.per_session:  # alone, a session may use the whole queue
             raise OverloadedError(f"{mine} turns of this session are already waiting for a worker; other sessions get their share first")
         if self._size < self.max_queue:
             return None
