@@ -351,16 +351,16 @@ def test_session_length_limit():
 def test_non_fatal_errors_keep_the_session():
     session = Session("n", clock=Clock())
     rec = Recorder(session)
-    session.receive_text("{malformed")
     text(session, "turn.end")  # before start
     text(session, "no.such.type")
     start(session)
     start(session)  # twice
     start(session, sample_rate=22050)  # twice, and bad: still only "already started"
+    session.receive_text("{malformed")  # after the start (before it, an unreadable message is a fatal malformed start)
     session.receive_text('{"type": "turn.reference", "text": ""}')
     text(session, "ping", id="7")
     rec.take()
-    assert [e["code"] for e in rec.of("error")] == ["malformed_json", "invalid_state", "unknown_type", "invalid_state", "invalid_state", "invalid_message"]
+    assert [e["code"] for e in rec.of("error")] == ["invalid_state", "unknown_type", "invalid_state", "invalid_state", "malformed_json", "invalid_message"]
     assert not any(e["fatal"] for e in rec.of("error"))
     assert rec.of("pong") == [{"type": "pong", "id": "7"}] and session.state is SessionState.STREAMING
 
