@@ -50,6 +50,16 @@ class CrossvalConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes recorded in the report
 
 
+def _folds(config: CrossvalConfig) -> list[int]:
+    """The folds to run: those asked for, else every fold of the recipe's folds file."""
+    return list(config.folds) or list(range(len(data.load_folds(config.recipe.folds))))
+
+
+def _tag(config: CrossvalConfig, mode: str) -> str:
+    """The name of a fold's evaluation files for ``mode``."""
+    return mode if config.probe_blend else f"{mode}-no-blend"
+
+
 def _fold_recipe(config: CrossvalConfig, fold: int) -> TrainConfig:
     out = Path(config.workdir) / f"fold{fold}" / "scorer.pt"
     return replace(config.recipe, out=str(out), holdout_fold=fold)
@@ -76,7 +86,7 @@ def run_fold(config: CrossvalConfig, fold: int) -> dict[str, dict[str, Any]]:
         train(recipe)
     reports = {}
     for mode in config.modes:
-        tag = mode if config.probe_blend else f"{mode}-no-blend"
+        tag = _tag(config, mode)
         report_path, arrays_path = folder / f"eval-{tag}.json", folder / f"eval-{tag}.npz"
         if report_path.is_file() and arrays_path.is_file():
             reports[mode] = json.loads(report_path.read_text())
@@ -135,13 +145,13 @@ def choose_rule(pooled: dict[str, np.ndarray], stats: list[dict[str, dict[str, f
 def crossval(config: CrossvalConfig) -> dict[str, Any]:
     """Run (or resume) every fold and return the aggregated report."""
     started = time.time()
-    folds = list(config.folds) or list(range(len(data.load_folds(Path(config.recipe.folds)) if config.recipe.folds else data.load_folds())))
+    folds = _folds(config)
     per_fold = {f: run_fold(config, f) for f in folds}
     report: dict[str, Any] = {"recipe": asdict(config.recipe), "folds": folds, "probe_blend": config.probe_blend, **config.extra}
     stats = [_word_stats(Path(config.workdir) / f"fold{f}") for f in folds]
     for mode in config.modes:
         reports = [per_fold[f][mode] for f in folds]
-        tag = mode if config.probe_blend else f"{mode}-no-blend"
+        tag = _tag(config, mode)
         loaded = [dict(np.load(Path(config.workdir) / f"fold{f}" / f"eval-{tag}.npz")) for f in folds]
         pooled = {k: np.concatenate([a[k] for a in loaded]) for k in loaded[0]}
         fold_of_word = {name: np.concatenate([np.full(len(a[f"{name}_pred"]), i) for i, a in enumerate(loaded)]) for name in ("word", "word_lev")}
@@ -205,7 +215,7 @@ def ship(config: CrossvalConfig, out: str, k: float, report: dict[str, Any] | No
     from .train import prepare
 
     recipe = config.recipe
-    folds = list(config.folds) or list(range(len(data.load_folds(Path(recipe.folds)) if recipe.folds else data.load_folds())))
+    folds = _folds(config)
     nets, alphas, weights, epochs = [], [], [], []
     for f in folds:
         path = Path(config.workdir) / f"fold{f}" / "scorer.pt"

@@ -129,12 +129,17 @@ def make_split(speaker_scores: dict[str, float], *, seed: int = 762, development
     ranked = sorted(speaker_scores, key=lambda s: (speaker_scores[s], s))
     parts: dict[str, list[str]] = {"development": [], "validation": [], "train": []}
     for part, count in (("development", development), ("validation", validation)):
-        bins = [ranked[round(i * len(ranked) / count) : round((i + 1) * len(ranked) / count)] for i in range(count)]
-        chosen = {rng.choice(b) for b in bins if b}
+        chosen = _one_per_bin(ranked, count, rng)
         parts[part] = sorted(chosen)
         ranked = [s for s in ranked if s not in chosen]
     parts["train"] = sorted(ranked)
     return {k: parts[k] for k in ("train", "validation", "development")}
+
+
+def _one_per_bin(ranked: list[str], count: int, rng: random.Random) -> set[str]:
+    """One speaker drawn from each of ``count`` bins of neighbours in ``ranked``."""
+    bins = [ranked[round(i * len(ranked) / count) : round((i + 1) * len(ranked) / count)] for i in range(count)]
+    return {rng.choice(b) for b in bins if b}
 
 
 def speaker_scores(utterances: Iterable[Utterance]) -> dict[str, float]:
@@ -170,9 +175,9 @@ def make_folds(speaker_scores: dict[str, float], *, folds: int = 5, seed: int = 
     return _stratified(speaker_scores, folds, random.Random(seed))
 
 
-def load_folds(path: Path = FOLDS_FILE) -> list[list[str]]:
-    """The project's cross-validation folds (lists of speakers)."""
-    return [list(f) for f in json.loads(path.read_text())["folds"]]
+def load_folds(path: str | Path = "") -> list[list[str]]:
+    """Cross-validation folds (lists of speakers) from ``path``; "" is the project's own file."""
+    return [list(f) for f in json.loads(Path(path or FOLDS_FILE).read_text())["folds"]]
 
 
 def training_parts(speaker_scores: dict[str, float], held_out: Iterable[str] = (), *, validation: int = 10, seed: int = 762) -> dict[str, list[str]]:
@@ -184,7 +189,5 @@ def training_parts(speaker_scores: dict[str, float], held_out: Iterable[str] = (
     """
     rest = {s: v for s, v in speaker_scores.items() if s not in set(held_out)}
     ranked = sorted(rest, key=lambda s: (rest[s], s))
-    rng = random.Random(seed)
-    bins = [ranked[round(i * len(ranked) / validation) : round((i + 1) * len(ranked) / validation)] for i in range(validation)]
-    chosen = {rng.choice(b) for b in bins if b}
+    chosen = _one_per_bin(ranked, validation, random.Random(seed))
     return {"train": sorted(s for s in ranked if s not in chosen), "validation": sorted(chosen)}

@@ -56,11 +56,9 @@ class EvalConfig:
 
 
 def _utterances(config: EvalConfig) -> list[data.Utterance]:
-    from pathlib import Path
-
     items = data.load_utterances(config.data)
     if config.fold >= 0:
-        folds = data.load_folds(Path(config.folds)) if config.folds else data.load_folds()
+        folds = data.load_folds(config.folds)
         if config.fold >= len(folds):
             raise MultipaError(f"fold {config.fold} out of range: the folds file has {len(folds)} folds")
         speakers = set(folds[config.fold])

@@ -143,7 +143,7 @@ def held_out_speakers(config: TrainConfig) -> list[str]:
     """The speakers of the held-out fold (none when ``holdout_fold`` is -1)."""
     if config.holdout_fold < 0:
         return []
-    folds = data.load_folds(Path(config.folds)) if config.folds else data.load_folds()
+    folds = data.load_folds(config.folds)
     if config.holdout_fold >= len(folds):
         raise ValueError(f"holdout_fold {config.holdout_fold} out of range: the folds file has {len(folds)} folds")
     return folds[config.holdout_fold]
