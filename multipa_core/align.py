@@ -225,8 +225,14 @@ def force_align(log_probs: np.ndarray, words: list[str], word_phones: list[list[
     return Alignment(out_words, segments, posts, T * FRAME_SECONDS)
 
 
-def greedy_decode(log_probs: np.ndarray) -> list[str]:
-    """Free (unconstrained) CTC decoding: best class per frame, repeats merged, blanks dropped."""
+def greedy_decode(log_probs: np.ndarray, *, blank_penalty: float = 0.0) -> list[str]:
+    """Free (unconstrained) CTC decoding: best class per frame, repeats merged, blanks dropped.
+
+    ``blank_penalty`` is taken off the blank's log posterior first (more phones come out).
+    """
+    if blank_penalty:
+        log_probs = log_probs.copy()
+        log_probs[:, ph.BLANK] -= blank_penalty
     best = log_probs.argmax(axis=1)
     out: list[str] = []
     prev = -1

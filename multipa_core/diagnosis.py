@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import phones as ph
-from .align import FRAME_SECONDS, Alignment
+from .align import FRAME_SECONDS, Alignment, greedy_decode
 from .asr import normalize_word
 from .distance import align_pairs, align_weighted
 from .prosody import Pause
@@ -95,16 +95,7 @@ def free_phones(log_probs: np.ndarray, *, blank_penalty: float = BLANK_PENALTY) 
     """Greedy CTC decoding with the blank penalised (repeats merged, blanks dropped)."""
     if log_probs.size == 0:
         return []
-    scores = log_probs.copy()
-    scores[:, ph.BLANK] -= blank_penalty
-    best = scores.argmax(axis=1)
-    out: list[str] = []
-    prev = -1
-    for c in best:
-        if c != prev and c != ph.BLANK:
-            out.append(ph.PHONES[c - 1])
-        prev = int(c)
-    return out
+    return greedy_decode(log_probs, blank_penalty=blank_penalty)
 
 
 def _frames(start: float, end: float, total: int) -> tuple[int, int]:
