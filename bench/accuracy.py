@@ -36,19 +36,28 @@ def plot(arrays: dict[str, np.ndarray], report: dict, path: Path) -> None:
 
     from multipa_core.evaluate import SENTENCE_HEADS, WORD_HEADS
 
-    panels = [("sentence", h, i) for i, h in enumerate(SENTENCE_HEADS)] + [("word", h, i) for i, h in enumerate(WORD_HEADS)]
+    panels = [("sentence", h, i) for i, h in enumerate(SENTENCE_HEADS)] + [
+        ("word", h, i) for i, h in enumerate(WORD_HEADS)
+    ]
     fig, axes = plt.subplots(2, 4, figsize=(16, 8))
     for ax, (level, head, i) in zip(axes.flat, panels):
         pred, ref = arrays[f"{level}_pred"][:, i], arrays[f"{level}_ref"][:, i]
         keep = ~np.isnan(ref) & ~np.isnan(pred)
-        ax.scatter(ref[keep] + np.random.default_rng(0).uniform(-0.12, 0.12, keep.sum()), pred[keep], s=6 if level == "word" else 12, alpha=0.35)
+        ax.scatter(
+            ref[keep] + np.random.default_rng(0).uniform(-0.12, 0.12, keep.sum()),
+            pred[keep],
+            s=6 if level == "word" else 12,
+            alpha=0.35,
+        )
         ax.plot([0, 10], [0, 10], color="grey", lw=1)
         m = report[level][head]
         ax.set_title(f"{level} {head}: PCC {_fmt(m['pcc'])}, SCC {_fmt(m['scc'])}")
         ax.set_xlim(-0.5, 10.5), ax.set_ylim(-0.5, 10.5)
         ax.set_xlabel("experts (median or mean; jittered)"), ax.set_ylabel("predicted")
     axes.flat[-1].axis("off")
-    fig.suptitle(f"MultiPA, {report['mode']} mode, {report['n']} utterances, {report.get('source', 'held-out speakers')}")
+    fig.suptitle(
+        f"MultiPA, {report['mode']} mode, {report['n']} utterances, {report.get('source', 'held-out speakers')}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -62,7 +71,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--limit", type=int, default=0, help="first N utterances only (smoke runs)")
-    parser.add_argument("--workdir", default="", help="a multipa crossval folder: plot its pooled held-out predictions instead of evaluating --model")
+    parser.add_argument(
+        "--workdir",
+        default="",
+        help="a multipa crossval folder: plot its pooled held-out predictions instead of evaluating --model",
+    )
     parser.add_argument("--model", default="multipa-scorer")
     parser.add_argument("--cache", default="")
     parser.add_argument("--json-out", default="bench/results/accuracy.json")
@@ -78,10 +91,17 @@ def main() -> int:
             folds = sorted(Path(args.workdir).glob(f"fold*/eval-{mode}.npz"))
             loaded = [dict(np.load(f)) for f in folds]
             arrays = {k: np.concatenate([a[k] for a in loaded]) for k in loaded[0]}
-            report = {"mode": mode, "n": len(arrays["sentence_pred"]), "failed": sum(json.loads(f.with_suffix(".json").read_text())["failed"] for f in folds),
-                      "source": f"held-out speakers of {len(folds)} cross-validation folds, pooled", **summarize(arrays, {})}
+            report = {
+                "mode": mode,
+                "n": len(arrays["sentence_pred"]),
+                "failed": sum(json.loads(f.with_suffix(".json").read_text())["failed"] for f in folds),
+                "source": f"held-out speakers of {len(folds)} cross-validation folds, pooled",
+                **summarize(arrays, {}),
+            }
         else:
-            report, arrays = evaluate_with_predictions(EvalConfig(data=args.data, mode=mode, limit=args.limit, model=args.model, cache=args.cache))
+            report, arrays = evaluate_with_predictions(
+                EvalConfig(data=args.data, mode=mode, limit=args.limit, model=args.model, cache=args.cache)
+            )
             report["source"] = f"every utterance of {args.data}"
         png = out.with_name(f"{out.stem}-{mode}.png")
         plot(arrays, report, png)
@@ -90,9 +110,14 @@ def main() -> int:
         for level in ("sentence", "word", "word_levenshtein"):
             for head, m in report[level].items():
                 rows.append([mode, f"{level} {head}", m["pcc"], m["scc"], m["mse"]])
-    config = {"workdir": args.workdir} if args.workdir else {"data": args.data, "limit": args.limit, "model": args.model}
+    config = (
+        {"workdir": args.workdir} if args.workdir else {"data": args.data, "limit": args.limit, "model": args.model}
+    )
     result = {"benchmark": "accuracy", "machine": machine(), "config": config, "modes": reports}
-    readable = table([[r[0], r[1], *("-" if v is None else f"{v:.3f}" for v in r[2:])] for r in rows], ["mode", "aspect", "PCC", "SCC", "MSE"])
+    readable = table(
+        [[r[0], r[1], *("-" if v is None else f"{v:.3f}" for v in r[2:])] for r in rows],
+        ["mode", "aspect", "PCC", "SCC", "MSE"],
+    )
     readable += "\n" + "  ".join(f"{m}: n={r['n']}, failed={r['failed']}, plot {r['plot']}" for m, r in reports.items())
     emit(result, readable, args.json_out)
     return 0

@@ -50,7 +50,9 @@ def read_pcm16(path: Path) -> np.ndarray:
     return samples
 
 
-def pick_turns(count: int, min_s: float, max_s: float, *, part: str = "development", seed: int = 7) -> list[tuple[str, np.ndarray]]:
+def pick_turns(
+    count: int, min_s: float, max_s: float, *, part: str = "development", seed: int = 7
+) -> list[tuple[str, np.ndarray]]:
     """``count`` utterances of development speakers lasting min_s to max_s, in a seeded order."""
     from multipa_core.data import load_split
 
@@ -154,13 +156,22 @@ class StreamOutcome:
         return [r for r in self.events if r.event["type"] == kind]
 
 
-async def stream(url: str, audio: np.ndarray, *, realtime: bool = True, chunk_ms: int = 20, start: dict | None = None, timeout: float = 900.0) -> StreamOutcome:
+async def stream(
+    url: str,
+    audio: np.ndarray,
+    *,
+    realtime: bool = True,
+    chunk_ms: int = 20,
+    start: dict | None = None,
+    timeout: float = 900.0,
+) -> StreamOutcome:
     """Stream int16 audio as one session (paced at real time if asked) and collect every event."""
     from websockets.asyncio.client import connect
 
     outcome = StreamOutcome()
     chunk = RATE * chunk_ms // 1000
     async with connect(url, max_size=None, open_timeout=60) as ws:
+
         async def receive() -> None:
             async for message in ws:
                 outcome.events.append(Received(time.perf_counter(), json.loads(message)))
@@ -183,7 +194,13 @@ def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"n": 0}
     a = np.asarray(values, dtype=np.float64)
-    return {"n": len(values), "p50": round(float(np.percentile(a, 50)), 1), "p95": round(float(np.percentile(a, 95)), 1), "max": round(float(a.max()), 1), "mean": round(float(a.mean()), 1)}
+    return {
+        "n": len(values),
+        "p50": round(float(np.percentile(a, 50)), 1),
+        "p95": round(float(np.percentile(a, 95)), 1),
+        "max": round(float(a.max()), 1),
+        "mean": round(float(a.mean()), 1),
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -193,7 +210,12 @@ def machine() -> dict[str, Any]:
             cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
 
 
 def table(rows: list[list[Any]], header: list[str]) -> str:

@@ -44,7 +44,9 @@ def main() -> int:
             from multipa_core.assess import Assessor
 
             assessor = Assessor()
-            report["synthetic"] = diagnosis_eval.synthetic_errors(lambda s, ref: assessor.assess(s, reference=ref).to_dict())
+            report["synthetic"] = diagnosis_eval.synthetic_errors(
+                lambda s, ref: assessor.assess(s, reference=ref).to_dict()
+            )
     report["seconds"] = round(time.time() - started, 1)
     text = json.dumps(report, indent=1, ensure_ascii=False)
     if args.json_out:

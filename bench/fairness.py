@@ -34,6 +34,7 @@ async def noisy(url: str, seconds: float, turn_ms: int, stop: asyncio.Event, see
     outcomes: Counter[str] = Counter()
     noise = np.random.default_rng(seed).normal(0.0, 3000.0, RATE).clip(-32768, 32767).astype(np.int16).tobytes()
     async with connect(url, max_size=None, open_timeout=60) as ws:
+
         async def receive() -> None:
             async for message in ws:
                 event = json.loads(message)
@@ -58,7 +59,9 @@ async def noisy(url: str, seconds: float, turn_ms: int, stop: asyncio.Event, see
 
 async def trial(url: str, audio: np.ndarray, neighbours: int, args: argparse.Namespace) -> dict:
     stop = asyncio.Event()
-    noise = [asyncio.create_task(noisy(url, args.noise_s, args.noise_turn_ms, stop, seed)) for seed in range(neighbours)]
+    noise = [
+        asyncio.create_task(noisy(url, args.noise_s, args.noise_turn_ms, stop, seed)) for seed in range(neighbours)
+    ]
     if noise:
         await asyncio.sleep(args.head_start)  # the neighbours' backlog is there before the quiet session speaks
     outcome = await stream(url, audio, realtime=True)
@@ -66,7 +69,14 @@ async def trial(url: str, audio: np.ndarray, neighbours: int, args: argparse.Nam
     noise_outcomes = sum((await asyncio.gather(*noise)), Counter())
     latencies = [r.event["latency_ms"]["total"] for r in outcome.of("turn.assessed")]
     failed = Counter(r.event["code"] for r in outcome.of("turn.failed"))
-    return {"neighbours": neighbours, "turns": len(outcome.of("turn.started")), "assessed": len(latencies), "failed": dict(failed), "latency_ms": percentiles(latencies), "neighbour_turns": dict(noise_outcomes)}
+    return {
+        "neighbours": neighbours,
+        "turns": len(outcome.of("turn.started")),
+        "assessed": len(latencies),
+        "failed": dict(failed),
+        "latency_ms": percentiles(latencies),
+        "neighbour_turns": dict(noise_outcomes),
+    }
 
 
 def main() -> None:
@@ -74,8 +84,12 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=4, help="utterances the quiet session says")
     parser.add_argument("--noisy", type=int, default=1, help="noisy neighbour sessions in the second trial")
     parser.add_argument("--noise-s", type=float, default=60.0, help="noise each neighbour sends at most")
-    parser.add_argument("--noise-turn-ms", type=int, default=5000, help="the neighbours' max_turn_ms: each this much noise is a turn")
-    parser.add_argument("--head-start", type=float, default=5.0, help="seconds the neighbours stream before the quiet session starts")
+    parser.add_argument(
+        "--noise-turn-ms", type=int, default=5000, help="the neighbours' max_turn_ms: each this much noise is a turn"
+    )
+    parser.add_argument(
+        "--head-start", type=float, default=5.0, help="seconds the neighbours stream before the quiet session starts"
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
@@ -88,9 +102,29 @@ def main() -> None:
     finally:
         server.stop()
     trials = [alone, crowded]
-    rows = [[t["neighbours"], t["turns"], t["assessed"], sum(t["failed"].values()), t["latency_ms"].get("p50", "-"), t["latency_ms"].get("p95", "-"), t["latency_ms"].get("max", "-"), json.dumps(t["neighbour_turns"])] for t in trials]
-    readable = table(rows, ["neighbours", "quiet turns", "assessed", "failed", "p50 ms", "p95 ms", "max ms", "neighbours' turns"])
-    result = {"benchmark": "fairness", "machine": machine(), "workers": args.workers, "noise_turn_ms": args.noise_turn_ms, "trials": trials}
+    rows = [
+        [
+            t["neighbours"],
+            t["turns"],
+            t["assessed"],
+            sum(t["failed"].values()),
+            t["latency_ms"].get("p50", "-"),
+            t["latency_ms"].get("p95", "-"),
+            t["latency_ms"].get("max", "-"),
+            json.dumps(t["neighbour_turns"]),
+        ]
+        for t in trials
+    ]
+    readable = table(
+        rows, ["neighbours", "quiet turns", "assessed", "failed", "p50 ms", "p95 ms", "max ms", "neighbours' turns"]
+    )
+    result = {
+        "benchmark": "fairness",
+        "machine": machine(),
+        "workers": args.workers,
+        "noise_turn_ms": args.noise_turn_ms,
+        "trials": trials,
+    }
     emit(result, readable, args.json_out)
 
 

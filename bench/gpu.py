@@ -58,7 +58,11 @@ def gpu_memory(device: str) -> dict[str, float]:
     import torch
 
     free, total = torch.cuda.mem_get_info()
-    return {"torch_peak_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1), "device_used_mib": round((total - free) / 2**20, 1), "device_total_mib": round(total / 2**20, 1)}
+    return {
+        "torch_peak_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1),
+        "device_used_mib": round((total - free) / 2**20, 1),
+        "device_total_mib": round(total / 2**20, 1),
+    }
 
 
 def measure_batch(assessor: Any, turns: list[np.ndarray], batch: int, rounds: int, device: str) -> dict[str, Any]:
@@ -79,7 +83,9 @@ def measure_batch(assessor: Any, turns: list[np.ndarray], batch: int, rounds: in
             walls.append(wall)
             latencies += [wall] * len(outcomes)
             assessed += len(outcomes)
-            words += [[w.text for w in o.words] if hasattr(o, "words") else [] for o in outcomes[: len(turns[i : i + batch])]]
+            words += [
+                [w.text for w in o.words] if hasattr(o, "words") else [] for o in outcomes[: len(turns[i : i + batch])]
+            ]
     seconds = time.perf_counter() - started
     return {
         "batch": batch,
@@ -92,7 +98,9 @@ def measure_batch(assessor: Any, turns: list[np.ndarray], batch: int, rounds: in
     }
 
 
-def simulate(streams: int, cost_ms: dict[int, float], max_batch: int, *, turn_s: float, gap_s: float, minutes: float, seed: int) -> dict[str, float]:
+def simulate(
+    streams: int, cost_ms: dict[int, float], max_batch: int, *, turn_s: float, gap_s: float, minutes: float, seed: int
+) -> dict[str, float]:
     """p95 latency of ``streams`` real-time streams on one worker whose batch of b turns takes
     ``cost_ms`` (interpolated between the measured sizes)."""
     rng = np.random.default_rng(seed)
@@ -121,7 +129,12 @@ def simulate(streams: int, cost_ms: dict[int, float], max_batch: int, *, turn_s:
         latencies += [(done - a) * 1000.0 for a in arrivals[i:j]]
         now, i = done, j
     a = np.asarray(latencies)
-    return {"streams": streams, "turns": len(a), "p50_ms": round(float(np.percentile(a, 50)), 1), "p95_ms": round(float(np.percentile(a, 95)), 1)}
+    return {
+        "streams": streams,
+        "turns": len(a),
+        "p50_ms": round(float(np.percentile(a, 50)), 1),
+        "p95_ms": round(float(np.percentile(a, 95)), 1),
+    }
 
 
 def sustained_streams(cost_ms: dict[int, float], max_batch: int, **kw: Any) -> tuple[int, list[dict[str, float]]]:
@@ -145,19 +158,29 @@ def sustained_streams(cost_ms: dict[int, float], max_batch: int, **kw: Any) -> t
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cuda (skips without one) or cpu (a small check of the script)")
+    parser.add_argument(
+        "--device",
+        default="cuda",
+        choices=["cuda", "cpu"],
+        help="cuda (skips without one) or cpu (a small check of the script)",
+    )
     parser.add_argument("--batches", default="1,4,16,32", help="batch sizes to measure")
     parser.add_argument("--turns", type=int, default=32, help="development-speaker turns (3 to 8 s)")
     parser.add_argument("--rounds", type=int, default=2, help="times every turn is assessed at each batch size")
     parser.add_argument("--turn-s", type=float, default=5.0, help="simulated streams: seconds of speech per turn")
-    parser.add_argument("--gap-s", type=float, default=5.0, help="simulated streams: seconds between a stream's turns (the bot's reply)")
+    parser.add_argument(
+        "--gap-s", type=float, default=5.0, help="simulated streams: seconds between a stream's turns (the bot's reply)"
+    )
     parser.add_argument("--minutes", type=float, default=10.0, help="simulated minutes per stream count")
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args(argv)
     batches = sorted({int(b) for b in args.batches.split(",") if b})
 
     if args.device == "cuda" and (why := cuda_missing()):
-        print(f"bench/gpu.py: skipped: {why}; run it on a machine with an NVIDIA GPU (or --device cpu for a small check of the script)", file=sys.stderr)
+        print(
+            f"bench/gpu.py: skipped: {why}; run it on a machine with an NVIDIA GPU (or --device cpu for a small check of the script)",
+            file=sys.stderr,
+        )
         print(f'{{"benchmark": "gpu", "skipped": "{why}"}}')
         return 0
 
@@ -179,10 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     for b in batches:
         assessor.assess_many([(turns[0], None)] * b)  # the first call of a size sets up its buffers
         runs.append(measure_batch(assessor, turns, b, args.rounds, args.device))
-        print(f"  batch {b}: {runs[-1]['turns_per_s']} turns/s, latency p95 {runs[-1]['latency_ms']['p95']} ms", file=sys.stderr)
+        print(
+            f"  batch {b}: {runs[-1]['turns_per_s']} turns/s, latency p95 {runs[-1]['latency_ms']['p95']} ms",
+            file=sys.stderr,
+        )
     same_words = all(r["words"] == runs[0]["words"] for r in runs)
     cost_ms = {r["batch"]: r["batch_ms"]["p50"] for r in runs}
-    streams, tried = sustained_streams(cost_ms, max(batches), turn_s=args.turn_s, gap_s=args.gap_s, minutes=args.minutes, seed=7)
+    streams, tried = sustained_streams(
+        cost_ms, max(batches), turn_s=args.turn_s, gap_s=args.gap_s, minutes=args.minutes, seed=7
+    )
     for r in runs:
         del r["words"]
     result = {
@@ -190,20 +218,47 @@ def main(argv: list[str] | None = None) -> int:
         "device": args.device,
         "gpu": _gpu_name(args.device),
         "machine": machine(),
-        "config": {"turns": len(turns), "seconds_of_speech": round(sum(len(t) for t in turns) / RATE, 1), "rounds": args.rounds, "batches": batches, "turn_s": args.turn_s, "gap_s": args.gap_s, "minutes": args.minutes},
+        "config": {
+            "turns": len(turns),
+            "seconds_of_speech": round(sum(len(t) for t in turns) / RATE, 1),
+            "rounds": args.rounds,
+            "batches": batches,
+            "turn_s": args.turn_s,
+            "gap_s": args.gap_s,
+            "minutes": args.minutes,
+        },
         "load_s": round(load_s, 1),
         "placement": placement,
         "batches": runs,
         "same_words_at_every_batch": same_words,
-        "realtime": {"target_p95_ms": TARGET_P95_MS, "max_batch": max(batches), "sustained_streams": streams, "tried": tried},
+        "realtime": {
+            "target_p95_ms": TARGET_P95_MS,
+            "max_batch": max(batches),
+            "sustained_streams": streams,
+            "tried": tried,
+        },
         "wall_s": round(time.perf_counter() - started, 1),
     }
-    readable = "\n".join([
-        "placement: " + ", ".join(f"{k} {v}" for k, v in placement.items()),
-        table([[r["batch"], r["turns_per_s"], r["latency_ms"]["p50"], r["latency_ms"]["p95"], r["memory"].get("torch_peak_mib", "-"), r["memory"].get("device_used_mib", "-")] for r in runs],
-              ["batch", "turns/s", "latency p50 ms", "p95 ms", "torch peak MiB", "device used MiB"]),
-        f"real-time streams at p95 < {TARGET_P95_MS:.0f} ms (a {args.turn_s:g} s turn every {args.turn_s + args.gap_s:g} s each): {streams}; same words at every batch size: {same_words}",
-    ])
+    readable = "\n".join(
+        [
+            "placement: " + ", ".join(f"{k} {v}" for k, v in placement.items()),
+            table(
+                [
+                    [
+                        r["batch"],
+                        r["turns_per_s"],
+                        r["latency_ms"]["p50"],
+                        r["latency_ms"]["p95"],
+                        r["memory"].get("torch_peak_mib", "-"),
+                        r["memory"].get("device_used_mib", "-"),
+                    ]
+                    for r in runs
+                ],
+                ["batch", "turns/s", "latency p50 ms", "p95 ms", "torch peak MiB", "device used MiB"],
+            ),
+            f"real-time streams at p95 < {TARGET_P95_MS:.0f} ms (a {args.turn_s:g} s turn every {args.turn_s + args.gap_s:g} s each): {streams}; same words at every batch size: {same_words}",
+        ]
+    )
     emit(result, readable, args.json_out)
     return 0
 

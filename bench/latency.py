@@ -35,7 +35,18 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RATE, ServerProcess, conversation, emit, machine, percentiles, pick_turns, stream, table, threads as common_threads  # noqa: E402
+from common import (
+    RATE,
+    ServerProcess,
+    conversation,
+    emit,
+    machine,
+    percentiles,
+    pick_turns,
+    stream,
+    table,
+    threads as common_threads,
+)  # noqa: E402
 
 
 def floor_ms(spans: list[np.ndarray], threads: int, repeats: int) -> list[float]:
@@ -44,10 +55,18 @@ def floor_ms(spans: list[np.ndarray], threads: int, repeats: int) -> list[float]
 
     from multipa_core import registry
 
-    model = WhisperModel(str(registry.resolve("whisper-base", kind="whisper")), device="cpu", compute_type="int8", cpu_threads=threads, local_files_only=True)
+    model = WhisperModel(
+        str(registry.resolve("whisper-base", kind="whisper")),
+        device="cpu",
+        compute_type="int8",
+        cpu_threads=threads,
+        local_files_only=True,
+    )
 
     def transcribe(samples: np.ndarray) -> str:
-        segments, _ = model.transcribe(samples, language="en", beam_size=1, temperature=0.0, condition_on_previous_text=False, vad_filter=False)
+        segments, _ = model.transcribe(
+            samples, language="en", beam_size=1, temperature=0.0, condition_on_previous_text=False, vad_filter=False
+        )
         return " ".join(s.text for s in segments)
 
     transcribe(spans[0].astype(np.float32) / 32768.0)  # warm-up, as the worker is warm
@@ -79,18 +98,24 @@ def run_variant(audio: np.ndarray, server_args: list[str]) -> dict:
     turns = []
     for turn_id, done in sorted((r.event["turn_id"], r) for r in outcome.of("turn.assessed")):
         e = done.event
-        turns.append({
-            "turn_id": turn_id,
-            "start_ms": e["start_ms"],
-            "end_ms": e["end_ms"],
-            "duration_s": round((e["end_ms"] - e["start_ms"]) / 1000.0, 2),
-            "latency_ms": round((done.at - ended[turn_id].at) * 1000.0, 1),
-            "server_ms": e["latency_ms"],
-            "stages_ms": e["assessment"]["timings_ms"],
-            "transcript": e["assessment"]["transcript"],
-        })
+        turns.append(
+            {
+                "turn_id": turn_id,
+                "start_ms": e["start_ms"],
+                "end_ms": e["end_ms"],
+                "duration_s": round((e["end_ms"] - e["start_ms"]) / 1000.0, 2),
+                "latency_ms": round((done.at - ended[turn_id].at) * 1000.0, 1),
+                "server_ms": e["latency_ms"],
+                "stages_ms": e["assessment"]["timings_ms"],
+                "transcript": e["assessment"]["transcript"],
+            }
+        )
     failed = [r.event for r in outcome.of("turn.failed")]
-    return {"turns": turns, "failed": [f"{f.get('code')}: {f.get('message')}" for f in failed], "rss_mib": {"loaded": loaded_rss, "after": rss}}
+    return {
+        "turns": turns,
+        "failed": [f"{f.get('code')}: {f.get('message')}" for f in failed],
+        "rss_mib": {"loaded": loaded_rss, "after": rss},
+    }
 
 
 def summarise(run: dict, floor_by_span: dict) -> dict:
@@ -111,7 +136,10 @@ def summarise(run: dict, floor_by_span: dict) -> dict:
         "ratio_per_turn_p50": round(float(np.median([t["ratio"] for t in turns])), 3) if turns else None,
         "speculative_turns": sum("head_start" in t["server_ms"] for t in turns),
         "stages_p50_ms": {k: round(float(np.median([t["stages_ms"].get(k, 0.0) for t in turns])), 1) for k in stages},
-        "server_p50_ms": {k: round(float(np.median([t["server_ms"].get(k, 0.0) for t in turns])), 1) for k in ("queue", "assess", "total", "head_start")},
+        "server_p50_ms": {
+            k: round(float(np.median([t["server_ms"].get(k, 0.0) for t in turns])), 1)
+            for k in ("queue", "assess", "total", "head_start")
+        },
         "rss_mib": run["rss_mib"],
         "per_turn": turns,
     }
@@ -126,7 +154,7 @@ def diagnosis_overhead(turns: list[np.ndarray]) -> dict:
     old, new, stage = [], [], []
     for k, pcm in enumerate(turns):
         samples = pcm.astype(np.float32) / 32768.0
-        for diagnose in ((False, True) if k % 2 == 0 else (True, False)):
+        for diagnose in (False, True) if k % 2 == 0 else (True, False):
             assessor.diagnose = diagnose
             started = time.perf_counter()
             result = assessor.assess(samples)
@@ -149,8 +177,14 @@ def main() -> int:
     parser.add_argument("--max-s", type=float, default=6.0)
     parser.add_argument("--gap-s", type=float, default=2.5, help="silence between turns")
     parser.add_argument("--repeats", type=int, default=1, help="floor: best of this many transcriptions per turn")
-    parser.add_argument("--variants", default="speculate,no-speculate", help="server configurations, run one after the other on the same turns: " + ", ".join(VARIANTS))
-    parser.add_argument("--diagnosis", action="store_true", help="also time the assessor in-process with the diagnosis off and on")
+    parser.add_argument(
+        "--variants",
+        default="speculate,no-speculate",
+        help="server configurations, run one after the other on the same turns: " + ", ".join(VARIANTS),
+    )
+    parser.add_argument(
+        "--diagnosis", action="store_true", help="also time the assessor in-process with the diagnosis off and on"
+    )
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
 
@@ -161,14 +195,25 @@ def main() -> int:
 
     spans = sorted({(t["start_ms"], t["end_ms"]) for r in runs.values() for t in r["turns"]})
     threads = common_threads()
-    floors = floor_ms([audio[a * RATE // 1000 : b * RATE // 1000] for a, b in spans], threads, args.repeats) if spans else []
+    floors = (
+        floor_ms([audio[a * RATE // 1000 : b * RATE // 1000] for a, b in spans], threads, args.repeats) if spans else []
+    )
     floor_by_span = {span: round(f, 1) for span, f in zip(spans, floors)}
     results = {n: summarise(r, floor_by_span) for n, r in runs.items()}
 
     result = {
         "benchmark": "latency",
         "machine": machine(),
-        "config": {"turns": args.turns, "min_s": args.min_s, "max_s": args.max_s, "gap_s": args.gap_s, "workers": 1, "threads": threads, "floor": "faster-whisper WhisperModel.transcribe, whisper-base int8, beam 1, temperature 0, language en, same thread count", "variants": {n: VARIANTS[n] for n in names}},
+        "config": {
+            "turns": args.turns,
+            "min_s": args.min_s,
+            "max_s": args.max_s,
+            "gap_s": args.gap_s,
+            "workers": 1,
+            "threads": threads,
+            "floor": "faster-whisper WhisperModel.transcribe, whisper-base int8, beam 1, temperature 0, language en, same thread count",
+            "variants": {n: VARIANTS[n] for n in names},
+        },
         "turns_sent": len(picked),
         "turn_ms": percentiles([(b - a) for a, b in spans]),
         "variants": results,
@@ -176,16 +221,47 @@ def main() -> int:
     if args.diagnosis:
         result["diagnosis"] = diagnosis_overhead([s for _, s in picked])
     if "speculate" in results and "no-speculate" in results:
-        result["speedup_p50"] = round(results["no-speculate"]["latency_ms"]["p50"] / results["speculate"]["latency_ms"]["p50"], 3)
+        result["speedup_p50"] = round(
+            results["no-speculate"]["latency_ms"]["p50"] / results["speculate"]["latency_ms"]["p50"], 3
+        )
     lines = []
     for n, r in results.items():
-        rows = [[t["turn_id"], t["duration_s"], t["latency_ms"], t["floor_ms"], t["ratio"], t["transcript"][:40]] for t in r["per_turn"]]
+        rows = [
+            [t["turn_id"], t["duration_s"], t["latency_ms"], t["floor_ms"], t["ratio"], t["transcript"][:40]]
+            for t in r["per_turn"]
+        ]
         lines += [f"== {n} ==", table(rows, ["turn", "seconds", "latency ms", "floor ms", "ratio", "transcript"]), ""]
-    summary = [[n, r["latency_ms"].get("p50"), r["latency_ms"].get("p95"), r["latency_ms"].get("max"), r["floor_ms"].get("p50"), r["ratio_p50"], f"{r['turns_assessed']}/{r['turns_failed']}"] for n, r in results.items()]
-    lines.append(table(summary, ["end of turn -> turn.assessed", "p50 ms", "p95 ms", "max ms", "floor p50 ms", "ratio p50", "assessed/failed"]))
+    summary = [
+        [
+            n,
+            r["latency_ms"].get("p50"),
+            r["latency_ms"].get("p95"),
+            r["latency_ms"].get("max"),
+            r["floor_ms"].get("p50"),
+            r["ratio_p50"],
+            f"{r['turns_assessed']}/{r['turns_failed']}",
+        ]
+        for n, r in results.items()
+    ]
+    lines.append(
+        table(
+            summary,
+            [
+                "end of turn -> turn.assessed",
+                "p50 ms",
+                "p95 ms",
+                "max ms",
+                "floor p50 ms",
+                "ratio p50",
+                "assessed/failed",
+            ],
+        )
+    )
     if "diagnosis" in result:
         d = result["diagnosis"]
-        lines.append(f"assessor p50 without diagnosis {d['old_ms'].get('p50')} ms, with {d['new_ms'].get('p50')} ms ({d['p50_increase']:+.1%}); diagnosis stage p50 {d['diagnosis_stage_ms'].get('p50')} ms")
+        lines.append(
+            f"assessor p50 without diagnosis {d['old_ms'].get('p50')} ms, with {d['new_ms'].get('p50')} ms ({d['p50_increase']:+.1%}); diagnosis stage p50 {d['diagnosis_stage_ms'].get('p50')} ms"
+        )
     if "speedup_p50" in result:
         lines.append(f"speculation speed-up of the p50: {result['speedup_p50']}x")
     emit(result, "\n".join(lines), args.json_out)

@@ -36,7 +36,13 @@ SPEECH = ["004820045", "010290094", "001350134", "000480014"]  # about 2.3 s eac
 
 def percentiles_us(values: list[float]) -> dict[str, float]:
     a = np.asarray(values, dtype=np.float64)
-    return {"n": len(values), "p50_us": round(float(np.percentile(a, 50)), 1), "p99_us": round(float(np.percentile(a, 99)), 1), "max_us": round(float(a.max()), 1), "mean_us": round(float(a.mean()), 1)}
+    return {
+        "n": len(values),
+        "p50_us": round(float(np.percentile(a, 50)), 1),
+        "p99_us": round(float(np.percentile(a, 99)), 1),
+        "max_us": round(float(a.max()), 1),
+        "mean_us": round(float(a.mean()), 1),
+    }
 
 
 async def run(seconds: float, url: str | None) -> dict:
@@ -44,7 +50,13 @@ async def run(seconds: float, url: str | None) -> dict:
 
     logger.remove()  # Pipecat's debug log on stderr would be most of the time measured
     logger.add(sys.stderr, level="WARNING")
-    from pipecat.frames.frames import EndFrame, Frame, InputAudioRawFrame, UserStartedSpeakingFrame, UserStoppedSpeakingFrame
+    from pipecat.frames.frames import (
+        EndFrame,
+        Frame,
+        InputAudioRawFrame,
+        UserStartedSpeakingFrame,
+        UserStoppedSpeakingFrame,
+    )
     from pipecat.pipeline.pipeline import Pipeline
     from pipecat.pipeline.worker import PipelineParams, PipelineWorker
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
@@ -78,9 +90,15 @@ async def run(seconds: float, url: str | None) -> dict:
             await super().process_frame(frame, direction)
             await self.push_frame(frame, direction)
 
-    processor = PronunciationProcessor(url or "ws://fake/v1/stream", transport=None if url else FakeServer("three_turns"), rtvi=True, llm_note=True)
+    processor = PronunciationProcessor(
+        url or "ws://fake/v1/stream", transport=None if url else FakeServer("three_turns"), rtvi=True, llm_note=True
+    )
     clocks = [Clock(), Clock(), Clock()]
-    worker = PipelineWorker(Pipeline([clocks[0], PassThrough(), clocks[1], processor, clocks[2]]), params=PipelineParams(audio_in_sample_rate=RATE), cancel_on_idle_timeout=False)
+    worker = PipelineWorker(
+        Pipeline([clocks[0], PassThrough(), clocks[1], processor, clocks[2]]),
+        params=PipelineParams(audio_in_sample_rate=RATE),
+        cancel_on_idle_timeout=False,
+    )
     runner = WorkerRunner(handle_sigint=False)
     started = asyncio.Event()
 
@@ -102,7 +120,9 @@ async def run(seconds: float, url: str | None) -> dict:
                 await worker.queue_frame(UserStartedSpeakingFrame())
             clock += FRAME_MS / 1000
             await asyncio.sleep(max(0.0, clock - loop.time()))
-            await worker.queue_frame(InputAudioRawFrame(audio=turn[i : i + step].tobytes(), sample_rate=RATE, num_channels=1))
+            await worker.queue_frame(
+                InputAudioRawFrame(audio=turn[i : i + step].tobytes(), sample_rate=RATE, num_channels=1)
+            )
         await worker.queue_frame(UserStoppedSpeakingFrame())
         turns += 1
     await worker.queue_frame(EndFrame())
@@ -133,7 +153,11 @@ def main() -> int:
     args = parser.parse_args()
 
     outcome = asyncio.run(run(args.seconds, args.url))
-    p99, p99_cpu, floor_p99 = outcome["processor"]["p99_us"], outcome["processor_cpu"]["p99_us"], outcome["pass_through"]["p99_us"]
+    p99, p99_cpu, floor_p99 = (
+        outcome["processor"]["p99_us"],
+        outcome["processor_cpu"]["p99_us"],
+        outcome["pass_through"]["p99_us"],
+    )
     result = {
         "benchmark": "pipecat_delay",
         "machine": machine(),
@@ -144,8 +168,23 @@ def main() -> int:
         "meets_target": p99 < 1000.0,  # wall clock: fails whenever the OS preempts the process often, the floor too
         "meets_target_cpu": p99_cpu < 1000.0,
     }
-    names = (("PronunciationProcessor, wall", "processor"), ("pass-through (floor), wall", "pass_through"), ("PronunciationProcessor, CPU", "processor_cpu"), ("pass-through (floor), CPU", "pass_through_cpu"))
-    rows = [[name, outcome[key]["n"], outcome[key]["p50_us"], outcome[key]["p99_us"], outcome[key]["max_us"], outcome[key]["mean_us"]] for name, key in names]
+    names = (
+        ("PronunciationProcessor, wall", "processor"),
+        ("pass-through (floor), wall", "pass_through"),
+        ("PronunciationProcessor, CPU", "processor_cpu"),
+        ("pass-through (floor), CPU", "pass_through_cpu"),
+    )
+    rows = [
+        [
+            name,
+            outcome[key]["n"],
+            outcome[key]["p50_us"],
+            outcome[key]["p99_us"],
+            outcome[key]["max_us"],
+            outcome[key]["mean_us"],
+        ]
+        for name, key in names
+    ]
     readable = table(rows, ["time inside", "frames", "p50 us", "p99 us", "max us", "mean us"])
     readable += f"\n{outcome['turns']} turns, {outcome['feedback_frames']} feedback frames, load average {outcome['load_average'][0]:.1f} on {os.cpu_count()} cores"
     readable += f"\np99 inside the processor: {p99} us wall clock ({'under' if p99 < 1000 else 'OVER'} the 1 ms target; a pass-through: {floor_p99} us), {p99_cpu} us CPU ({'under' if p99_cpu < 1000 else 'OVER'})"

@@ -35,7 +35,9 @@ def main() -> int:
     from multipa_core.train import TrainConfig, prepare
 
     # the richest inputs, so that the precompute step also fills the encoder-layer statistics
-    train_ex, val_ex, _ = prepare(TrainConfig(data=args.data, out="", cache=args.cache, transcripts="both", probe_inputs="encoder-layers"))
+    train_ex, val_ex, _ = prepare(
+        TrainConfig(data=args.data, out="", cache=args.cache, transcripts="both", probe_inputs="encoder-layers")
+    )
     y_train, y_val = np.stack([e.sentence for e in train_ex]), np.stack([e.sentence for e in val_ex])
     # one row per validation utterance (its open-mode example: what the product meets)
     val_open = [i for i, e in enumerate(val_ex) if e.mode == "open"]
@@ -46,9 +48,19 @@ def main() -> int:
         ridge, mse = probe.fit_choosing_alpha(x_train, y_train, x_val, y_val, inputs)
         predicted = ridge.predict(x_val)[val_open]
         pcc = {a: agreement(predicted[:, i], y_val[val_open, i])["pcc"] for i, a in enumerate(ASPECTS)}
-        results[inputs] = {"alpha": ridge.alpha, "dims": int(x_train.shape[1]), "validation_mse": round(mse, 4), "validation_pcc": pcc}
+        results[inputs] = {
+            "alpha": ridge.alpha,
+            "dims": int(x_train.shape[1]),
+            "validation_mse": round(mse, 4),
+            "validation_pcc": pcc,
+        }
         rows.append([inputs, x_train.shape[1], ridge.alpha, *(f"{pcc[a]:.3f}" for a in ASPECTS)])
-    result = {"benchmark": "probe_inputs", "machine": machine(), "config": {"data": args.data, "part": "validation speakers", "utterances": len(val_open)}, "inputs": results}
+    result = {
+        "benchmark": "probe_inputs",
+        "machine": machine(),
+        "config": {"data": args.data, "part": "validation speakers", "utterances": len(val_open)},
+        "inputs": results,
+    }
     emit(result, table(rows, ["inputs", "dims", "alpha", *ASPECTS]), args.json_out)
     return 0
 

@@ -1,6 +1,6 @@
 """Writes docs/benchmarks.md from the JSON results in bench/results/ (every number with its command).
 
-    python bench/report.py > docs/benchmarks.md
+python bench/report.py > docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -31,39 +31,109 @@ def latency(r: dict) -> list[str]:
     out += [
         f"One real-time stream of {r['turns_sent']} development-speaker utterances ({r['config']['min_s']} to {r['config']['max_s']} s files, turns of {r['turn_ms']['p50'] / 1000:.1f} s at the median) with {r['config']['gap_s']} s of silence between them, through a real `multipa-server` (one worker, {r['config']['threads']} threads). Latency: `turn.ended` to `turn.assessed` at the client. Floor: {r['config']['floor']}, on the same turn audio, timed after the server stopped.",
         "",
-        row(["server", "p50 ms", "p95 ms", "max ms", "floor p50 ms", "ratio of p50s", "median per-turn ratio", "speculative turns", "assessed / failed"]),
+        row(
+            [
+                "server",
+                "p50 ms",
+                "p95 ms",
+                "max ms",
+                "floor p50 ms",
+                "ratio of p50s",
+                "median per-turn ratio",
+                "speculative turns",
+                "assessed / failed",
+            ]
+        ),
         row(["---"] * 9),
     ]
     for name, v in r["variants"].items():
-        out.append(row([name, v["latency_ms"]["p50"], v["latency_ms"]["p95"], v["latency_ms"]["max"], v["floor_ms"]["p50"], v["ratio_p50"], v["ratio_per_turn_p50"], v["speculative_turns"], f"{v['turns_assessed']} / {v['turns_failed']}"]))
+        out.append(
+            row(
+                [
+                    name,
+                    v["latency_ms"]["p50"],
+                    v["latency_ms"]["p95"],
+                    v["latency_ms"]["max"],
+                    v["floor_ms"]["p50"],
+                    v["ratio_p50"],
+                    v["ratio_per_turn_p50"],
+                    v["speculative_turns"],
+                    f"{v['turns_assessed']} / {v['turns_failed']}",
+                ]
+            )
+        )
     if "speedup_p50" in r:
-        out += ["", f"Speculative assessment (the default) against `--no-speculate`, same run, same turns: p50 {r['speedup_p50']}x faster."]
+        out += [
+            "",
+            f"Speculative assessment (the default) against `--no-speculate`, same run, same turns: p50 {r['speedup_p50']}x faster.",
+        ]
     for name, v in r["variants"].items():
-        out += ["", f"Stages inside the worker, p50 ms ({name}; `asr_recognized` runs in a thread beside `encode_target` + `asr_target`): " + ", ".join(f"{k} {x}" for k, x in v["stages_p50_ms"].items()), f"Server side p50 ms: " + ", ".join(f"{k} {x}" for k, x in v["server_p50_ms"].items())]
+        out += [
+            "",
+            f"Stages inside the worker, p50 ms ({name}; `asr_recognized` runs in a thread beside `encode_target` + `asr_target`): "
+            + ", ".join(f"{k} {x}" for k, x in v["stages_p50_ms"].items()),
+            "Server side p50 ms: " + ", ".join(f"{k} {x}" for k, x in v["server_p50_ms"].items()),
+        ]
     return out
 
 
 def stages(r: dict) -> list[str]:
     s = r["summary"]
     out = ["## The pipeline before and after the latency work (`bench/stages.py`)", "", where(r), ""]
-    out += [f"In process, no server: {r['config']['turns']} turns, each configuration run on each turn in turn (interleaved, so machine noise hits all alike), beside plain faster-whisper with ASR_t alone.", ""]
+    out += [
+        f"In process, no server: {r['config']['turns']} turns, each configuration run on each turn in turn (interleaved, so machine noise hits all alike), beside plain faster-whisper with ASR_t alone.",
+        "",
+    ]
     out += [row(["", "p50 ms", "p95 ms", "ratio to the floor (p50)"]), row(["---"] * 4)]
     out.append(row(["floor (faster-whisper, ASR_t alone)", s["floor_ms"]["p50"], s["floor_ms"]["p95"], "1"]))
     for name in r["config"]["configs"]:
-        out.append(row([f"{name} {json.dumps(r['config']['configs'][name])}", s[f"{name}_ms"]["p50"], s[f"{name}_ms"]["p95"], s[f"{name}_ratio_to_floor_p50"]]))
+        out.append(
+            row(
+                [
+                    f"{name} {json.dumps(r['config']['configs'][name])}",
+                    s[f"{name}_ms"]["p50"],
+                    s[f"{name}_ms"]["p95"],
+                    s[f"{name}_ratio_to_floor_p50"],
+                ]
+            )
+        )
     if "speedup_p50" in s:
-        out += ["", f"Speed-up of the p50, sequential to default: {s['speedup_p50']}x; the assessed words were the same on {s['same_words']} of {r['config']['turns']} turns (Whisper's own word timestamps are not needed: the features use the aligner's)."]
+        out += [
+            "",
+            f"Speed-up of the p50, sequential to default: {s['speedup_p50']}x; the assessed words were the same on {s['same_words']} of {r['config']['turns']} turns (Whisper's own word timestamps are not needed: the features use the aligner's).",
+        ]
     return out
 
 
 def throughput(r: dict, title: str) -> list[str]:
     c = r["config"]
     out = [f"## Concurrent streams: {title} (`bench/throughput.py`)", "", where(r), ""]
-    out += [f"{c['pool']} pool, {c['workers']} worker(s) of {c['threads_per_worker']} thread(s); each client streams {c['turns_per_stream']} turns of {c['turn_s']} s at real-time pace with {c['gap_s']} s of silence between them, clients offset so their turns end at different moments. Target: p95 latency at most {c['target_p95_ms']:.0f} ms, no failed turn.", ""]
-    out += [row(["streams", "turns assessed", "failed", "p50 ms", "p95 ms", "max ms", "RSS of server + workers, MiB"]), row(["---"] * 7)]
+    out += [
+        f"{c['pool']} pool, {c['workers']} worker(s) of {c['threads_per_worker']} thread(s); each client streams {c['turns_per_stream']} turns of {c['turn_s']} s at real-time pace with {c['gap_s']} s of silence between them, clients offset so their turns end at different moments. Target: p95 latency at most {c['target_p95_ms']:.0f} ms, no failed turn.",
+        "",
+    ]
+    out += [
+        row(["streams", "turns assessed", "failed", "p50 ms", "p95 ms", "max ms", "RSS of server + workers, MiB"]),
+        row(["---"] * 7),
+    ]
     for lv in r["levels"]:
-        out.append(row([lv["streams"], lv["turns_assessed"], lv["turns_failed"], lv["latency_ms"].get("p50"), lv["latency_ms"].get("p95"), lv["latency_ms"].get("max"), round(sum(lv["rss_mib"].values()))]))
-    out += ["", f"Sustained: **{r['sustained_streams']} stream(s)** with p95 under the target; the largest worker used {r['worker_rss_mib_max']} MiB."]
+        out.append(
+            row(
+                [
+                    lv["streams"],
+                    lv["turns_assessed"],
+                    lv["turns_failed"],
+                    lv["latency_ms"].get("p50"),
+                    lv["latency_ms"].get("p95"),
+                    lv["latency_ms"].get("max"),
+                    round(sum(lv["rss_mib"].values())),
+                ]
+            )
+        )
+    out += [
+        "",
+        f"Sustained: **{r['sustained_streams']} stream(s)** with p95 under the target; the largest worker used {r['worker_rss_mib_max']} MiB.",
+    ]
     return out
 
 
@@ -79,15 +149,46 @@ def soak(r: dict) -> list[str]:
 
 def accuracy(r: dict) -> list[str]:
     out = ["## Accuracy (`bench/accuracy.py`)", "", where(r), ""]
-    out += ["`multipa evaluate` on the development speakers (never trained on), both modes; plots of predicted against expert scores: " + ", ".join(f"`{m['plot']}`" for m in r["modes"].values()) + ".", ""]
-    out += [row(["mode", "n", "failed", "acc PCC / SCC", "flu PCC / SCC", "pro PCC / SCC", "total PCC / SCC", "word acc", "word stress", "word total"]), row(["---"] * 10)]
+    out += [
+        "`multipa evaluate` on the development speakers (never trained on), both modes; plots of predicted against expert scores: "
+        + ", ".join(f"`{m['plot']}`" for m in r["modes"].values())
+        + ".",
+        "",
+    ]
+    out += [
+        row(
+            [
+                "mode",
+                "n",
+                "failed",
+                "acc PCC / SCC",
+                "flu PCC / SCC",
+                "pro PCC / SCC",
+                "total PCC / SCC",
+                "word acc",
+                "word stress",
+                "word total",
+            ]
+        ),
+        row(["---"] * 10),
+    ]
 
     def cell(m: dict) -> str:
         f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         return f"{f(m['pcc'])} / {f(m['scc'])}"
 
     for mode, m in r["modes"].items():
-        out.append(row([mode, m["n"], m["failed"], *(cell(m["sentence"][h]) for h in ("accuracy", "fluency", "prosody", "total")), *(cell(m["word"][h]) for h in ("accuracy", "stress", "total"))]))
+        out.append(
+            row(
+                [
+                    mode,
+                    m["n"],
+                    m["failed"],
+                    *(cell(m["sentence"][h]) for h in ("accuracy", "fluency", "prosody", "total")),
+                    *(cell(m["word"][h]) for h in ("accuracy", "stress", "total")),
+                ]
+            )
+        )
     return out
 
 
@@ -100,10 +201,18 @@ def pipecat_delay(r: dict) -> list[str]:
         row(["time inside", "p50 us", "p99 us", "max us"]),
         row(["---"] * 4),
     ]
-    for name, key in (("processor, wall clock", "processor"), ("pass-through, wall clock", "pass_through"), ("processor, CPU", "processor_cpu"), ("pass-through, CPU", "pass_through_cpu")):
+    for name, key in (
+        ("processor, wall clock", "processor"),
+        ("pass-through, wall clock", "pass_through"),
+        ("processor, CPU", "processor_cpu"),
+        ("pass-through, CPU", "pass_through_cpu"),
+    ):
         out.append(row([name, r[key]["p50_us"], r[key]["p99_us"], r[key]["max_us"]]))
     verdict = lambda ok: "under" if ok else "over"  # noqa: E731
-    out += ["", f"p99 inside the processor: {verdict(r['meets_target'])} the target by the wall clock, {verdict(r['meets_target_cpu'])} it by CPU time."]
+    out += [
+        "",
+        f"p99 inside the processor: {verdict(r['meets_target'])} the target by the wall clock, {verdict(r['meets_target_cpu'])} it by CPU time.",
+    ]
     return out
 
 
@@ -122,12 +231,34 @@ def gpu(r: dict | None) -> list[str]:
             "",
             f"    {GPU_COMMAND}",
         ]
-    out += [f"{r.get('gpu')}; {where(r)}", "", "placement: " + ", ".join(f"{k} {v}" for k, v in r["placement"].items()), ""]
-    out += [row(["batch", "turns/s", "latency p50 ms", "p95 ms", "torch peak MiB", "device used MiB"]), row(["---"] * 6)]
+    out += [
+        f"{r.get('gpu')}; {where(r)}",
+        "",
+        "placement: " + ", ".join(f"{k} {v}" for k, v in r["placement"].items()),
+        "",
+    ]
+    out += [
+        row(["batch", "turns/s", "latency p50 ms", "p95 ms", "torch peak MiB", "device used MiB"]),
+        row(["---"] * 6),
+    ]
     for b in r["batches"]:
-        out.append(row([b["batch"], b["turns_per_s"], b["latency_ms"]["p50"], b["latency_ms"]["p95"], b["memory"].get("torch_peak_mib", "-"), b["memory"].get("device_used_mib", "-")]))
+        out.append(
+            row(
+                [
+                    b["batch"],
+                    b["turns_per_s"],
+                    b["latency_ms"]["p50"],
+                    b["latency_ms"]["p95"],
+                    b["memory"].get("torch_peak_mib", "-"),
+                    b["memory"].get("device_used_mib", "-"),
+                ]
+            )
+        )
     rt = r["realtime"]
-    out += ["", f"Real-time streams one GPU sustains at p95 under {rt['target_p95_ms']:.0f} ms (a {r['config']['turn_s']:g} s turn every {r['config']['turn_s'] + r['config']['gap_s']:g} s per stream, batches up to {rt['max_batch']}): **{rt['sustained_streams']}**."]
+    out += [
+        "",
+        f"Real-time streams one GPU sustains at p95 under {rt['target_p95_ms']:.0f} ms (a {r['config']['turn_s']:g} s turn every {r['config']['turn_s'] + r['config']['gap_s']:g} s per stream, batches up to {rt['max_batch']}): **{rt['sustained_streams']}**.",
+    ]
     return out
 
 
@@ -150,7 +281,11 @@ def main() -> int:
         r = load(name)
         if r:
             lines += fn(r) + [""]
-    for name, title in (("throughput-local", "embedded pool"), ("throughput-mqtt", "one MQTT worker"), ("throughput-mqtt-2workers", "two MQTT workers sharing the same 2 cores")):
+    for name, title in (
+        ("throughput-local", "embedded pool"),
+        ("throughput-mqtt", "one MQTT worker"),
+        ("throughput-mqtt-2workers", "two MQTT workers sharing the same 2 cores"),
+    ):
         r = load(name)
         if r:
             lines += throughput(r, title) + [""]

@@ -38,6 +38,7 @@ async def client(url: str, audio: np.ndarray, kind: str, rng: random.Random) -> 
     chunk = RATE // 10  # 100 ms
     stop_at = len(audio) if kind != "vanish" else rng.randrange(len(audio) // 4, len(audio) * 3 // 4)
     async with connect(url, max_size=None, open_timeout=60) as ws:
+
         async def receive() -> None:
             async for message in ws:
                 events.append(json.loads(message))
@@ -47,7 +48,16 @@ async def client(url: str, audio: np.ndarray, kind: str, rng: random.Random) -> 
         for i, offset in enumerate(range(0, stop_at, chunk)):
             await ws.send(audio[offset : min(offset + chunk, stop_at)].tobytes())
             if kind == "garbage" and i % 37 == 5:
-                await ws.send(rng.choice(["{nope", json.dumps({"type": "turn.dance"}), json.dumps({"type": "turn.reference"}), json.dumps([1, 2])]))
+                await ws.send(
+                    rng.choice(
+                        [
+                            "{nope",
+                            json.dumps({"type": "turn.dance"}),
+                            json.dumps({"type": "turn.reference"}),
+                            json.dumps([1, 2]),
+                        ]
+                    )
+                )
             if i % 10 == 0:
                 await asyncio.sleep(0.05)  # 2x real time: turns arrive over the round, not all at once
         if kind == "vanish":
@@ -72,7 +82,9 @@ def check(session: dict) -> list[str]:
     if any(e["type"] == "turn.failed" and not e.get("code") for e in events):
         problems.append("a failure without a code")
     if any(e["type"] == "error" and e.get("fatal") for e in events):
-        problems.append("a fatal error: " + json.dumps([e for e in events if e["type"] == "error" and e.get("fatal")])[:300])
+        problems.append(
+            "a fatal error: " + json.dumps([e for e in events if e["type"] == "error" and e.get("fatal")])[:300]
+        )
     return problems
 
 
@@ -111,7 +123,9 @@ def main() -> int:
                 batch.append((conversation(turns, rng.uniform(0.8, 1.5)), kinds[i]))
 
             async def round_() -> list:
-                return await asyncio.gather(*(client(server.url, audio, kind, rng) for audio, kind in batch), return_exceptions=True)
+                return await asyncio.gather(
+                    *(client(server.url, audio, kind, rng) for audio, kind in batch), return_exceptions=True
+                )
 
             sessions += asyncio.run(round_())
             rounds += 1
@@ -133,7 +147,12 @@ def main() -> int:
     result = {
         "benchmark": "soak",
         "machine": machine(),
-        "config": {"minutes": args.minutes, "sessions_per_round": args.sessions, "turns_per_session": args.turns, "workers": args.workers},
+        "config": {
+            "minutes": args.minutes,
+            "sessions_per_round": args.sessions,
+            "turns_per_session": args.turns,
+            "workers": args.workers,
+        },
         "rounds": rounds,
         "sessions": len(sessions),
         "sessions_vanished": sum(1 for s in sessions if isinstance(s, dict) and s["kind"] == "vanish"),
@@ -155,8 +174,16 @@ def main() -> int:
     ok = not problems and not crashed and alive and code == 0 and result["tracebacks_in_server_log"] == 0
     result["passed"] = ok
     readable = table(
-        [["sessions (vanished)", f"{len(sessions)} ({result['sessions_vanished']})"], ["turns started", counts["turn.started"]], ["assessed / failed", f"{counts['turn.assessed']} / {counts['turn.failed']} {dict(failures)}"],
-         ["sessions breaking a promise", len(problems)], ["RSS after each round (MiB)", round_rss], ["growth after round 1 (MiB)", growth], ["server alive, exit code", f"{alive}, {code}"], ["passed", ok]],
+        [
+            ["sessions (vanished)", f"{len(sessions)} ({result['sessions_vanished']})"],
+            ["turns started", counts["turn.started"]],
+            ["assessed / failed", f"{counts['turn.assessed']} / {counts['turn.failed']} {dict(failures)}"],
+            ["sessions breaking a promise", len(problems)],
+            ["RSS after each round (MiB)", round_rss],
+            ["growth after round 1 (MiB)", growth],
+            ["server alive, exit code", f"{alive}, {code}"],
+            ["passed", ok],
+        ],
         ["soak", "result"],
     )
     emit(result, readable, args.json_out)

@@ -49,10 +49,18 @@ def main() -> int:
     threads = common_threads()
     names = [n for n in args.configs.split(",") if n]
     assessors = {n: Assessor(PipelineOptions(device="cpu", threads=threads, **CONFIGS[n])) for n in names}
-    floor_model = WhisperModel(str(registry.resolve("whisper-base", kind="whisper")), device="cpu", compute_type="int8", cpu_threads=threads, local_files_only=True)
+    floor_model = WhisperModel(
+        str(registry.resolve("whisper-base", kind="whisper")),
+        device="cpu",
+        compute_type="int8",
+        cpu_threads=threads,
+        local_files_only=True,
+    )
 
     def floor(samples: np.ndarray) -> str:
-        segments, _ = floor_model.transcribe(samples, language="en", beam_size=1, temperature=0.0, condition_on_previous_text=False, vad_filter=False)
+        segments, _ = floor_model.transcribe(
+            samples, language="en", beam_size=1, temperature=0.0, condition_on_previous_text=False, vad_filter=False
+        )
         return " ".join(s.text for s in segments)
 
     turns = [(utt, s.astype(np.float32) / 32768.0) for utt, s in pick_turns(args.turns, args.min_s, args.max_s)]
@@ -75,24 +83,45 @@ def main() -> int:
             record[f"{name}_words"] = [w.text for w in result.words]
         per_turn.append(record)
         rows.append([utt, record["seconds"], record["floor_ms"], *[record[f"{n}_ms"] for n in names]])
-        print(f"  {utt}: " + ", ".join(f"{k} {v}" for k, v in record.items() if k.endswith("_ms") and not k.endswith("stages_ms")), file=sys.stderr)
+        print(
+            f"  {utt}: "
+            + ", ".join(f"{k} {v}" for k, v in record.items() if k.endswith("_ms") and not k.endswith("stages_ms")),
+            file=sys.stderr,
+        )
 
     summary = {"floor_ms": percentiles([r["floor_ms"] for r in per_turn])}
     for n in names:
         summary[f"{n}_ms"] = percentiles([r[f"{n}_ms"] for r in per_turn])
         summary[f"{n}_ratio_to_floor_p50"] = round(summary[f"{n}_ms"]["p50"] / summary["floor_ms"]["p50"], 3)
         stages = sorted({k for r in per_turn for k in r[f"{n}_stages_ms"]})
-        summary[f"{n}_stages_p50_ms"] = {k: round(float(np.median([r[f"{n}_stages_ms"].get(k, 0.0) for r in per_turn])), 1) for k in stages}
+        summary[f"{n}_stages_p50_ms"] = {
+            k: round(float(np.median([r[f"{n}_stages_ms"].get(k, 0.0) for r in per_turn])), 1) for k in stages
+        }
     if "sequential" in names and "default" in names:
         summary["speedup_p50"] = round(summary["sequential_ms"]["p50"] / summary["default_ms"]["p50"], 3)
         summary["same_words"] = sum(r["sequential_words"] == r["default_words"] for r in per_turn)
-    result = {"benchmark": "stages", "machine": machine(), "config": {"turns": len(turns), "threads": threads, "configs": {n: CONFIGS[n] for n in names}}, "summary": summary, "per_turn": per_turn}
-    readable = "\n".join([
-        table(rows, ["utt", "seconds", "floor ms", *[f"{n} ms" for n in names]]),
-        "",
-        table([[k, v.get("p50"), v.get("p95"), v.get("max")] for k, v in summary.items() if isinstance(v, dict) and "p50" in v], ["", "p50", "p95", "max"]),
-        "  ".join(f"{k}: {v}" for k, v in summary.items() if not isinstance(v, dict)),
-    ])
+    result = {
+        "benchmark": "stages",
+        "machine": machine(),
+        "config": {"turns": len(turns), "threads": threads, "configs": {n: CONFIGS[n] for n in names}},
+        "summary": summary,
+        "per_turn": per_turn,
+    }
+    readable = "\n".join(
+        [
+            table(rows, ["utt", "seconds", "floor ms", *[f"{n} ms" for n in names]]),
+            "",
+            table(
+                [
+                    [k, v.get("p50"), v.get("p95"), v.get("max")]
+                    for k, v in summary.items()
+                    if isinstance(v, dict) and "p50" in v
+                ],
+                ["", "p50", "p95", "max"],
+            ),
+            "  ".join(f"{k}: {v}" for k, v in summary.items() if not isinstance(v, dict)),
+        ]
+    )
     emit(result, readable, args.json_out)
     return 0
 

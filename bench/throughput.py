@@ -47,13 +47,38 @@ def measure(outcomes: list) -> dict:
             assessed += 1
             latencies.append((r.at - ended[r.event["turn_id"]]) * 1000.0)
         failed += [r.event.get("code") for r in outcome.of("turn.failed")]
-    return {"turns_started": started, "turns_assessed": assessed, "turns_failed": len(failed), "failure_codes": sorted(set(failed)), "latency_ms": percentiles(latencies)}
+    return {
+        "turns_started": started,
+        "turns_assessed": assessed,
+        "turns_failed": len(failed),
+        "failure_codes": sorted(set(failed)),
+        "latency_ms": percentiles(latencies),
+    }
 
 
 def start_mqtt_workers(count: int, broker: str, prefix: str, threads: int) -> list[subprocess.Popen]:
     env = {**os.environ, "MULTIPA_THREADS": str(threads)}
-    command = [sys.executable, "-m", "multipa_server.worker_cli", "--broker", broker, "--prefix", prefix, "--device", "cpu"]
-    return [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(f"/tmp/multipa-bench-worker-{i}.log", "w")) for i in range(count)]
+    command = [
+        sys.executable,
+        "-m",
+        "multipa_server.worker_cli",
+        "--broker",
+        broker,
+        "--prefix",
+        prefix,
+        "--device",
+        "cpu",
+    ]
+    return [
+        subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(f"/tmp/multipa-bench-worker-{i}.log", "w"),
+        )
+        for i in range(count)
+    ]
 
 
 def wait_for_workers(url: str, count: int, timeout: float = 600.0) -> None:
@@ -83,7 +108,9 @@ def main() -> int:
     parser.add_argument("--broker", default="mqtt://127.0.0.1:1883")
     parser.add_argument("--max-streams", type=int, default=6)
     parser.add_argument("--turns", type=int, default=4, help="turns per stream")
-    parser.add_argument("--gap-s", type=float, default=3.0, help="silence between a stream's turns (the learner listens to the bot)")
+    parser.add_argument(
+        "--gap-s", type=float, default=3.0, help="silence between a stream's turns (the learner listens to the bot)"
+    )
     parser.add_argument("--target-p95-ms", type=float, default=2000.0)
     parser.add_argument("--server-args", default="")
     parser.add_argument("--json-out", default=None)
@@ -113,25 +140,57 @@ def main() -> int:
             rss.update({f"mqtt-worker-{w.pid}": _rss_mib(w.pid) for w in workers})
             result["rss_mib"] = {k: round(v, 1) for k, v in rss.items()}
             levels.append(result)
-            print(f"  {streams} streams: p95 {result['latency_ms'].get('p95')} ms, failed {result['turns_failed']}", file=sys.stderr)
+            print(
+                f"  {streams} streams: p95 {result['latency_ms'].get('p95')} ms, failed {result['turns_failed']}",
+                file=sys.stderr,
+            )
             if result["turns_failed"] or result["latency_ms"].get("p95", 1e9) > args.target_p95_ms:
                 break
     finally:
         server.stop()
         for w in workers:
             w.terminate()
-    sustained = max((lv["streams"] for lv in levels if not lv["turns_failed"] and lv["latency_ms"].get("p95", 1e9) <= args.target_p95_ms), default=0)
+    sustained = max(
+        (
+            lv["streams"]
+            for lv in levels
+            if not lv["turns_failed"] and lv["latency_ms"].get("p95", 1e9) <= args.target_p95_ms
+        ),
+        default=0,
+    )
     worker_rss = [v for lv in levels for k, v in lv["rss_mib"].items() if "worker" in k]
     result = {
         "benchmark": "throughput",
         "machine": machine(),
-        "config": {"pool": args.pool, "workers": args.workers, "threads_per_worker": threads, "turns_per_stream": args.turns, "turn_s": "3-5", "gap_s": args.gap_s, "target_p95_ms": args.target_p95_ms},
+        "config": {
+            "pool": args.pool,
+            "workers": args.workers,
+            "threads_per_worker": threads,
+            "turns_per_stream": args.turns,
+            "turn_s": "3-5",
+            "gap_s": args.gap_s,
+            "target_p95_ms": args.target_p95_ms,
+        },
         "sustained_streams": sustained,
         "worker_rss_mib_max": round(max(worker_rss), 1) if worker_rss else None,
         "levels": levels,
     }
-    rows = [[lv["streams"], lv["turns_assessed"], lv["turns_failed"], lv["latency_ms"].get("p50"), lv["latency_ms"].get("p95"), lv["latency_ms"].get("max"), round(sum(lv["rss_mib"].values()))] for lv in levels]
-    readable = table(rows, ["streams", "assessed", "failed", "p50 ms", "p95 ms", "max ms", "RSS MiB"]) + f"\nsustained with p95 <= {args.target_p95_ms:.0f} ms: {sustained} stream(s) ({args.pool} pool, {args.workers} worker(s))"
+    rows = [
+        [
+            lv["streams"],
+            lv["turns_assessed"],
+            lv["turns_failed"],
+            lv["latency_ms"].get("p50"),
+            lv["latency_ms"].get("p95"),
+            lv["latency_ms"].get("max"),
+            round(sum(lv["rss_mib"].values())),
+        ]
+        for lv in levels
+    ]
+    readable = (
+        table(rows, ["streams", "assessed", "failed", "p50 ms", "p95 ms", "max ms", "RSS MiB"])
+        + f"\nsustained with p95 <= {args.target_p95_ms:.0f} ms: {sustained} stream(s) ({args.pool} pool, {args.workers} worker(s))"
+    )
     emit(result, readable, args.json_out)
     return 0
 

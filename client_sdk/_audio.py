@@ -44,7 +44,9 @@ def read_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     try:
         import soundfile as sf  # type: ignore[import-untyped]
     except ImportError:
-        raise MissingDependency(f"{p}: reading {p.suffix or 'this'} files needs soundfile (pip install soundfile); WAV works without it") from None
+        raise MissingDependency(
+            f"{p}: reading {p.suffix or 'this'} files needs soundfile (pip install soundfile); WAV works without it"
+        ) from None
     try:
         data, rate = sf.read(str(p), dtype="int16", always_2d=True)
     except (RuntimeError, TypeError, ValueError, sf.LibsndfileError) as exc:
@@ -86,7 +88,11 @@ def to_int16(samples: Any) -> np.ndarray:
         if array.dtype == np.int16 and array.shape[1] == 1:
             array = array[:, 0]
         else:
-            array = array.astype(np.float64).mean(axis=1) if array.dtype.kind == "f" else np.round(array.astype(np.float64).mean(axis=1)).astype(array.dtype)
+            array = (
+                array.astype(np.float64).mean(axis=1)
+                if array.dtype.kind == "f"
+                else np.round(array.astype(np.float64).mean(axis=1)).astype(array.dtype)
+            )
     elif array.ndim != 1:
         raise AudioError(f"audio must be 1-D or (frames, channels), got shape {array.shape}")
     if array.dtype == np.int16:
@@ -100,7 +106,9 @@ def to_int16(samples: Any) -> np.ndarray:
         bits = array.dtype.itemsize * 8
         if array.dtype.kind == "u":
             array = array.astype(np.int64) - (1 << (bits - 1))
-        return (array.astype(np.int64) >> (bits - 16) if bits > 16 else array.astype(np.int64) << (16 - bits)).astype(np.int16)
+        return (array.astype(np.int64) >> (bits - 16) if bits > 16 else array.astype(np.int64) << (16 - bits)).astype(
+            np.int16
+        )
     raise AudioError(f"audio samples of dtype {array.dtype} are not supported")
 
 
@@ -148,7 +156,9 @@ class Resampler:
         frac = (n * self.down % self.up) / self.up
         tau = frac[:, None] - self._taps[None, :]  # distance from each output to each tap input
         kernel = self._cutoff * np.sinc(self._cutoff * tau) * _blackman(tau / self._half)
-        values = (self._x[base[:, None] + self._taps[None, :] - self._x0] * kernel).sum(axis=1) if count else np.zeros(0)
+        values = (
+            (self._x[base[:, None] + self._taps[None, :] - self._x0] * kernel).sum(axis=1) if count else np.zeros(0)
+        )
         self._n += count
         keep_from = self._n * self.down // self.up - self._half + 1  # the earliest input the next output needs
         if keep_from > self._x0:
@@ -172,11 +182,15 @@ def sounddevice() -> Any:
     try:
         import sounddevice as sd  # type: ignore[import-not-found, unused-ignore]
     except (ImportError, OSError) as exc:  # OSError: the PortAudio library itself is missing
-        raise MissingDependency(f"the microphone needs sounddevice and PortAudio: pip install 'multipa-live[mic]' ({exc})") from None
+        raise MissingDependency(
+            f"the microphone needs sounddevice and PortAudio: pip install 'multipa-live[mic]' ({exc})"
+        ) from None
     return sd
 
 
-async def microphone(sample_rate: int, *, block_ms: int = 20, device: int | str | None = None) -> AsyncIterator[np.ndarray]:
+async def microphone(
+    sample_rate: int, *, block_ms: int = 20, device: int | str | None = None
+) -> AsyncIterator[np.ndarray]:
     """Blocks of int16 samples from the default (or given) input device, as they are recorded.
 
     Raises:
@@ -189,6 +203,13 @@ async def microphone(sample_rate: int, *, block_ms: int = 20, device: int | str 
     def record(indata: np.ndarray, frames: int, time: Any, status: Any) -> None:  # PortAudio's thread
         loop.call_soon_threadsafe(blocks.put_nowait, indata[:, 0].copy())
 
-    with sd.InputStream(samplerate=sample_rate, channels=1, dtype="int16", blocksize=sample_rate * block_ms // 1000, device=device, callback=record):
+    with sd.InputStream(
+        samplerate=sample_rate,
+        channels=1,
+        dtype="int16",
+        blocksize=sample_rate * block_ms // 1000,
+        device=device,
+        callback=record,
+    ):
         while True:
             yield await blocks.get()

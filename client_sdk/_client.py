@@ -86,7 +86,9 @@ class MultipaClient:
             raise ValueError(f"chunk_ms must be between 10 and 1000, got {chunk_ms}")
         self.url, self.api_key, self.mode, self.sample_rate = url, api_key, mode, sample_rate
         self.vad, self.realtime, self.metadata, self.chunk_ms = vad, realtime, dict(metadata or {}), chunk_ms
-        self.reconnect = reconnect if isinstance(reconnect, ReconnectPolicy) else ReconnectPolicy(attempts=5 if reconnect else 0)
+        self.reconnect = (
+            reconnect if isinstance(reconnect, ReconnectPolicy) else ReconnectPolicy(attempts=5 if reconnect else 0)
+        )
         self.transport: Transport = transport or WebsocketTransport()
         self._idle: Connection | None = None  # opened by __aenter__, used by the first stream
         self._conn: Connection | None = None  # the current stream's connection
@@ -154,14 +156,18 @@ class MultipaClient:
         async for event in self._run(_converted(chunks, sample_rate, rate), rate, realtime):
             yield event
 
-    def stream_microphone(self, *, sample_rate: int = DEFAULT_RATE, block_ms: int = 20, device: int | str | None = None) -> AsyncIterator[Event]:
+    def stream_microphone(
+        self, *, sample_rate: int = DEFAULT_RATE, block_ms: int = 20, device: int | str | None = None
+    ) -> AsyncIterator[Event]:
         """Stream the microphone (needs the ``mic`` extra) until the iterator is closed.
 
         Raises:
             MissingDependency: sounddevice is not installed (raised here, before connecting).
         """
         sounddevice()
-        return self.stream(microphone(sample_rate, block_ms=block_ms, device=device), sample_rate=sample_rate, realtime=True)
+        return self.stream(
+            microphone(sample_rate, block_ms=block_ms, device=device), sample_rate=sample_rate, realtime=True
+        )
 
     async def end_turn(self) -> None:
         """End the turn in progress now (push-to-talk release).
@@ -187,7 +193,12 @@ class MultipaClient:
     # --- internals -------------------------------------------------------------------
 
     def _start_message(self, rate: int, realtime: bool, *, resumed_from_ms: int | None = None) -> str:
-        message: dict[str, Any] = {"type": "session.start", "sample_rate": rate, "mode": self.mode, "realtime": realtime}
+        message: dict[str, Any] = {
+            "type": "session.start",
+            "sample_rate": rate,
+            "mode": self.mode,
+            "realtime": realtime,
+        }
         metadata = dict(self.metadata)
         if resumed_from_ms is not None:  # in the server's log, and what a fake server needs to follow
             metadata["resumed_from_ms"] = resumed_from_ms
@@ -215,7 +226,10 @@ class MultipaClient:
         try:
             self._conn = await self._open(rate, realtime)
             self._live.set()
-            tasks = [asyncio.create_task(self._receive(replay, rate, out)), asyncio.create_task(self._send(replay, source, rate, realtime, out))]
+            tasks = [
+                asyncio.create_task(self._receive(replay, rate, out)),
+                asyncio.create_task(self._send(replay, source, rate, realtime, out)),
+            ]
             while True:
                 item = await out.get()
                 if item is _END:
@@ -249,7 +263,14 @@ class MultipaClient:
         await conn.send(self._start_message(rate, realtime))
         return conn
 
-    async def _send(self, replay: ReplayBuffer, source: AsyncIterator[np.ndarray], rate: int, realtime: bool, out: asyncio.Queue[Any]) -> None:
+    async def _send(
+        self,
+        replay: ReplayBuffer,
+        source: AsyncIterator[np.ndarray],
+        rate: int,
+        realtime: bool,
+        out: asyncio.Queue[Any],
+    ) -> None:
         loop = asyncio.get_running_loop()
         began = None
         try:
@@ -309,7 +330,9 @@ class MultipaClient:
                     events, stopped_at = replay.server_stopped(event)
                     for e in events:
                         out.put_nowait(e)
-                    conn = await self._resume(replay, rate, out, cause=f"the server shut down ({SHUTTING_DOWN})", at=stopped_at)
+                    conn = await self._resume(
+                        replay, rate, out, cause=f"the server shut down ({SHUTTING_DOWN})", at=stopped_at
+                    )
                     stopping = False
                     continue
                 if isinstance(event, Error) and event.fatal:
@@ -326,7 +349,9 @@ class MultipaClient:
             out.put_nowait(exc)
         out.put_nowait(_END)
 
-    async def _resume(self, replay: ReplayBuffer, rate: int, out: asyncio.Queue[Any], *, cause: str, at: int | None = None) -> Connection:
+    async def _resume(
+        self, replay: ReplayBuffer, rate: int, out: asyncio.Queue[Any], *, cause: str, at: int | None = None
+    ) -> Connection:
         """Reconnect with back-off and resend what has no result yet (or the stream from ``at``,
         where a stopping server stopped reading); raises after the last try."""
         policy = self.reconnect
@@ -355,8 +380,13 @@ class MultipaClient:
                 if not isinstance(started, SessionStarted):
                     for e in replay.on_event(started):
                         out.put_nowait(e)
-                    raise ServerError(getattr(started, "code", "invalid_state"), getattr(started, "message", f"the server answered {started.type} to session.start"))
-                out.put_nowait(Reconnected(attempt, started.session_id, offset * 1000 // rate, backlog * 1000 // rate, cause))
+                    raise ServerError(
+                        getattr(started, "code", "invalid_state"),
+                        getattr(started, "message", f"the server answered {started.type} to session.start"),
+                    )
+                out.put_nowait(
+                    Reconnected(attempt, started.session_id, offset * 1000 // rate, backlog * 1000 // rate, cause)
+                )
                 await self._flush(conn)  # the backlog, and whatever arrived meanwhile
                 self._live.set()
                 return conn
@@ -367,7 +397,9 @@ class MultipaClient:
             out.put_nowait(e)
         if isinstance(last, AuthenticationError):
             raise last
-        raise ConnectionLost(f"the connection dropped ({cause}) and {policy.attempts} reconnect attempt{'s' * (policy.attempts != 1)} failed: {last}")
+        raise ConnectionLost(
+            f"the connection dropped ({cause}) and {policy.attempts} reconnect attempt{'s' * (policy.attempts != 1)} failed: {last}"
+        )
 
 
 async def _chunks(samples: np.ndarray, size: int) -> AsyncIterator[np.ndarray]:

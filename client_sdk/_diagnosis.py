@@ -106,7 +106,11 @@ def _float(value: Any) -> float:
 def parse_nbest(items: Any) -> tuple[NBest, ...]:
     if not isinstance(items, list):
         return ()
-    return tuple(NBest(str(x.get("phone", "")), str(x.get("ipa", "")), _float(x.get("probability"))) for x in items if isinstance(x, dict))
+    return tuple(
+        NBest(str(x.get("phone", "")), str(x.get("ipa", "")), _float(x.get("probability")))
+        for x in items
+        if isinstance(x, dict)
+    )
 
 
 def parse_diagnosis(doc: Any) -> Diagnosis | None:
@@ -118,7 +122,11 @@ def parse_diagnosis(doc: Any) -> Diagnosis | None:
     p = doc.get("prosody")
     if isinstance(p, dict):
         raw = p.get("pauses")
-        pauses = tuple(Pause(_int(x.get("after_word"), 0), _int(x.get("start_ms"), 0), _int(x.get("end_ms"), 0)) for x in (raw if isinstance(raw, list) else []) if isinstance(x, dict))
+        pauses = tuple(
+            Pause(_int(x.get("after_word"), 0), _int(x.get("start_ms"), 0), _int(x.get("end_ms"), 0))
+            for x in (raw if isinstance(raw, list) else [])
+            if isinstance(x, dict)
+        )
         readings = p.get("readings")
         prosody = Prosody(
             _typed(p, "speaking_rate", (float,), "prosody", None), _typed(p, "articulation_rate", (float,), "prosody", None),
@@ -128,7 +136,11 @@ def parse_diagnosis(doc: Any) -> Diagnosis | None:
         )  # fmt: skip
     raw = doc.get("insertions")
     insertions = tuple(
-        InsertedWord(str(x.get("text", "")), _int(x.get("start_ms"), 0), _int(x.get("end_ms"), 0), _int(x.get("after_word"), -1)) for x in (raw if isinstance(raw, list) else []) if isinstance(x, dict)
+        InsertedWord(
+            str(x.get("text", "")), _int(x.get("start_ms"), 0), _int(x.get("end_ms"), 0), _int(x.get("after_word"), -1)
+        )
+        for x in (raw if isinstance(raw, list) else [])
+        if isinstance(x, dict)
     )
     errors = tuple(e for e in (_typed(doc, "errors", (list,), w, []) or []) if isinstance(e, str))
     return Diagnosis(errors, insertions, prosody)

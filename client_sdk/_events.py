@@ -66,7 +66,9 @@ class Word:
     needs_improvement: bool  # the server's mark: well below typical scores
     phones: tuple[Phone, ...] = ()
     ipa: str | None = None  # the canonical pronunciation in IPA
-    errors: tuple[str, ...] | None = None  # error types: mispronunciation, omission, unexpected_break, missing_break (None: no diagnosis)
+    errors: tuple[str, ...] | None = (
+        None  # error types: mispronunciation, omission, unexpected_break, missing_break (None: no diagnosis)
+    )
     inserted_phones: tuple[dict[str, Any], ...] = ()  # phones heard but not in the word: position, phone, ipa
     stress_check: dict[str, Any] | None = None  # expected_syllable, heard_syllable, ok; None when it cannot be told
 
@@ -220,7 +222,18 @@ class UnknownEvent:
     data: dict[str, Any]
 
 
-Event = Union[SessionStarted, TurnStarted, TurnEnded, TurnAssessed, TurnFailed, SessionEnded, Error, Pong, Reconnected, UnknownEvent]
+Event = Union[
+    SessionStarted,
+    TurnStarted,
+    TurnEnded,
+    TurnAssessed,
+    TurnFailed,
+    SessionEnded,
+    Error,
+    Pong,
+    Reconnected,
+    UnknownEvent,
+]
 TurnResult = Union[TurnAssessed, TurnFailed]
 
 
@@ -246,7 +259,11 @@ def _obj(doc: dict[str, Any], key: str, where: str) -> dict[str, Any]:
 
 
 def _numbers(value: dict[str, Any], where: str) -> dict[str, float]:
-    return {k: _get(value, k, float, where) for k in value if isinstance(value[k], (int, float)) and not isinstance(value[k], bool)}
+    return {
+        k: _get(value, k, float, where)
+        for k in value
+        if isinstance(value[k], (int, float)) and not isinstance(value[k], bool)
+    }
 
 
 def _phone(doc: dict[str, Any]) -> Phone:
@@ -274,7 +291,13 @@ def parse_assessment(doc: dict[str, Any]) -> Assessment:
     """An ``assessment`` object (also what ``multipa assess --json`` prints)."""
     w = "assessment"
     s = _obj(doc, "sentence", w)
-    sentence = SentenceScores(_get(s, "accuracy", float, "sentence"), _get(s, "fluency", float, "sentence"), _get(s, "prosody", float, "sentence"), _get(s, "total", float, "sentence"), _get(s, "completeness", float, "sentence", None))
+    sentence = SentenceScores(
+        _get(s, "accuracy", float, "sentence"),
+        _get(s, "fluency", float, "sentence"),
+        _get(s, "prosody", float, "sentence"),
+        _get(s, "total", float, "sentence"),
+        _get(s, "completeness", float, "sentence", None),
+    )
     words = tuple(_word(x) for x in _get(doc, "words", list, w) if isinstance(x, dict))
     return Assessment(_get(doc, "mode", str, w), _get(doc, "transcript", str, w), _get(doc, "target_transcript", str, w), sentence, words, _get(doc, "duration_ms", int, w), _numbers(_get(doc, "timings_ms", dict, w, {}), "timings_ms"),
         parse_diagnosis(doc.get("diagnosis")), parse_feedback(doc.get("feedback")),
@@ -285,30 +308,71 @@ def _session_started(d: dict[str, Any]) -> SessionStarted:
     w = "session.started"
     vad_doc = _obj(d, "vad", w)
     vad = VadOptions(**{f.name: _get(vad_doc, f.name, type(f.default), "vad", f.default) for f in fields(VadOptions)})
-    return SessionStarted(_get(d, "session_id", str, w), _get(d, "sample_rate", int, w), _get(d, "mode", str, w), _get(d, "realtime", bool, w), vad, _numbers(_obj(d, "limits", w), "limits"), _get(d, "protocol", str, w, "multipa.v1"))
+    return SessionStarted(
+        _get(d, "session_id", str, w),
+        _get(d, "sample_rate", int, w),
+        _get(d, "mode", str, w),
+        _get(d, "realtime", bool, w),
+        vad,
+        _numbers(_obj(d, "limits", w), "limits"),
+        _get(d, "protocol", str, w, "multipa.v1"),
+    )
 
 
 def _turn_assessed(d: dict[str, Any]) -> TurnAssessed:
     w = "turn.assessed"
     lat = _obj(d, "latency_ms", w)
-    latency = Latency(_get(lat, "queue", float, "latency_ms", 0.0), _get(lat, "assess", float, "latency_ms", 0.0), _get(lat, "total", float, "latency_ms", 0.0), _get(lat, "head_start", (int, float), "latency_ms", None))
-    return TurnAssessed(_get(d, "turn_id", int, w), _get(d, "start_ms", int, w), _get(d, "end_ms", int, w), parse_assessment(_obj(d, "assessment", w)), latency)
+    latency = Latency(
+        _get(lat, "queue", float, "latency_ms", 0.0),
+        _get(lat, "assess", float, "latency_ms", 0.0),
+        _get(lat, "total", float, "latency_ms", 0.0),
+        _get(lat, "head_start", (int, float), "latency_ms", None),
+    )
+    return TurnAssessed(
+        _get(d, "turn_id", int, w),
+        _get(d, "start_ms", int, w),
+        _get(d, "end_ms", int, w),
+        parse_assessment(_obj(d, "assessment", w)),
+        latency,
+    )
 
 
 def _session_ended(d: dict[str, Any]) -> SessionEnded:
     w = "session.ended"
     failures = {k: v for k, v in _get(d, "failures", dict, w, {}).items() if isinstance(v, int)}
-    return SessionEnded(_get(d, "reason", str, w), _get(d, "turns_started", int, w), _get(d, "turns_assessed", int, w), _get(d, "turns_failed", int, w), _get(d, "audio_ms", int, w), failures)
+    return SessionEnded(
+        _get(d, "reason", str, w),
+        _get(d, "turns_started", int, w),
+        _get(d, "turns_assessed", int, w),
+        _get(d, "turns_failed", int, w),
+        _get(d, "audio_ms", int, w),
+        failures,
+    )
 
 
 _PARSERS: dict[str, Callable[[dict[str, Any]], Event]] = {
     "session.started": _session_started,
-    "turn.started": lambda d: TurnStarted(_get(d, "turn_id", int, "turn.started"), _get(d, "start_ms", int, "turn.started")),
-    "turn.ended": lambda d: TurnEnded(_get(d, "turn_id", int, "turn.ended"), _get(d, "start_ms", int, "turn.ended"), _get(d, "end_ms", int, "turn.ended"), _get(d, "reason", str, "turn.ended")),
+    "turn.started": lambda d: TurnStarted(
+        _get(d, "turn_id", int, "turn.started"), _get(d, "start_ms", int, "turn.started")
+    ),
+    "turn.ended": lambda d: TurnEnded(
+        _get(d, "turn_id", int, "turn.ended"),
+        _get(d, "start_ms", int, "turn.ended"),
+        _get(d, "end_ms", int, "turn.ended"),
+        _get(d, "reason", str, "turn.ended"),
+    ),
     "turn.assessed": _turn_assessed,
-    "turn.failed": lambda d: TurnFailed(_get(d, "turn_id", int, "turn.failed"), _get(d, "start_ms", int, "turn.failed"), _get(d, "end_ms", int, "turn.failed"), _get(d, "code", str, "turn.failed"), _get(d, "message", str, "turn.failed", "")),
+    "turn.failed": lambda d: TurnFailed(
+        _get(d, "turn_id", int, "turn.failed"),
+        _get(d, "start_ms", int, "turn.failed"),
+        _get(d, "end_ms", int, "turn.failed"),
+        _get(d, "code", str, "turn.failed"),
+        _get(d, "message", str, "turn.failed", ""),
+    ),
     "session.ended": _session_ended,
-    "error": lambda d: Error(_get(d, "code", str, "error"), _get(d, "message", str, "error", ""), _get(d, "fatal", bool, "error", False)),
+    "error": lambda d: Error(
+        _get(d, "code", str, "error"), _get(d, "message", str, "error", ""), _get(d, "fatal", bool, "error", False)
+    ),
     "pong": lambda d: Pong(_get(d, "id", str, "pong", None)),
 }
 

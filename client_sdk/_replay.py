@@ -171,7 +171,11 @@ class ReplayBuffer:
             if turn.ended_sent:
                 return []
             turn.ended_sent = True
-            return [dataclasses.replace(event, turn_id=turn.id, start_ms=event.start_ms + shift, end_ms=event.end_ms + shift)]
+            return [
+                dataclasses.replace(
+                    event, turn_id=turn.id, start_ms=event.start_ms + shift, end_ms=event.end_ms + shift
+                )
+            ]
         if isinstance(event, (TurnAssessed, TurnFailed)):
             turn = self._turn(event.turn_id, event.start_ms + shift)
             if turn.done:
@@ -180,9 +184,17 @@ class ReplayBuffer:
             if turn.end is None:
                 turn.end = self._sample(event.end_ms + shift)
             self._trim()
-            return [dataclasses.replace(event, turn_id=turn.id, start_ms=event.start_ms + shift, end_ms=event.end_ms + shift)]
+            return [
+                dataclasses.replace(
+                    event, turn_id=turn.id, start_ms=event.start_ms + shift, end_ms=event.end_ms + shift
+                )
+            ]
         if isinstance(event, SessionEnded):
-            out: list[Event] = [*self._lose(self._unmatched(), "the connection dropped and the resent audio did not form this turn again")]
+            out: list[Event] = [
+                *self._lose(
+                    self._unmatched(), "the connection dropped and the resent audio did not form this turn again"
+                )
+            ]
             self.summaries.append(event)
             return [*out, event if self.session == 0 else self.summary(event)]
         if isinstance(event, SessionStarted) and self.session > 0:
@@ -192,7 +204,9 @@ class ReplayBuffer:
     def server_stopped(self, event: SessionEnded) -> tuple[list[Event], int]:
         """The session ended because its server shut down (every turn it had is answered):
         the events for the application, and the stream sample where the server stopped reading."""
-        out: list[Event] = [*self._lose(self._unmatched(), "the connection dropped and the resent audio did not form this turn again")]
+        out: list[Event] = [
+            *self._lose(self._unmatched(), "the connection dropped and the resent audio did not form this turn again")
+        ]
         self.summaries.append(event)
         return out, self.offset + event.audio_ms * self.rate // 1000
 
@@ -207,7 +221,14 @@ class ReplayBuffer:
             if t.done and t.outcome != "assessed":
                 failures[t.outcome or ""] = failures.get(t.outcome or "", 0) + 1
         assessed = sum(1 for t in self.turns.values() if t.outcome == "assessed")
-        return SessionEnded(last.reason, len(self.turns), assessed, sum(failures.values()), self.offset * 1000 // self.rate + last.audio_ms, failures)
+        return SessionEnded(
+            last.reason,
+            len(self.turns),
+            assessed,
+            sum(failures.values()),
+            self.offset * 1000 // self.rate + last.audio_ms,
+            failures,
+        )
 
     # --- internals -------------------------------------------------------------------
 
@@ -218,7 +239,9 @@ class ReplayBuffer:
         control.turn, turn.reference = turn, control.message["text"]
 
     def _unmatched(self) -> list[Turn]:
-        return sorted((t for t in self.turns.values() if not t.done and t.session < self.session), key=lambda t: t.start)
+        return sorted(
+            (t for t in self.turns.values() if not t.done and t.session < self.session), key=lambda t: t.start
+        )
 
     def _turn_started(self, event: TurnStarted, shift: int) -> list[Event]:
         start = self._sample(event.start_ms + shift)
@@ -270,4 +293,8 @@ class ReplayBuffer:
         if point - self._base >= self.rate:  # in steps of a second or more: deleting from a bytearray copies
             del self._buf[: 2 * (point - self._base)]
             self._base = point
-            self.controls = [c for c in self.controls if c.pos >= point or (c.turn is not None and not c.turn.done) or c is self._pending_reference]
+            self.controls = [
+                c
+                for c in self.controls
+                if c.pos >= point or (c.turn is not None and not c.turn.done) or c is self._pending_reference
+            ]

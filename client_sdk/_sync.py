@@ -20,7 +20,9 @@ class SyncClient:
     def __init__(self, url: str, **options: Any) -> None:
         self.url, self.options = url, options
 
-    def stream_file(self, path: str | os.PathLike[str], *, realtime: bool | None = None, reference: str | None = None) -> Iterator[Event]:
+    def stream_file(
+        self, path: str | os.PathLike[str], *, realtime: bool | None = None, reference: str | None = None
+    ) -> Iterator[Event]:
         """Events of one file's stream, as they arrive (the stream pauses while the caller works).
 
         Raises:
@@ -47,7 +49,9 @@ class SyncClient:
             loop.close()
 
 
-def assess_file(url: str, path: str | os.PathLike[str], *, realtime: bool = False, reference: str | None = None, **options: Any) -> list[Event]:
+def assess_file(
+    url: str, path: str | os.PathLike[str], *, realtime: bool = False, reference: str | None = None, **options: Any
+) -> list[Event]:
     """Stream one file and return every event, ``session.ended`` last.
 
     Args:

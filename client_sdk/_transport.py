@@ -94,13 +94,19 @@ class WebsocketTransport:
 
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         try:
-            ws = await connect(url, additional_headers=headers, max_size=None, compression=None, open_timeout=self.open_timeout_s)
+            ws = await connect(
+                url, additional_headers=headers, max_size=None, compression=None, open_timeout=self.open_timeout_s
+            )
         except InvalidStatus as exc:
             status = exc.response.status_code
             body = (exc.response.body or b"").decode("utf-8", "replace").strip()
             if status == 401:
-                raise AuthenticationError(f"{url}: the server refused the API key (401){': ' + body if body else ''}") from None
-            raise ConnectionRefused(f"{url}: the server answered {status}{': ' + body if body else ''}", status=status) from None
+                raise AuthenticationError(
+                    f"{url}: the server refused the API key (401){': ' + body if body else ''}"
+                ) from None
+            raise ConnectionRefused(
+                f"{url}: the server answered {status}{': ' + body if body else ''}", status=status
+            ) from None
         except InvalidURI as exc:
             raise ConnectionRefused(f"{url}: not a ws:// or wss:// URL ({exc})") from None
         except (OSError, asyncio.TimeoutError, InvalidHandshake) as exc:

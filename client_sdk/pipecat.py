@@ -60,7 +60,9 @@ try:
     from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
     from pipecat.processors.frameworks.rtvi import RTVIServerMessageFrame
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise MissingDependency(f"multipa_client.pipecat needs Pipecat: pip install 'multipa-live[pipecat]' ({exc})") from None
+    raise MissingDependency(
+        f"multipa_client.pipecat needs Pipecat: pip install 'multipa-live[pipecat]' ({exc})"
+    ) from None
 
 __all__ = [
     "SERVER_UNAVAILABLE",
@@ -133,7 +135,7 @@ def feedback_note(frame: PronunciationAssessmentFrame) -> str:
     words = f" Words to practise: {', '.join(weak)}." if weak else " No word stood out as mispronounced."
     return (
         f"Pronunciation feedback on the learner's last turn (from a pronunciation assessment service; "
-        f"use it to encourage or correct the learner briefly, do not read it out): heard \"{a.transcript.strip()}\"; "
+        f'use it to encourage or correct the learner briefly, do not read it out): heard "{a.transcript.strip()}"; '
         f"scores out of 10: total {s.total:.1f}, accuracy {s.accuracy:.1f}, fluency {s.fluency:.1f}, prosody {s.prosody:.1f}.{words}"
     )
 
@@ -214,12 +216,23 @@ class PronunciationProcessor(FrameProcessor):
             raise ValueError(f"note_role must be 'system' or 'developer', got {note_role!r}")
         super().__init__(enable_direct_mode=True, **kwargs)  # no queue of ours in the audio path
         self.url, self.turns, self.rtvi, self.llm_note = url, turns, rtvi, llm_note
-        self._note_role, self._note, self._retry_after_s, self._end_timeout_s = note_role, note, retry_after_s, end_timeout_s
+        self._note_role, self._note, self._retry_after_s, self._end_timeout_s = (
+            note_role,
+            note,
+            retry_after_s,
+            end_timeout_s,
+        )
         if turns == "pipeline":  # the pipeline's turns, pushed to talk; long turns are split at 30 s
             vad = VadOptions(enabled=False, max_turn_ms=30_000)
         self._client_options: dict[str, Any] = dict(
-            api_key=api_key, mode=mode, sample_rate=RATE, vad=vad, realtime=realtime, reconnect=reconnect,
-            metadata={"integration": "pipecat", **(metadata or {})}, transport=transport,
+            api_key=api_key,
+            mode=mode,
+            sample_rate=RATE,
+            vad=vad,
+            realtime=realtime,
+            reconnect=reconnect,
+            metadata={"integration": "pipecat", **(metadata or {})},
+            transport=transport,
         )
         self._inbox: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
         self._max_queued = max_queued_frames
@@ -269,7 +282,9 @@ class PronunciationProcessor(FrameProcessor):
     def _put(self, item: tuple[Any, ...]) -> None:
         if self._task is None:
             return
-        if item[0] == _AUDIO and self._inbox.qsize() >= self._max_queued:  # the task is stuck: lose feedback, not the bot's audio
+        if (
+            item[0] == _AUDIO and self._inbox.qsize() >= self._max_queued
+        ):  # the task is stuck: lose feedback, not the bot's audio
             self._dropped += 1
             if self._dropped == 1 or self._dropped % 500 == 0:
                 log.warning("pronunciation feedback is behind: %d audio frames dropped", self._dropped)
@@ -349,7 +364,11 @@ class PronunciationProcessor(FrameProcessor):
             elif kind == _STOP and self._current is not None:
                 turn, self._current = self._current, None
                 if self.turns == "pipeline":
-                    await self._fail(turn, SERVER_UNAVAILABLE, "the pronunciation server could not be reached; this turn was not assessed")
+                    await self._fail(
+                        turn,
+                        SERVER_UNAVAILABLE,
+                        "the pronunciation server could not be reached; this turn was not assessed",
+                    )
             elif kind == _REFERENCE:
                 self._reference = item[1]
             elif kind == _CLOSE:
@@ -447,7 +466,9 @@ class PronunciationProcessor(FrameProcessor):
                 data = {**to_dict(event), "type": "pronunciation.assessed", "learner_turn": frame.learner_turn}
                 await self.push_frame(RTVIServerMessageFrame(data=data))
             if self.llm_note:
-                append = LLMMessagesAppendFrame(messages=[{"role": self._note_role, "content": self._note(frame)}], run_llm=False)
+                append = LLMMessagesAppendFrame(
+                    messages=[{"role": self._note_role, "content": self._note(frame)}], run_llm=False
+                )
                 append.interruptible = False  # a barge-in must not drop the note
                 await self.push_frame(append)
         elif isinstance(event, TurnFailed):
@@ -495,7 +516,12 @@ class PronunciationProcessor(FrameProcessor):
     async def _push_failure(self, frame: PronunciationFailedFrame) -> None:
         await self.push_frame(frame)
         if self.rtvi:
-            data = {"type": "pronunciation.failed", "learner_turn": frame.learner_turn, "code": frame.code, "message": frame.message}
+            data = {
+                "type": "pronunciation.failed",
+                "learner_turn": frame.learner_turn,
+                "code": frame.code,
+                "message": frame.message,
+            }
             await self.push_frame(RTVIServerMessageFrame(data=data))
 
 
@@ -519,4 +545,8 @@ class _Mono:
         return self._soxr.resample_chunk(samples) if self._soxr is not None else samples
 
     def flush(self) -> np.ndarray:
-        return self._soxr.resample_chunk(np.zeros(0, np.int16), last=True) if self._soxr is not None else np.zeros(0, np.int16)
+        return (
+            self._soxr.resample_chunk(np.zeros(0, np.int16), last=True)
+            if self._soxr is not None
+            else np.zeros(0, np.int16)
+        )

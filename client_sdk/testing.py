@@ -93,7 +93,13 @@ class FakeServer:
         fatal: str | None = None,
     ) -> None:
         self.recording = recording if isinstance(recording, Recording) else Recording.load(recording)
-        self.api_key, self.refuse, self.drop_after, self.shutdown_after, self.fatal = api_key, refuse, drop_after, shutdown_after, fatal
+        self.api_key, self.refuse, self.drop_after, self.shutdown_after, self.fatal = (
+            api_key,
+            refuse,
+            drop_after,
+            shutdown_after,
+            fatal,
+        )
         self.sessions: list[FakeSession] = []
         self.mismatches: list[str] = []  # resent audio that differs from what was first sent
         self.answered: set[int] = set()  # recorded turn ids whose result a client received
@@ -106,11 +112,15 @@ class FakeServer:
         session = FakeSession()
         self.sessions.append(session)
         first = len(self.sessions) == 1
-        return _FakeConnection(self, session, self.drop_after if first else None, self.shutdown_after if first else None)
+        return _FakeConnection(
+            self, session, self.drop_after if first else None, self.shutdown_after if first else None
+        )
 
 
 class _FakeConnection:
-    def __init__(self, server: FakeServer, session: FakeSession, drop_after: int | None, shutdown_after: int | None) -> None:
+    def __init__(
+        self, server: FakeServer, session: FakeSession, drop_after: int | None, shutdown_after: int | None
+    ) -> None:
         self.server, self.session, self.drop_after, self.shutdown_after = server, session, drop_after, shutdown_after
         self._seen: dict[int, dict[str, Any]] = {}  # recorded turn -> its last event delivered
         self._audio_ms = 0  # the recorded audio position of the last event delivered
@@ -168,10 +178,33 @@ class _FakeConnection:
             self._rate = int(message["sample_rate"])
             self.session.offset_ms = int(message.get("metadata", {}).get("resumed_from_ms", 0))
             started = next(e["event"] for e in self.server.recording.events if e["event"]["type"] == "session.started")
-            self._out.put_nowait({**started, "session_id": f"fake{len(self.server.sessions)}", **{k: message[k] for k in ("sample_rate", "mode", "realtime") if k in message}})
+            self._out.put_nowait(
+                {
+                    **started,
+                    "session_id": f"fake{len(self.server.sessions)}",
+                    **{k: message[k] for k in ("sample_rate", "mode", "realtime") if k in message},
+                }
+            )
             if self.server.fatal:
-                self._out.put_nowait({"type": "error", "code": self.server.fatal, "message": "the fake server ends this session", "fatal": True})
-                self._out.put_nowait({"type": "session.ended", "reason": "error", "turns_started": 0, "turns_assessed": 0, "turns_failed": 0, "audio_ms": 0, "failures": {}})
+                self._out.put_nowait(
+                    {
+                        "type": "error",
+                        "code": self.server.fatal,
+                        "message": "the fake server ends this session",
+                        "fatal": True,
+                    }
+                )
+                self._out.put_nowait(
+                    {
+                        "type": "session.ended",
+                        "reason": "error",
+                        "turns_started": 0,
+                        "turns_assessed": 0,
+                        "turns_failed": 0,
+                        "audio_ms": 0,
+                        "failures": {},
+                    }
+                )
                 self._out.put_nowait(None)
                 return
             self._plan = self._events_to_play()
@@ -212,23 +245,51 @@ class _FakeConnection:
         self._plan, self._finished = [], True
         shift = self.session.offset_ms
         stopped_ms = self._audio_ms - shift  # session time where it stopped reading
-        events: list[dict[str, Any]] = [{"type": "error", "code": "shutting_down", "message": "the server is shutting down; turns in progress are still assessed", "fatal": True}]
+        events: list[dict[str, Any]] = [
+            {
+                "type": "error",
+                "code": "shutting_down",
+                "message": "the server is shutting down; turns in progress are still assessed",
+                "fatal": True,
+            }
+        ]
         terminal = {e["_recorded_turn"]: e for e in self._terminal}
         for recorded, last in self._seen.items():
             if last["type"] in _TERMINAL:
                 continue
             result = dict(terminal[recorded])
             if last["type"] == "turn.started":  # in progress: it ends where the reading stopped
-                events.append({"type": "turn.ended", "turn_id": last["turn_id"], "start_ms": last["start_ms"], "end_ms": stopped_ms, "reason": "session_end", "_recorded_turn": recorded})
+                events.append(
+                    {
+                        "type": "turn.ended",
+                        "turn_id": last["turn_id"],
+                        "start_ms": last["start_ms"],
+                        "end_ms": stopped_ms,
+                        "reason": "session_end",
+                        "_recorded_turn": recorded,
+                    }
+                )
                 result["end_ms"] = stopped_ms
             events.append(result)
-        done = [e for e in events if e["type"] in _TERMINAL] + [e for e in self._seen.values() if e["type"] in _TERMINAL]
+        done = [e for e in events if e["type"] in _TERMINAL] + [
+            e for e in self._seen.values() if e["type"] in _TERMINAL
+        ]
         failures: dict[str, int] = {}
         for e in done:
             if e["type"] == "turn.failed":
                 failures[e["code"]] = failures.get(e["code"], 0) + 1
         failed = sum(failures.values())
-        events.append({"type": "session.ended", "reason": "shutdown", "turns_started": len(done), "turns_assessed": len(done) - failed, "turns_failed": failed, "audio_ms": stopped_ms, "failures": failures})
+        events.append(
+            {
+                "type": "session.ended",
+                "reason": "shutdown",
+                "turns_started": len(done),
+                "turns_assessed": len(done) - failed,
+                "turns_failed": failed,
+                "audio_ms": stopped_ms,
+                "failures": failures,
+            }
+        )
         for e in events:
             self._out.put_nowait(e)
         self._out.put_nowait(None)
@@ -236,7 +297,9 @@ class _FakeConnection:
     def _audio(self, data: bytes) -> None:
         if self.session.start is None:
             return
-        if self.session.offset_ms and len(self.session.audio) < self._rate // 5 * 2 <= len(self.session.audio) + len(data):
+        if self.session.offset_ms and len(self.session.audio) < self._rate // 5 * 2 <= len(self.session.audio) + len(
+            data
+        ):
             self._check_resent(bytes(self.session.audio) + data)
         self.session.audio += data
         self._release()
@@ -248,13 +311,17 @@ class _FakeConnection:
         at = self.session.offset_ms * self._rate // 1000 * 2
         size = min(self._rate // 5 * 2, len(first) - at)
         if size > 0 and first[at : at + size] != head[:size]:
-            self.server.mismatches.append(f"session {len(self.server.sessions)}: the audio resent from {self.session.offset_ms} ms differs from the stream's")
+            self.server.mismatches.append(
+                f"session {len(self.server.sessions)}: the audio resent from {self.session.offset_ms} ms differs from the stream's"
+            )
 
     def _release(self) -> None:
         if self._closed or self._finished:
             return
         stream_ms = self.session.offset_ms + len(self.session.audio) // 2 * 1000 // self._rate
-        while self._plan and (self._ended or (not self._plan[0]["after_end"] and self._plan[0]["audio_ms"] <= stream_ms)):
+        while self._plan and (
+            self._ended or (not self._plan[0]["after_end"] and self._plan[0]["audio_ms"] <= stream_ms)
+        ):
             self._out.put_nowait(self._plan.pop(0)["event"])
         if self._ended and not self._plan:
             failures: dict[str, int] = {}
@@ -263,6 +330,16 @@ class _FakeConnection:
                     failures[e["code"]] = failures.get(e["code"], 0) + 1
             audio_ms = len(self.session.audio) // 2 * 1000 // self._rate
             done = len(self._terminal)
-            self._out.put_nowait({"type": "session.ended", "reason": "client", "turns_started": done, "turns_assessed": done - sum(failures.values()), "turns_failed": sum(failures.values()), "audio_ms": audio_ms, "failures": failures})
+            self._out.put_nowait(
+                {
+                    "type": "session.ended",
+                    "reason": "client",
+                    "turns_started": done,
+                    "turns_assessed": done - sum(failures.values()),
+                    "turns_failed": sum(failures.values()),
+                    "audio_ms": audio_ms,
+                    "failures": failures,
+                }
+            )
             self._out.put_nowait(None)
             self._finished = True

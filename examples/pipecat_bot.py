@@ -45,12 +45,16 @@ class ShowFeedback(FrameProcessor):
         if isinstance(frame, PronunciationAssessmentFrame):
             a = frame.event.assessment
             weak = ", ".join(w.text for w in a.words if w.needs_improvement) or "none"
-            print(f"turn {frame.learner_turn}: heard {a.transcript.strip()!r}, total {a.sentence.total:.1f}/10 "
-                  f"(accuracy {a.sentence.accuracy:.1f}, fluency {a.sentence.fluency:.1f}, prosody {a.sentence.prosody:.1f}); to practise: {weak}")
+            print(
+                f"turn {frame.learner_turn}: heard {a.transcript.strip()!r}, total {a.sentence.total:.1f}/10 "
+                f"(accuracy {a.sentence.accuracy:.1f}, fluency {a.sentence.fluency:.1f}, prosody {a.sentence.prosody:.1f}); to practise: {weak}"
+            )
         elif isinstance(frame, PronunciationFailedFrame):
             print(f"turn {frame.learner_turn}: no feedback ({frame.code}: {frame.message})")
         elif isinstance(frame, RTVIServerMessageFrame):
-            print(f"  RTVI server-message to the client: {frame.data['type']} (learner turn {frame.data['learner_turn']})")
+            print(
+                f"  RTVI server-message to the client: {frame.data['type']} (learner turn {frame.data['learner_turn']})"
+            )
         await self.push_frame(frame, direction)
 
 
@@ -63,7 +67,9 @@ async def play_file(worker: PipelineWorker, path: str) -> None:
     for i in range(0, len(samples), step):
         clock += 0.02
         await asyncio.sleep(max(0.0, clock - loop.time()))
-        await worker.queue_frame(InputAudioRawFrame(audio=samples[i : i + step].tobytes(), sample_rate=rate, num_channels=1))
+        await worker.queue_frame(
+            InputAudioRawFrame(audio=samples[i : i + step].tobytes(), sample_rate=rate, num_channels=1)
+        )
     await asyncio.sleep(3.0)  # the last turn's feedback
     await worker.queue_frame(EndFrame())
 
@@ -79,10 +85,15 @@ async def main() -> int:
     args = parser.parse_args()
 
     context = LLMContext(messages=[{"role": "system", "content": "You are a friendly English conversation partner."}])
-    user = LLMUserAggregator(context, params=LLMUserAggregatorParams(
-        vad_analyzer=SileroVADAnalyzer(),
-        user_turn_strategies=UserTurnStrategies(start=[VADUserTurnStartStrategy()], stop=[SpeechTimeoutUserTurnStopStrategy(wait_for_transcript=False)]),
-    ))
+    user = LLMUserAggregator(
+        context,
+        params=LLMUserAggregatorParams(
+            vad_analyzer=SileroVADAnalyzer(),
+            user_turn_strategies=UserTurnStrategies(
+                start=[VADUserTurnStartStrategy()], stop=[SpeechTimeoutUserTurnStopStrategy(wait_for_transcript=False)]
+            ),
+        ),
+    )
     feedback = PronunciationProcessor(args.url, api_key=args.api_key, rtvi=True, llm_note=True)
     if args.reference:
         feedback.set_reference(args.reference)  # or push PronunciationReferenceFrame(text) when the bot asks

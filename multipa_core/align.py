@@ -52,13 +52,19 @@ def build_net(config: AlignerConfig) -> Any:
             super().__init__()
             self.norm = nn.LayerNorm(cfg.input_dim)
             self.inp = nn.Linear(cfg.input_dim, cfg.channels)
-            self.convs = nn.ModuleList(nn.Conv1d(cfg.channels, cfg.channels, cfg.kernel, padding=cfg.kernel // 2) for _ in range(cfg.layers))
+            self.convs = nn.ModuleList(
+                nn.Conv1d(cfg.channels, cfg.channels, cfg.kernel, padding=cfg.kernel // 2) for _ in range(cfg.layers)
+            )
             self.drop = nn.Dropout(cfg.dropout)
             self.out = nn.Linear(cfg.channels, ph.NUM_CLASSES)
 
         def forward(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
             # Padding is zeroed after every layer, so a turn scores the same alone or in a batch.
-            mask = (torch.arange(frames.shape[1], device=frames.device)[None, :] < lengths.to(frames.device)[:, None]).unsqueeze(1).float()
+            mask = (
+                (torch.arange(frames.shape[1], device=frames.device)[None, :] < lengths.to(frames.device)[:, None])
+                .unsqueeze(1)
+                .float()
+            )
             h = self.inp(self.norm(frames)).transpose(1, 2) * mask
             for conv in self.convs:
                 h = (h + self.drop(nn.functional.gelu(conv(h)))) * mask
@@ -108,7 +114,12 @@ class Alignment:
                     "start": round(w.start, 3),
                     "end": round(w.end, 3),
                     "phones": [
-                        {"phone": self.phones[i].phone, "start": round(self.phones[i].start, 3), "end": round(self.phones[i].end, 3), "probability": round(self.phones[i].probability, 4)}
+                        {
+                            "phone": self.phones[i].phone,
+                            "start": round(self.phones[i].start, 3),
+                            "end": round(self.phones[i].end, 3),
+                            "probability": round(self.phones[i].probability, 4),
+                        }
                         for i in w.phones
                     ],
                 }
@@ -167,7 +178,9 @@ def viterbi(log_probs: np.ndarray, tokens: list[int]) -> list[tuple[int, int]] |
     return spans
 
 
-def segment(spans: list[tuple[int, int]], word_of: list[int], num_frames: int, *, max_gap: int = 10, edge: int = 4) -> list[tuple[int, int]]:
+def segment(
+    spans: list[tuple[int, int]], word_of: list[int], num_frames: int, *, max_gap: int = 10, edge: int = 4
+) -> list[tuple[int, int]]:
     """Contiguous [start, end) frame intervals from Viterbi spans (see the module docstring)."""
     n = len(spans)
     bounds = [[a, b + 1] for a, b in spans]

@@ -61,7 +61,12 @@ class Transcript:
         return {
             "text": self.text,
             "words": [
-                {"text": w.text, "start": round(w.start, 3), "end": round(w.end, 3), "probability": round(w.probability, 4)}
+                {
+                    "text": w.text,
+                    "start": round(w.start, 3),
+                    "end": round(w.end, 3),
+                    "probability": round(w.probability, 4),
+                }
                 for w in self.words
             ],
         }
@@ -88,7 +93,9 @@ def resolve_device(requested: str) -> str:
         return "cuda" if whisper and networks else "cpu"
     if not (whisper and networks):
         missing = " and ".join(name for name, seen in (("CTranslate2", whisper), ("torch", networks)) if not seen)
-        raise DeviceUnavailableError(f"device cuda was asked for, but {missing} sees no CUDA GPU (use --device cpu or auto)")
+        raise DeviceUnavailableError(
+            f"device cuda was asked for, but {missing} sees no CUDA GPU (use --device cpu or auto)"
+        )
     return "cuda"
 
 
@@ -128,7 +135,9 @@ class WhisperASR:
             cpu_threads=self.options.threads or settings.threads(),
             local_files_only=True,
         )
-        self.tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language="en")
+        self.tokenizer = Tokenizer(
+            self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe", language="en"
+        )
         self._transcription_options = self._make_options()
 
     def _make_options(self) -> Any:
@@ -170,7 +179,10 @@ class WhisperASR:
     def same_features(self, other: "WhisperASR") -> bool:
         """Whether ``other``'s log-mel features can stand in for ours (same extractor settings)."""
         mine, theirs = self.model.feature_extractor, other.model.feature_extractor
-        return all(getattr(mine, k) == getattr(theirs, k) for k in ("n_fft", "hop_length", "sampling_rate")) and mine.mel_filters.shape == theirs.mel_filters.shape
+        return (
+            all(getattr(mine, k) == getattr(theirs, k) for k in ("n_fft", "hop_length", "sampling_rate"))
+            and mine.mel_filters.shape == theirs.mel_filters.shape
+        )
 
     def encode(self, features: np.ndarray) -> Any:
         """Run the encoder once on the first padded 30 s window (a CTranslate2 StorageView)."""
@@ -188,7 +200,9 @@ class WhisperASR:
         windows = np.stack([pad_or_trim(f[:, : self.model.feature_extractor.nb_max_frames]) for f in features])
         return split_encoding(self.model.encode(windows))
 
-    def transcribe(self, audio: np.ndarray, *, features: np.ndarray | None = None, encoder_output: Any = None) -> Transcript:
+    def transcribe(
+        self, audio: np.ndarray, *, features: np.ndarray | None = None, encoder_output: Any = None
+    ) -> Transcript:
         """Decode 16 kHz mono float32 audio, reusing a precomputed encoding when given."""
         if features is None:
             features = self.features(audio)
@@ -204,7 +218,9 @@ class WhisperASR:
                     words.append(Word(w.word.strip(), float(w.start), float(w.end), float(w.probability)))
         return Transcript(" ".join(t for t in texts if t), words)
 
-    def transcribe_with_frames(self, audio: np.ndarray, *, features: np.ndarray | None = None) -> tuple[Transcript, np.ndarray]:
+    def transcribe_with_frames(
+        self, audio: np.ndarray, *, features: np.ndarray | None = None
+    ) -> tuple[Transcript, np.ndarray]:
         """The transcript and the encoder frames inside the audio (the encoder runs once for both)."""
         if features is None:
             features = self.features(audio)
@@ -253,7 +269,9 @@ class DualASR:
         options: shared decoding and device options.
     """
 
-    def __init__(self, *, recognizer: str = "whisper-tiny.en", target: str = "whisper-base", options: AsrOptions | None = None) -> None:
+    def __init__(
+        self, *, recognizer: str = "whisper-tiny.en", target: str = "whisper-base", options: AsrOptions | None = None
+    ) -> None:
         self.asr_r = WhisperASR(recognizer, options=options)
         self.asr_t = WhisperASR(target, options=options)
 
@@ -264,6 +282,8 @@ class DualASR:
 
     def __call__(self, audio: np.ndarray, *, need_target: bool = True) -> AsrResult:
         features, encoding = self.encode_target(audio)
-        target = self.asr_t.transcribe(audio, features=features, encoder_output=encoding) if need_target else Transcript("")
+        target = (
+            self.asr_t.transcribe(audio, features=features, encoder_output=encoding) if need_target else Transcript("")
+        )
         recognized = self.asr_r.transcribe(audio)
         return AsrResult(recognized=recognized, target=target, frames=encoder_frames(encoding, len(audio)))

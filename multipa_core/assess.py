@@ -51,7 +51,9 @@ class WordResult:
     phones: list[PhoneResult] = field(default_factory=list)
     ipa: str = ""  # the word's canonical pronunciation in IPA
     errors: list[str] = field(default_factory=list)  # error types (diagnosis.ERROR_TYPES) of this word
-    inserted_phones: list[dict[str, Any]] = field(default_factory=list)  # heard but not in the word: position, phone, ipa
+    inserted_phones: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # heard but not in the word: position, phone, ipa
     stress_check: dict[str, Any] | None = None  # expected_syllable, heard_syllable, ok; None when it cannot be told
 
 
@@ -77,7 +79,14 @@ def _round(x: float) -> float:
     return round(float(x), 2)
 
 
-def build_assessment(analysis: TurnAnalysis, scores: Scores, thresholds: dict[str, float], samples: np.ndarray | None = None, *, diagnose: bool = True) -> Assessment:
+def build_assessment(
+    analysis: TurnAnalysis,
+    scores: Scores,
+    thresholds: dict[str, float],
+    samples: np.ndarray | None = None,
+    *,
+    diagnose: bool = True,
+) -> Assessment:
     """Combine the pipeline's analysis and the scorer's output, with the diagnosis of what
     went wrong (heard phones, error types, prosody details and feedback; see
     :mod:`multipa_core.diagnosis`). ``samples``: the turn's audio, for pauses, stress and pitch."""
@@ -110,7 +119,16 @@ def build_assessment(analysis: TurnAnalysis, scores: Scores, thresholds: dict[st
     if analysis.mode == "closed":
         paired = analysis.features.word_scalars[:, WORD_SCALARS.index("paired")]
         sentence["completeness"] = _round(10.0 * float(np.mean(paired)) if len(paired) else 0.0)
-    feedback = [it.to_dict() for it in fb.collect(diagnosis, alignment, scores.words, sentence, stress_below=thresholds.get("stress", 10.0))] if diagnosis.words else []
+    feedback = (
+        [
+            it.to_dict()
+            for it in fb.collect(
+                diagnosis, alignment, scores.words, sentence, stress_below=thresholds.get("stress", 10.0)
+            )
+        ]
+        if diagnosis.words
+        else []
+    )
     summary: dict[str, Any] = {"errors": diagnosis.errors, "insertions": diagnosis.insertions}
     if diagnosis.prosody is not None:
         summary["prosody"] = asdict(diagnosis.prosody)
@@ -130,7 +148,9 @@ def build_assessment(analysis: TurnAnalysis, scores: Scores, thresholds: dict[st
     )
 
 
-def _diagnose(analysis: TurnAnalysis, scores: Scores, needs: list[bool], samples: np.ndarray | None) -> diag.TurnDiagnosis:
+def _diagnose(
+    analysis: TurnAnalysis, scores: Scores, needs: list[bool], samples: np.ndarray | None
+) -> diag.TurnDiagnosis:
     """The diagnosis of a turn; a failure in it costs the feedback, never the scores."""
     try:
         return diag.diagnose_turn(analysis, [s["accuracy"] for s in scores.words], needs, samples)
@@ -155,7 +175,13 @@ class Assessor:
         options = options or PipelineOptions()
         self.device = resolve_device(options.device if options.device != "auto" else settings.device())
         self.scorer = Scorer(scorer, device=self.device)
-        options = replace(options, device=self.device, aligner=self.scorer.aligner, text_model=self.scorer.text_model, encoder_layers=self.scorer.encoder_layers)
+        options = replace(
+            options,
+            device=self.device,
+            aligner=self.scorer.aligner,
+            text_model=self.scorer.text_model,
+            encoder_layers=self.scorer.encoder_layers,
+        )
         self.pipeline = FeaturePipeline(options)
         self.diagnose = True  # heard phones, error types, prosody and feedback (off: scores only, for timing it)
 
@@ -166,7 +192,10 @@ class Assessor:
         text = getattr(self.pipeline.builder.text, "model", None)
         if text is not None:
             networks["text_model"] = text
-        out = {"asr_recognized": _whisper_device(self.pipeline.asr.asr_r), "asr_target": _whisper_device(self.pipeline.asr.asr_t)}
+        out = {
+            "asr_recognized": _whisper_device(self.pipeline.asr.asr_r),
+            "asr_target": _whisper_device(self.pipeline.asr.asr_t),
+        }
         for name, net in networks.items():
             out[name] = ",".join(sorted({str(p.device) for p in [*net.parameters(), *net.buffers()]}))
         if self.pipeline.layers is not None:
@@ -213,7 +242,9 @@ class Assessor:
                 continue
             analysis.timings["score"] = seconds
             analysis.timings["total"] = analysis.timings.get("total", 0.0) + seconds  # wall time
-            out.append(build_assessment(analysis, next(scores), self.scorer.thresholds, samples, diagnose=self.diagnose))
+            out.append(
+                build_assessment(analysis, next(scores), self.scorer.thresholds, samples, diagnose=self.diagnose)
+            )
         return out
 
 

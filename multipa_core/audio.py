@@ -78,7 +78,9 @@ def from_pcm16(data: bytes, sample_rate: int, *, channels: int = 1) -> np.ndarra
     if channels < 1:
         raise AudioDecodeError(f"channels must be at least 1, got {channels}")
     if len(data) % (2 * channels):
-        raise AudioDecodeError(f"raw PCM16 must be a whole number of {channels}-channel 16-bit frames, got {len(data)} bytes")
+        raise AudioDecodeError(
+            f"raw PCM16 must be a whole number of {channels}-channel 16-bit frames, got {len(data)} bytes"
+        )
     samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
     return prepare(samples.reshape(-1, channels), sample_rate)
 

@@ -118,7 +118,11 @@ class CharsiuPosteriors:
             )
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelFilesError(f"cannot load a Charsiu frame classifier from {self.path}: {exc}") from exc
-        check_loaded(info, self.path, required_prefixes=("classifier.", "wav2vec2.feature_extractor.", "wav2vec2.encoder.layers."))
+        check_loaded(
+            info,
+            self.path,
+            required_prefixes=("classifier.", "wav2vec2.feature_extractor.", "wav2vec2.encoder.layers."),
+        )
         self.model = model.eval().to(device)
         self.device = device
         self.normalize = wants_normalization(self.path, config)

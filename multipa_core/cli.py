@@ -49,7 +49,9 @@ def _features(args: argparse.Namespace) -> int:
 def _train_aligner(args: argparse.Namespace) -> int:
     from .train_aligner import TrainAlignerConfig, reevaluate, train
 
-    config = TrainAlignerConfig(data=args.data, out=args.out, cache=args.cache, epochs=args.epochs, limit=args.limit, seed=args.seed)
+    config = TrainAlignerConfig(
+        data=args.data, out=args.out, cache=args.cache, epochs=args.epochs, limit=args.limit, seed=args.seed
+    )
     report = reevaluate(config) if args.evaluate_only else train(config)
     summary = {"best_epoch": report.get("best_epoch"), "failed": len(report.get("failed", [])), **report["development"]}
     print(json.dumps(summary, indent=2) if args.json else "\n".join(f"{k:<32} {v}" for k, v in summary.items()))
@@ -61,9 +63,20 @@ def _recipe(args: argparse.Namespace, out: str) -> TrainConfig:
     from .train import TrainConfig
 
     return TrainConfig(
-        data=args.data, out=out, cache=args.cache, epochs=args.epochs, limit=args.limit, seed=args.seed,
-        aligner=args.aligner, members=args.members, blend_probe=not args.no_probe_blend, net=ScorerConfig(ablate=tuple(args.ablate)),
-        transcripts=args.transcripts, probe_inputs=args.probe_inputs, needs_improvement_k=args.needs_improvement_k, word_weight=args.word_weight,
+        data=args.data,
+        out=out,
+        cache=args.cache,
+        epochs=args.epochs,
+        limit=args.limit,
+        seed=args.seed,
+        aligner=args.aligner,
+        members=args.members,
+        blend_probe=not args.no_probe_blend,
+        net=ScorerConfig(ablate=tuple(args.ablate)),
+        transcripts=args.transcripts,
+        probe_inputs=args.probe_inputs,
+        needs_improvement_k=args.needs_improvement_k,
+        word_weight=args.word_weight,
         holdout_fold=getattr(args, "holdout_fold", -1),
     )
 
@@ -82,7 +95,18 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import EvalConfig, evaluate, format_table
 
-    report = evaluate(EvalConfig(data=args.data, mode=args.mode, limit=args.limit, part=args.part, fold=args.fold, model=args.model, cache=args.cache, probe_blend=not args.no_probe_blend))
+    report = evaluate(
+        EvalConfig(
+            data=args.data,
+            mode=args.mode,
+            limit=args.limit,
+            part=args.part,
+            fold=args.fold,
+            model=args.model,
+            cache=args.cache,
+            probe_blend=not args.no_probe_blend,
+        )
+    )
     print(json.dumps(report) if args.json else format_table(report))
     return 0
 
@@ -92,7 +116,13 @@ def _crossval(args: argparse.Namespace) -> int:
 
     from .crossval import CrossvalConfig, crossval, format_table
 
-    config = CrossvalConfig(recipe=_recipe(args, ""), workdir=args.workdir, folds=tuple(args.folds), modes=tuple(args.modes), probe_blend=not args.evaluate_without_blend)
+    config = CrossvalConfig(
+        recipe=_recipe(args, ""),
+        workdir=args.workdir,
+        folds=tuple(args.folds),
+        modes=tuple(args.modes),
+        probe_blend=not args.evaluate_without_blend,
+    )
     report = crossval(config)
     if args.ship:
         from .crossval import ship
@@ -125,12 +155,37 @@ def _add_recipe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", default="", help="feature cache root (default: the MULTIPA cache directory)")
     p.add_argument("--aligner", default="multipa-aligner", help="aligner checkpoint the features are made with")
     p.add_argument("--members", type=int, default=3, help="networks trained with different seeds and averaged")
-    p.add_argument("--no-probe-blend", action="store_true", help="sentence scores from the networks alone (no ridge probe blended in)")
-    p.add_argument("--ablate", nargs="*", default=["text"], choices=["acoustic", "phones", "text", "alignment", "utterance"], help="input groups the network does not read (default: text, as the shipped scorer; --ablate alone keeps every group)")
-    p.add_argument("--probe-inputs", default="encoder-layers", choices=["mean-std", "mean-std-p10-p90", "two-encoders-pronunciation", "encoder-layers"], help="what the blended ridge probe reads: ASR_t frame statistics (with percentiles), those of both encoders plus a pronunciation summary, or all that plus the statistics of every ASR_t encoder layer")
-    p.add_argument("--transcripts", default="both", choices=["reference", "asr", "both"], help="target transcripts to train on: the reference text (the paper), ASR_t's with word labels carried over by time overlap (as open mode sees a turn), or both")
+    p.add_argument(
+        "--no-probe-blend",
+        action="store_true",
+        help="sentence scores from the networks alone (no ridge probe blended in)",
+    )
+    p.add_argument(
+        "--ablate",
+        nargs="*",
+        default=["text"],
+        choices=["acoustic", "phones", "text", "alignment", "utterance"],
+        help="input groups the network does not read (default: text, as the shipped scorer; --ablate alone keeps every group)",
+    )
+    p.add_argument(
+        "--probe-inputs",
+        default="encoder-layers",
+        choices=["mean-std", "mean-std-p10-p90", "two-encoders-pronunciation", "encoder-layers"],
+        help="what the blended ridge probe reads: ASR_t frame statistics (with percentiles), those of both encoders plus a pronunciation summary, or all that plus the statistics of every ASR_t encoder layer",
+    )
+    p.add_argument(
+        "--transcripts",
+        default="both",
+        choices=["reference", "asr", "both"],
+        help="target transcripts to train on: the reference text (the paper), ASR_t's with word labels carried over by time overlap (as open mode sees a turn), or both",
+    )
     p.add_argument("--word-weight", type=float, default=1.0, help="weight of the word loss beside the sentence loss")
-    p.add_argument("--needs-improvement-k", type=float, default=1.0, help="flag a word below mean - k sd of the training word scores (accuracy or total)")
+    p.add_argument(
+        "--needs-improvement-k",
+        type=float,
+        default=1.0,
+        help="flag a word below mean - k sd of the training word scores (accuracy or total)",
+    )
     p.add_argument("--epochs", type=int, default=80)
     p.add_argument("--limit", type=int, default=0, help="first N training utterances only (smoke runs)")
     p.add_argument("--seed", type=int, default=762)
@@ -154,7 +209,12 @@ def _assess(args: argparse.Namespace) -> int:
     for w in assessment.words:
         flag = "  <- needs work" if w.needs_improvement else ""
         print(f"  {w.text:<14}{w.start_ms:>6}-{w.end_ms:<6} {w.accuracy:5.1f} {w.stress:5.1f} {w.total:5.1f}{flag}")
-        heard = " ".join(f"/{p.ipa}/" if p.error in (None, "none") else f"/{p.ipa}/->{'/' + p.heard_ipa + '/' if p.heard_ipa else '-'}" for p in w.phones)
+        heard = " ".join(
+            f"/{p.ipa}/"
+            if p.error in (None, "none")
+            else f"/{p.ipa}/->{'/' + p.heard_ipa + '/' if p.heard_ipa else '-'}"
+            for p in w.phones
+        )
         extra = "".join(f" +/{p['ipa']}/" for p in w.inserted_phones)
         print(f"  {'':<14}{heard}{extra}{'   [' + ', '.join(w.errors) + ']' if w.errors else ''}")
     for ins in assessment.diagnosis.get("insertions", []):
@@ -182,7 +242,9 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="multipa", description="MultiPA pronunciation assessment: pipeline, training and evaluation.")
+    parser = argparse.ArgumentParser(
+        prog="multipa", description="MultiPA pronunciation assessment: pipeline, training and evaluation."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -202,41 +264,89 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--limit", type=int, default=0, help="first N training utterances only (smoke runs)")
     p.add_argument("--seed", type=int, default=762)
-    p.add_argument("--evaluate-only", action="store_true", help="re-run the development report of the checkpoint at --out")
+    p.add_argument(
+        "--evaluate-only", action="store_true", help="re-run the development report of the checkpoint at --out"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=_train_aligner)
 
-    p = sub.add_parser("train", help="train the MultiPA scorer on a data folder (every speaker, or all but one cross-validation fold)")
+    p = sub.add_parser(
+        "train", help="train the MultiPA scorer on a data folder (every speaker, or all but one cross-validation fold)"
+    )
     p.add_argument("--out", required=True, help="checkpoint to write (a .json report goes beside it)")
-    p.add_argument("--holdout-fold", type=int, default=-1, help="leave this cross-validation fold's speakers out entirely (-1: train on every speaker)")
+    p.add_argument(
+        "--holdout-fold",
+        type=int,
+        default=-1,
+        help="leave this cross-validation fold's speakers out entirely (-1: train on every speaker)",
+    )
     _add_recipe_options(p)
     p.set_defaults(run=_train)
 
-    p = sub.add_parser("crossval", help="a recipe's accuracy by speaker-grouped 5-fold cross-validation (train on 4 folds, evaluate the 5th, each in turn)")
-    p.add_argument("--workdir", required=True, help="folder for each fold's checkpoint, evaluation and predictions (a rerun resumes)")
+    p = sub.add_parser(
+        "crossval",
+        help="a recipe's accuracy by speaker-grouped 5-fold cross-validation (train on 4 folds, evaluate the 5th, each in turn)",
+    )
+    p.add_argument(
+        "--workdir",
+        required=True,
+        help="folder for each fold's checkpoint, evaluation and predictions (a rerun resumes)",
+    )
     p.add_argument("--out", default="", help="write the aggregated report (JSON) here")
     p.add_argument("--folds", type=int, nargs="*", default=[], help="run only these folds (default: all)")
     p.add_argument("--modes", nargs="+", default=["open", "closed"], choices=["open", "closed"])
-    p.add_argument("--evaluate-without-blend", action="store_true", help="evaluate the fold networks alone (ablation of the probe blend)")
-    p.add_argument("--ship", default="", help="then write the shipped scorer here: every fold's networks bagged, the probe refitted on every speaker")
+    p.add_argument(
+        "--evaluate-without-blend",
+        action="store_true",
+        help="evaluate the fold networks alone (ablation of the probe blend)",
+    )
+    p.add_argument(
+        "--ship",
+        default="",
+        help="then write the shipped scorer here: every fold's networks bagged, the probe refitted on every speaker",
+    )
     p.add_argument("--markdown", action="store_true", help="print the tables of docs/models.md instead")
-    p.add_argument("--ship-k", type=float, default=None, help="its needs-improvement rule (default: the k the cross-validation chose in open mode)")
+    p.add_argument(
+        "--ship-k",
+        type=float,
+        default=None,
+        help="its needs-improvement rule (default: the k the cross-validation chose in open mode)",
+    )
     _add_recipe_options(p)
     p.set_defaults(run=_crossval)
 
-    p = sub.add_parser("rethreshold", help="set a scorer checkpoint's needs-improvement rule (mean - k sd of its training word scores) without retraining")
+    p = sub.add_parser(
+        "rethreshold",
+        help="set a scorer checkpoint's needs-improvement rule (mean - k sd of its training word scores) without retraining",
+    )
     p.add_argument("model", help="scorer checkpoint path (rewritten in place)")
-    p.add_argument("--k", type=float, required=True, help="flag a word whose predicted accuracy or total is below mean - k sd")
+    p.add_argument(
+        "--k", type=float, required=True, help="flag a word whose predicted accuracy or total is below mean - k sd"
+    )
     p.set_defaults(run=_rethreshold)
 
     p = sub.add_parser("evaluate", help="PCC, SCC and MSE against the experts on a data folder")
     p.add_argument("--data", default=str(settings.data_dir()), help="data folder (speechocean762 layout)")
     p.add_argument("--mode", default="open", choices=["open", "closed"])
     p.add_argument("--limit", type=int, default=0, help="first N utterances only")
-    p.add_argument("--part", default="all", choices=["auto", "all", "train", "validation", "development"], help="part of the older fixed split (default: every utterance of the folder)")
-    p.add_argument("--fold", type=int, default=-1, help="only the speakers of this cross-validation fold (multipa_core/splits/speechocean762-folds.json)")
-    p.add_argument("--model", default="multipa-scorer", help="scorer checkpoint name or path, or 'probe' for the ridge baseline")
-    p.add_argument("--no-probe-blend", action="store_true", help="score with the checkpoint's networks alone (ablation)")
+    p.add_argument(
+        "--part",
+        default="all",
+        choices=["auto", "all", "train", "validation", "development"],
+        help="part of the older fixed split (default: every utterance of the folder)",
+    )
+    p.add_argument(
+        "--fold",
+        type=int,
+        default=-1,
+        help="only the speakers of this cross-validation fold (multipa_core/splits/speechocean762-folds.json)",
+    )
+    p.add_argument(
+        "--model", default="multipa-scorer", help="scorer checkpoint name or path, or 'probe' for the ridge baseline"
+    )
+    p.add_argument(
+        "--no-probe-blend", action="store_true", help="score with the checkpoint's networks alone (ablation)"
+    )
     p.add_argument("--cache", default="", help="feature cache root")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     p.set_defaults(run=_evaluate)
@@ -256,7 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = settings.validated(build_parser).parse_args(argv)  # a bad MULTIPA_* value: one line, exit 2
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)

@@ -91,7 +91,15 @@ def run_fold(config: CrossvalConfig, fold: int) -> dict[str, dict[str, Any]]:
         if report_path.is_file() and arrays_path.is_file():
             reports[mode] = json.loads(report_path.read_text())
             continue
-        evaluation = EvalConfig(data=recipe.data, mode=mode, model=recipe.out, fold=fold, folds=recipe.folds, cache=recipe.cache, probe_blend=config.probe_blend)
+        evaluation = EvalConfig(
+            data=recipe.data,
+            mode=mode,
+            model=recipe.out,
+            fold=fold,
+            folds=recipe.folds,
+            cache=recipe.cache,
+            probe_blend=config.probe_blend,
+        )
         report, arrays = evaluate_with_predictions(evaluation)
         np.savez(arrays_path, **arrays)
         report_path.write_text(json.dumps(report, indent=1) + "\n")
@@ -103,7 +111,10 @@ def _spread(values: list[float | None]) -> dict[str, float | None]:
     known = [v for v in values if v is not None]
     if not known:
         return {"mean": None, "std": None}
-    return {"mean": round(statistics.fmean(known), 4), "std": round(statistics.stdev(known), 4) if len(known) > 1 else 0.0}
+    return {
+        "mean": round(statistics.fmean(known), 4),
+        "std": round(statistics.stdev(known), 4) if len(known) > 1 else 0.0,
+    }
 
 
 def _across(reports: list[dict[str, Any]], level: str) -> dict[str, Any]:
@@ -117,7 +128,9 @@ def _word_stats(fold_dir: Path) -> dict[str, dict[str, float]]:
     return report.get("word_label_stats") or {}
 
 
-def choose_rule(pooled: dict[str, np.ndarray], stats: list[dict[str, dict[str, float]]], fold_of_word: dict[str, np.ndarray]) -> dict[str, Any]:
+def choose_rule(
+    pooled: dict[str, np.ndarray], stats: list[dict[str, dict[str, float]]], fold_of_word: dict[str, np.ndarray]
+) -> dict[str, Any]:
     """The needs-improvement rule (k in mean - k sd) the pooled held-out words favour:
     the best recall among the rules at least ``MIN_PRECISION`` precise (else the most
     precise). Each fold's words are judged with that fold's training statistics."""
@@ -133,13 +146,29 @@ def choose_rule(pooled: dict[str, np.ndarray], stats: list[dict[str, dict[str, f
         precision = hits / flagged if flagged else None
         recall = hits / truth if truth else None
         f1 = 2 * precision * recall / (precision + recall) if precision and recall else None
-        table.append({"k": k, "precision": None if precision is None else round(precision, 4), "recall": None if recall is None else round(recall, 4),
-                      "f1": None if f1 is None else round(f1, 4), "flagged": flagged})
+        table.append(
+            {
+                "k": k,
+                "precision": None if precision is None else round(precision, 4),
+                "recall": None if recall is None else round(recall, 4),
+                "f1": None if f1 is None else round(f1, 4),
+                "flagged": flagged,
+            }
+        )
     precise = [row for row in table if row["precision"] is not None and row["precision"] >= MIN_PRECISION]
     # no rule that precise: the paper's (k = 1) rather than one that flags almost nothing and silences the feedback
-    best = max(precise, key=lambda row: (row["recall"] or 0.0)) if precise else next(row for row in table if row["k"] == 1.0)
-    return {"rule": "accuracy or total below mean - k sd of the training word scores", "min_precision": MIN_PRECISION, "chosen_k": best["k"],
-            "meets_min_precision": bool(precise), "table": table}
+    best = (
+        max(precise, key=lambda row: (row["recall"] or 0.0))
+        if precise
+        else next(row for row in table if row["k"] == 1.0)
+    )
+    return {
+        "rule": "accuracy or total below mean - k sd of the training word scores",
+        "min_precision": MIN_PRECISION,
+        "chosen_k": best["k"],
+        "meets_min_precision": bool(precise),
+        "table": table,
+    }
 
 
 def crossval(config: CrossvalConfig) -> dict[str, Any]:
@@ -147,25 +176,41 @@ def crossval(config: CrossvalConfig) -> dict[str, Any]:
     started = time.time()
     folds = _folds(config)
     per_fold = {f: run_fold(config, f) for f in folds}
-    report: dict[str, Any] = {"recipe": asdict(config.recipe), "folds": folds, "probe_blend": config.probe_blend, **config.extra}
+    report: dict[str, Any] = {
+        "recipe": asdict(config.recipe),
+        "folds": folds,
+        "probe_blend": config.probe_blend,
+        **config.extra,
+    }
     stats = [_word_stats(Path(config.workdir) / f"fold{f}") for f in folds]
     for mode in config.modes:
         reports = [per_fold[f][mode] for f in folds]
         tag = _tag(config, mode)
         loaded = [dict(np.load(Path(config.workdir) / f"fold{f}" / f"eval-{tag}.npz")) for f in folds]
         pooled = {k: np.concatenate([a[k] for a in loaded]) for k in loaded[0]}
-        fold_of_word = {name: np.concatenate([np.full(len(a[f"{name}_pred"]), i) for i, a in enumerate(loaded)]) for name in ("word", "word_lev")}
+        fold_of_word = {
+            name: np.concatenate([np.full(len(a[f"{name}_pred"]), i) for i, a in enumerate(loaded)])
+            for name in ("word", "word_lev")
+        }
         summary: dict[str, Any] = {
             "n": sum(r["n"] for r in reports),
             "failed": sum(r["failed"] for r in reports),
             "across_folds": {level: _across(reports, level) for level in ("sentence", "word", "word_levenshtein")},
             "pooled": summarize(pooled, {}),
-            "per_fold": [{level: {a: m["pcc"] for a, m in r[level].items()} for level in ("sentence", "word", "word_levenshtein")} for r in reports],
+            "per_fold": [
+                {
+                    level: {a: m["pcc"] for a, m in r[level].items()}
+                    for level in ("sentence", "word", "word_levenshtein")
+                }
+                for r in reports
+            ],
         }
         for key in ("needs_improvement", "needs_improvement_levenshtein"):
             if all(key in r for r in reports):
                 summary[key] = {m: _spread([r[key][m] for r in reports]) for m in ("precision", "recall", "f1")}
-                summary[key]["precision_flagging_every_word"] = _spread([r[key]["precision_flagging_every_word"] for r in reports])
+                summary[key]["precision_flagging_every_word"] = _spread(
+                    [r[key]["precision_flagging_every_word"] for r in reports]
+                )
         if all(stats):
             summary["needs_improvement_rule"] = choose_rule(pooled, stats, fold_of_word)
         report[mode] = summary
@@ -175,6 +220,7 @@ def crossval(config: CrossvalConfig) -> dict[str, Any]:
 
 def format_table(report: dict[str, Any]) -> str:
     """A readable table: PCC and SCC mean ± sd across folds, per mode and aspect."""
+
     def cell(m: dict[str, Any]) -> str:
         return "     -      " if m["mean"] is None else f"{m['mean']:.3f}±{m['std']:.3f}"
 
@@ -187,13 +233,22 @@ def format_table(report: dict[str, Any]) -> str:
         for level, label in (("sentence", "sentence"), ("word", "word"), ("word_levenshtein", "word (lev.)")):
             for aspect, m in s["across_folds"][level].items():
                 lines.append(f"{label + ' ' + aspect:<28}{cell(m['pcc']):>13}{cell(m['scc']):>13}{cell(m['mse']):>13}")
-        for key, label in (("needs_improvement", "needs improvement"), ("needs_improvement_levenshtein", "needs improvement (lev.)")):
+        for key, label in (
+            ("needs_improvement", "needs improvement"),
+            ("needs_improvement_levenshtein", "needs improvement (lev.)"),
+        ):
             if key in s:
                 d = s[key]
-                lines.append(f"{label:<28} precision {cell(d['precision'])}  recall {cell(d['recall'])}  F1 {cell(d['f1'])}")
+                lines.append(
+                    f"{label:<28} precision {cell(d['precision'])}  recall {cell(d['recall'])}  F1 {cell(d['f1'])}"
+                )
         if "needs_improvement_rule" in s:
             rule = s["needs_improvement_rule"]
-            why = f"best recall at precision >= {MIN_PRECISION}" if rule.get("meets_min_precision") else f"no k reaches precision {MIN_PRECISION}: the paper's k = 1"
+            why = (
+                f"best recall at precision >= {MIN_PRECISION}"
+                if rule.get("meets_min_precision")
+                else f"no k reaches precision {MIN_PRECISION}: the paper's k = 1"
+            )
             lines.append(f"{'needs-improvement rule':<28} k = {rule['chosen_k']} ({why})")
     return "\n".join(lines)
 
@@ -236,7 +291,10 @@ def ship(config: CrossvalConfig, out: str, k: float, report: dict[str, Any] | No
     if recipe.blend_probe and alphas:
         x = np.stack([probe.describe(e.features, recipe.probe_inputs) for e in everyone])
         y = np.stack([e.sentence for e in everyone])
-        blend = (probe.fit_ridge(x, y, float(np.median(alphas)), recipe.probe_inputs), [round(float(w), 4) for w in np.mean(weights, axis=0)])
+        blend = (
+            probe.fit_ridge(x, y, float(np.median(alphas)), recipe.probe_inputs),
+            [round(float(w), 4) for w in np.mean(weights, axis=0)],
+        )
     labelled = [e for e in everyone if e.mode == "closed"] or everyone
     labels = np.concatenate([e.words for e in labelled])
     sentences = np.stack([e.sentence for e in everyone])
@@ -244,18 +302,40 @@ def ship(config: CrossvalConfig, out: str, k: float, report: dict[str, Any] | No
 
     utterances = len({e.utt for e in everyone})
     metadata = {
-        "members": len(nets), "recipe": "the networks of every cross-validation fold, bagged", "folds": folds, "train_utterances": utterances,
-        "transcripts": recipe.transcripts, "seed": recipe.seed, "needs_improvement_k": k, "word_label_stats": word_label_stats(labels),
+        "members": len(nets),
+        "recipe": "the networks of every cross-validation fold, bagged",
+        "folds": folds,
+        "train_utterances": utterances,
+        "transcripts": recipe.transcripts,
+        "seed": recipe.seed,
+        "needs_improvement_k": k,
+        "word_label_stats": word_label_stats(labels),
         "crossval_estimate": None if report is None else {m: report[m]["across_folds"] for m in MODES if m in report},
     }
     save_scorer(
-        out, nets, recipe.net, thresholds=training_thresholds(labels, k), floor={a: float(sentences[:, i].min()) for i, a in enumerate(SENTENCE_NAMES)},
-        aligner=recipe.aligner, text_model=recipe.text_model, metadata=metadata, probe=blend,
+        out,
+        nets,
+        recipe.net,
+        thresholds=training_thresholds(labels, k),
+        floor={a: float(sentences[:, i].min()) for i, a in enumerate(SENTENCE_NAMES)},
+        aligner=recipe.aligner,
+        text_model=recipe.text_model,
+        metadata=metadata,
+        probe=blend,
     )
     summary = {
-        "config": asdict(recipe), "shipped_from": str(config.workdir), "folds": folds, "members": len(nets), "best_epochs": epochs,
-        "train_utterances": utterances, "train_examples": len(everyone), "skipped": skipped, "needs_improvement_k": k,
-        "probe_blend": None if blend is None else {"alpha": blend[0].alpha, "inputs": blend[0].inputs, "weight": blend[1], "refitted_on": "every speaker"},
+        "config": asdict(recipe),
+        "shipped_from": str(config.workdir),
+        "folds": folds,
+        "members": len(nets),
+        "best_epochs": epochs,
+        "train_utterances": utterances,
+        "train_examples": len(everyone),
+        "skipped": skipped,
+        "needs_improvement_k": k,
+        "probe_blend": None
+        if blend is None
+        else {"alpha": blend[0].alpha, "inputs": blend[0].inputs, "weight": blend[1], "refitted_on": "every speaker"},
         "parameters": sum(p.numel() for net in nets for p in net.parameters()),
     }
     Path(out).with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -265,23 +345,34 @@ def ship(config: CrossvalConfig, out: str, k: float, report: dict[str, Any] | No
 def markdown(report: dict[str, Any]) -> str:
     """The cross-validation tables of ``docs/models.md``: PCC and SCC (mean ± sd across
     folds) per mode, aspect and word rule, then the needs-improvement detector."""
+
     def cell(m: dict[str, Any]) -> str:
         return "-" if m["mean"] is None else f"{m['mean']:.3f} ± {m['std']:.3f}"
 
-    lines = ["| mode | metric | sent. accuracy | fluency | prosody | total | word accuracy | word stress | word total | word accuracy (Lev.) | word total (Lev.) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| mode | metric | sent. accuracy | fluency | prosody | total | word accuracy | word stress | word total | word accuracy (Lev.) | word total (Lev.) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for mode in MODES:
         if mode not in report:
             continue
         a = report[mode]["across_folds"]
         for metric in ("pcc", "scc", "mse"):
-            cells = [cell(a["sentence"][x][metric]) for x in a["sentence"]] + [cell(a["word"][x][metric]) for x in a["word"]]
+            cells = [cell(a["sentence"][x][metric]) for x in a["sentence"]] + [
+                cell(a["word"][x][metric]) for x in a["word"]
+            ]
             cells += [cell(a["word_levenshtein"][x][metric]) for x in ("accuracy", "total")]
             lines.append(f"| {mode} | {metric.upper()} | " + " | ".join(cells) + " |")
-    lines += ["", "| mode | word rule | precision | recall | F1 | precision of flagging every word |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| mode | word rule | precision | recall | F1 | precision of flagging every word |",
+        "|---|---|---|---|---|---|",
+    ]
     for mode in MODES:
         for key, rule in (("needs_improvement", "overlap"), ("needs_improvement_levenshtein", "Levenshtein")):
             d = report.get(mode, {}).get(key)
             if d:
-                lines.append(f"| {mode} | {rule} | {cell(d['precision'])} | {cell(d['recall'])} | {cell(d['f1'])} | {cell(d['precision_flagging_every_word'])} |")
+                lines.append(
+                    f"| {mode} | {rule} | {cell(d['precision'])} | {cell(d['recall'])} | {cell(d['f1'])} | {cell(d['precision_flagging_every_word'])} |"
+                )
     return "\n".join(lines)

@@ -79,7 +79,11 @@ def load_utterances(folder: str | Path) -> list[Utterance]:
             try:
                 row = json.loads(line)
                 words = [
-                    WordLabel(w["text"], list(w.get("phones", [])), {a: list(map(float, w[a])) for a in WORD_ASPECTS if a in w})
+                    WordLabel(
+                        w["text"],
+                        list(w.get("phones", [])),
+                        {a: list(map(float, w[a])) for a in WORD_ASPECTS if a in w},
+                    )
                     for w in row.get("words", [])
                 ]
                 out.append(
@@ -115,7 +119,9 @@ def select(utterances: Iterable[Utterance], part: str, split: dict[str, list[str
     return [u for u in items if u.speaker in speakers]
 
 
-def make_split(speaker_scores: dict[str, float], *, seed: int = 762, development: int = 20, validation: int = 10) -> dict[str, list[str]]:
+def make_split(
+    speaker_scores: dict[str, float], *, seed: int = 762, development: int = 20, validation: int = 10
+) -> dict[str, list[str]]:
     """Draw a speaker split whose parts span the same range of proficiency.
 
     Speakers are ranked by their mean total score and cut into ``development``
@@ -180,7 +186,9 @@ def load_folds(path: str | Path = "") -> list[list[str]]:
     return [list(f) for f in json.loads(Path(path or FOLDS_FILE).read_text())["folds"]]
 
 
-def training_parts(speaker_scores: dict[str, float], held_out: Iterable[str] = (), *, validation: int = 10, seed: int = 762) -> dict[str, list[str]]:
+def training_parts(
+    speaker_scores: dict[str, float], held_out: Iterable[str] = (), *, validation: int = 10, seed: int = 762
+) -> dict[str, list[str]]:
     """Training and early-stopping speakers among those not held out.
 
     ``validation`` speakers, one from each of as many proficiency bins, stop

@@ -41,7 +41,9 @@ class Example:
     sentence: np.ndarray  # (4,) expert medians: accuracy, fluency, prosody, total
     words: np.ndarray  # (W, 3) expert medians per target word (NaN where unknown)
     mode: str = "closed"  # closed: the reference text is the target transcript; open: ASR_t's is
-    words_levenshtein: np.ndarray | None = None  # (W, 3) open mode: labels by Levenshtein alignment of the words (NaN where unknown)
+    words_levenshtein: np.ndarray | None = (
+        None  # (W, 3) open mode: labels by Levenshtein alignment of the words (NaN where unknown)
+    )
 
 
 def sentence_labels(utt: data.Utterance) -> np.ndarray:
@@ -49,7 +51,9 @@ def sentence_labels(utt: data.Utterance) -> np.ndarray:
 
 
 def word_labels(utt: data.Utterance) -> np.ndarray:
-    return np.array([[w.median(a) for a in WORD_LABELS] for w in utt.words], dtype=np.float32).reshape(-1, len(WORD_LABELS))
+    return np.array([[w.median(a) for a in WORD_LABELS] for w in utt.words], dtype=np.float32).reshape(
+        -1, len(WORD_LABELS)
+    )
 
 
 # features the precompute step caches on its own: joined to the stored features, not stored with them
@@ -60,7 +64,14 @@ def features_cache(root: str, builder: FeatureBuilder, mode: str) -> ArrayCache:
     return ArrayCache(root, f"turnfeatures-{mode}-{builder.key}-v3")
 
 
-def closed_examples(utterances: Iterable[data.Utterance], pre: Precomputed, builder: FeatureBuilder, cache_root: str, *, desc: str = "features") -> tuple[list[Example], list[str]]:
+def closed_examples(
+    utterances: Iterable[data.Utterance],
+    pre: Precomputed,
+    builder: FeatureBuilder,
+    cache_root: str,
+    *,
+    desc: str = "features",
+) -> tuple[list[Example], list[str]]:
     """Training-mode examples: the reference text is the target transcript.
 
     Returns:
@@ -69,7 +80,14 @@ def closed_examples(utterances: Iterable[data.Utterance], pre: Precomputed, buil
     return _examples(utterances, pre, builder, cache_root, "closed", desc)
 
 
-def open_examples(utterances: Iterable[data.Utterance], pre: Precomputed, builder: FeatureBuilder, cache_root: str, *, desc: str = "open features") -> tuple[list[Example], list[str]]:
+def open_examples(
+    utterances: Iterable[data.Utterance],
+    pre: Precomputed,
+    builder: FeatureBuilder,
+    cache_root: str,
+    *,
+    desc: str = "open features",
+) -> tuple[list[Example], list[str]]:
     """Examples as open mode sees them: ASR_t's transcript is the target.
 
     Each ASR_t word's labels are the mean of the reference words that overlap it
@@ -83,7 +101,14 @@ def open_examples(utterances: Iterable[data.Utterance], pre: Precomputed, builde
     return _examples(utterances, pre, builder, cache_root, "open", desc)
 
 
-def _examples(utterances: Iterable[data.Utterance], pre: Precomputed, builder: FeatureBuilder, cache_root: str, mode: str, desc: str) -> tuple[list[Example], list[str]]:
+def _examples(
+    utterances: Iterable[data.Utterance],
+    pre: Precomputed,
+    builder: FeatureBuilder,
+    cache_root: str,
+    mode: str,
+    desc: str,
+) -> tuple[list[Example], list[str]]:
     cache = features_cache(cache_root, builder, mode)
     needed = (pre.frames, pre.recognized) + ((pre.target,) if mode == "open" else ())
     out: list[Example] = []
@@ -95,21 +120,44 @@ def _examples(utterances: Iterable[data.Utterance], pre: Precomputed, builder: F
         stored = cache.get_arrays(utt.utt)
         if stored is None:
             target = pre.target[utt.utt] if mode == "open" else Transcript(utt.text)
-            analysis = builder.analyze(pre.frames[utt.utt].astype(np.float32), target, pre.recognized[utt.utt], mode=mode, duration=0.0, recognizer_frames=pre.recognizer_frames.get(utt.utt))
+            analysis = builder.analyze(
+                pre.frames[utt.utt].astype(np.float32),
+                target,
+                pre.recognized[utt.utt],
+                mode=mode,
+                duration=0.0,
+                recognizer_frames=pre.recognizer_frames.get(utt.utt),
+            )
             if mode == "closed" and len(analysis.target_alignment.words) != len(utt.words):
-                log.warning("utterance %s: %d aligned words for %d labelled ones; skipped", utt.utt, len(analysis.target_alignment.words), len(utt.words))
+                log.warning(
+                    "utterance %s: %d aligned words for %d labelled ones; skipped",
+                    utt.utt,
+                    len(analysis.target_alignment.words),
+                    len(utt.words),
+                )
                 skipped.append(utt.utt)
                 continue
             stored = {f.name: getattr(analysis.features, f.name) for f in fields(TurnFeatures) if f.name not in JOINED}
             if mode == "open":  # closed-mode labels are the reference words' own, read afresh
                 stored["word_targets"] = open_word_targets(analysis, utt, builder)
-                stored["word_targets_levenshtein"] = levenshtein_word_targets([w.text for w in analysis.target_alignment.words], utt)
+                stored["word_targets_levenshtein"] = levenshtein_word_targets(
+                    [w.text for w in analysis.target_alignment.words], utt
+                )
             cache.put_arrays(utt.utt, stored)
         features = TurnFeatures(**{f.name: stored[f.name] for f in fields(TurnFeatures) if f.name not in JOINED})
         if utt.utt in pre.encoder_layers:
             features.encoder_layers = pre.encoder_layers[utt.utt].astype(np.float32)
         words = stored["word_targets"] if mode == "open" else word_labels(utt)
-        out.append(Example(utt.utt, features, sentence_labels(utt), words, mode=mode, words_levenshtein=stored.get("word_targets_levenshtein")))
+        out.append(
+            Example(
+                utt.utt,
+                features,
+                sentence_labels(utt),
+                words,
+                mode=mode,
+                words_levenshtein=stored.get("word_targets_levenshtein"),
+            )
+        )
     return out, skipped
 
 

@@ -146,14 +146,18 @@ def diagnose_word(log_probs: np.ndarray, alignment: Alignment, word: int, *, con
     return WordDiagnosis(out, inserted)
 
 
-def stress_check(alignment: Alignment, word: int, db: np.ndarray, f0: np.ndarray, *, margin: float = 0.3) -> dict[str, Any] | None:
+def stress_check(
+    alignment: Alignment, word: int, db: np.ndarray, f0: np.ndarray, *, margin: float = 0.3
+) -> dict[str, Any] | None:
     """Whether the most prominent vowel (duration x loudness x pitch) is the lexicon's stressed one.
 
     Returns None when it cannot be told: fewer than two vowels, no primary stress in
     the lexicon, or no vowel clearly (``margin`` in log units) more prominent than the rest.
     """
     w = alignment.words[word]
-    vowels = [(k, alignment.phones[i]) for k, i in enumerate(w.phones) if ph.base(alignment.phones[i].phone) in ph.VOWELS]
+    vowels = [
+        (k, alignment.phones[i]) for k, i in enumerate(w.phones) if ph.base(alignment.phones[i].phone) in ph.VOWELS
+    ]
     expected = [s for s, (_, p) in enumerate(vowels) if p.phone.endswith("1")]
     if len(vowels) < 2 or len(expected) != 1 or db.size == 0:
         return None
@@ -163,7 +167,11 @@ def stress_check(alignment: Alignment, word: int, db: np.ndarray, f0: np.ndarray
         loud = float(np.log(np.mean(10 ** (db[a:b] / 10)) + 1e-12)) / 2  # log RMS
         pitch = f0[int(p.start * 100) : max(int(p.start * 100) + 1, int(p.end * 100))]
         voiced = pitch[pitch > 0]
-        prominence.append(np.log(max(p.end - p.start, FRAME_SECONDS)) + loud + (float(np.log(np.mean(voiced))) if voiced.size else 0.0))
+        prominence.append(
+            np.log(max(p.end - p.start, FRAME_SECONDS))
+            + loud
+            + (float(np.log(np.mean(voiced))) if voiced.size else 0.0)
+        )
     if sum(1 for p in vowels if p[1].end > p[1].start) < 2 or any(not np.isfinite(x) for x in prominence):
         return None
     order = np.argsort(prominence)[::-1]
@@ -236,14 +244,19 @@ class TurnDiagnosis:
 
     words: list[WordDiagnosis] = field(default_factory=list)  # per target word
     word_errors: list[list[str]] = field(default_factory=list)  # per target word: its error types
-    pause_before: dict[int, float] = field(default_factory=dict)  # word index -> seconds of the unexpected break before it
+    pause_before: dict[int, float] = field(
+        default_factory=dict
+    )  # word index -> seconds of the unexpected break before it
     insertions: list[dict[str, Any]] = field(default_factory=list)  # closed mode: text, start_ms, end_ms, after_word
     errors: list[str] = field(default_factory=list)  # turn-level error types (monotone)
     prosody: Any = None  # prosody.ProsodyDetails, or None without audio
 
 
 def diagnose_turn(
-    analysis: Any, accuracy: list[float], needs: list[bool], samples: np.ndarray | None = None,
+    analysis: Any,
+    accuracy: list[float],
+    needs: list[bool],
+    samples: np.ndarray | None = None,
 ) -> TurnDiagnosis:
     """Heard phones, stress and error types of every target word of an analysed turn.
 
@@ -259,14 +272,25 @@ def diagnose_turn(
     n = len(alignment.words)
     if n == 0:
         return TurnDiagnosis()
-    out = TurnDiagnosis(words=[diagnose_word(analysis.log_posteriors, alignment, i) for i in range(n)], word_errors=[[] for _ in range(n)])
+    out = TurnDiagnosis(
+        words=[diagnose_word(analysis.log_posteriors, alignment, i) for i in range(n)],
+        word_errors=[[] for _ in range(n)],
+    )
     texts = [w.text for w in alignment.words]
     omitted: set[int] = set()
     if analysis.mode == "closed":
         rec = analysis.recognized_alignment.words
         gone, extra = omissions_insertions(texts, [w.text for w in rec])
         omitted = set(gone) if rec else set()  # nothing recognized at all: no word is singled out
-        out.insertions = [{"text": rec[j].text, "start_ms": int(rec[j].start * 1000), "end_ms": int(rec[j].end * 1000), "after_word": after - 1} for j, after in extra]
+        out.insertions = [
+            {
+                "text": rec[j].text,
+                "start_ms": int(rec[j].start * 1000),
+                "end_ms": int(rec[j].end * 1000),
+                "after_word": after - 1,
+            }
+            for j, after in extra
+        ]
     for i in range(n):
         if i in omitted:
             out.word_errors[i].append("omission")

@@ -40,13 +40,19 @@ def espeak_available() -> bool:
 
 def espeak_phonemes(text: str) -> list[str]:
     """espeak-ng's phoneme mnemonics of each word (``-x``), e.g. ``r'abIt``."""
-    out = subprocess.run(["espeak-ng", "-v", VOICE, "-q", "-x", text], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["espeak-ng", "-v", VOICE, "-q", "-x", text], check=True, capture_output=True, text=True
+    ).stdout
     return out.split()
 
 
 def espeak_say(phonemes: list[str], *, speed: int = 140) -> np.ndarray:
     """Speak a list of words given as espeak-ng phoneme mnemonics; 16 kHz mono float32."""
-    wav = subprocess.run(["espeak-ng", "-v", VOICE, "-s", str(speed), "--stdout", "[[" + " ".join(phonemes) + "]]"], check=True, capture_output=True).stdout
+    wav = subprocess.run(
+        ["espeak-ng", "-v", VOICE, "-s", str(speed), "--stdout", "[[" + " ".join(phonemes) + "]]"],
+        check=True,
+        capture_output=True,
+    ).stdout
     return audio_io.load(wav)
 
 
@@ -72,7 +78,12 @@ SENTENCES: list[tuple[str, list[tuple[int, str]]]] = [
     ("Students play sports in the spring", [(1, "vowel_inserted"), (2, "vowel_inserted"), (5, "vowel_inserted")]),
     ("Black cats climb trees slowly", [(0, "vowel_inserted"), (2, "vowel_inserted"), (3, "r->l")]),
 ]
-_SUBSTITUTIONS = {"r->l": ("r", "l", "R", "L"), "th->s": ("T", "s", "TH", "S"), "v->w": ("v", "w", "V", "W"), "ih->iy": ("I", "i:", "IH", "IY")}
+_SUBSTITUTIONS = {
+    "r->l": ("r", "l", "R", "L"),
+    "th->s": ("T", "s", "TH", "S"),
+    "v->w": ("v", "w", "V", "W"),
+    "ih->iy": ("I", "i:", "IH", "IY"),
+}
 _CONSONANTS = set("pbtdkgfvTDszSZhmnNlrwjx") | {"tS", "dZ"}
 
 
@@ -82,7 +93,9 @@ def plant(word: str, kind: str) -> tuple[str, PlantedError | None]:
         old, new, exp, said = _SUBSTITUTIONS[kind]
         at = word.find(old)
         if kind == "ih->iy":  # espeak writes /ɪ/ as I, but also inside I@ and I2
-            at = next((k for k in range(len(word)) if word[k] == "I" and word[k + 1 : k + 2] not in ("@", "2", "3")), -1)
+            at = next(
+                (k for k in range(len(word)) if word[k] == "I" and word[k + 1 : k + 2] not in ("@", "2", "3")), -1
+            )
         if at < 0:
             return word, None
         return word[:at] + new + word[at + len(old) :], PlantedError(kind, -1, old, new, exp, said)
@@ -139,7 +152,15 @@ def synthetic_errors(assess: Any) -> dict[str, Any]:
                 continue
             said = assess(espeak_say(phon[:index] + [mutated] + phon[index + 1 :]), sentence)
             target = said["words"][index] if index < len(said["words"]) and len(said["words"]) == len(words) else None
-            case: dict[str, Any] = {"sentence": sentence, "word": words[index], "kind": kind, "espeak": f"{phon[index]} -> {mutated}", "found": False, "heard_right": False, "word_flagged": False}
+            case: dict[str, Any] = {
+                "sentence": sentence,
+                "word": words[index],
+                "kind": kind,
+                "espeak": f"{phon[index]} -> {mutated}",
+                "found": False,
+                "heard_right": False,
+                "word_flagged": False,
+            }
             if target is not None:
                 k = _planted_index(target["phones"], planted)
                 case["word_flagged"] = "mispronunciation" in target["errors"]
@@ -147,7 +168,9 @@ def synthetic_errors(assess: Any) -> dict[str, Any]:
                 case["inserted"] = [p["phone"] for p in target["inserted_phones"]]
                 if kind == "vowel_inserted":
                     case["found"] = bool(target["inserted_phones"])
-                    case["heard_right"] = any(p["phone"] in ("AH", "IH", "ER", "UH", "EH") for p in target["inserted_phones"])
+                    case["heard_right"] = any(
+                        p["phone"] in ("AH", "IH", "ER", "UH", "EH") for p in target["inserted_phones"]
+                    )
                 elif k is not None:
                     p = target["phones"][k]
                     case["found"] = p["error"] not in (None, "none")
@@ -172,8 +195,18 @@ def synthetic_errors(assess: Any) -> dict[str, Any]:
         "overall": rates(cases),
         "by_kind": {k: rates([c for c in cases if c["kind"] == k]) for k in kinds},
         "false_alarms": {
-            "correct_renditions": {"phones": phones_ok, "flagged": flagged_ok, "rate": round(flagged_ok / phones_ok, 3) if phones_ok else None, "words": words_ok, "words_flagged": words_flagged_ok},
-            "other_words_of_error_renditions": {"phones": other, "flagged": sum(c.get("false_alarms", 0) for c in cases), "rate": round(sum(c.get("false_alarms", 0) for c in cases) / other, 3) if other else None},
+            "correct_renditions": {
+                "phones": phones_ok,
+                "flagged": flagged_ok,
+                "rate": round(flagged_ok / phones_ok, 3) if phones_ok else None,
+                "words": words_ok,
+                "words_flagged": words_flagged_ok,
+            },
+            "other_words_of_error_renditions": {
+                "phones": other,
+                "flagged": sum(c.get("false_alarms", 0) for c in cases),
+                "rate": round(sum(c.get("false_alarms", 0) for c in cases) / other, 3) if other else None,
+            },
         },
         "cases": cases,
     }
@@ -190,8 +223,20 @@ def cached_inputs(utt: str, roots: list[str]) -> dict[str, Any] | None:
         r_doc = transcript_cache(root, "whisper-tiny.en").get_json(utt)
         t_doc = transcript_cache(root, "whisper-base").get_json(utt)
         layers = layers_cache(root, "whisper-base").get_array(utt)
-        if frames is not None and r_frames is not None and r_doc is not None and t_doc is not None and layers is not None:
-            return {"frames": frames, "recognizer_frames": r_frames, "recognized": transcript_from_dict(r_doc), "target": transcript_from_dict(t_doc), "layers": layers}
+        if (
+            frames is not None
+            and r_frames is not None
+            and r_doc is not None
+            and t_doc is not None
+            and layers is not None
+        ):
+            return {
+                "frames": frames,
+                "recognizer_frames": r_frames,
+                "recognized": transcript_from_dict(r_doc),
+                "target": transcript_from_dict(t_doc),
+                "layers": layers,
+            }
     return None
 
 
@@ -204,10 +249,19 @@ def _prf(pred: np.ndarray, gold: np.ndarray) -> dict[str, Any]:
     p = tp / (tp + fp) if tp + fp else None
     r = tp / (tp + fn) if tp + fn else None
     f = 2 * p * r / (p + r) if p and r else None
-    return {"precision": None if p is None else round(p, 3), "recall": None if r is None else round(r, 3), "f1": None if f is None else round(f, 3), "tp": tp, "fp": fp, "fn": fn}
+    return {
+        "precision": None if p is None else round(p, 3),
+        "recall": None if r is None else round(r, 3),
+        "f1": None if f is None else round(f, 3),
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+    }
 
 
-def expert_agreement(utterances: list[Any], roots: list[str], mode: str, *, scorer: str = "multipa-scorer") -> dict[str, Any]:
+def expert_agreement(
+    utterances: list[Any], roots: list[str], mode: str, *, scorer: str = "multipa-scorer"
+) -> dict[str, Any]:
     """Precision, recall and F1 of each detector against "expert median word accuracy below 10".
 
     Utterances whose ASR outputs are not cached under ``roots`` are skipped and counted.
@@ -230,7 +284,15 @@ def expert_agreement(utterances: list[Any], roots: list[str], mode: str, *, scor
             continue
         samples = audio_io.load(utt.audio_path)
         target = inputs["target"] if mode == "open" else Transcript(utt.text)
-        analysis = builder.analyze(inputs["frames"].astype(np.float32), target, inputs["recognized"], mode=mode, duration=len(samples) / 16000, recognizer_frames=inputs["recognizer_frames"], encoder_layers=inputs["layers"])
+        analysis = builder.analyze(
+            inputs["frames"].astype(np.float32),
+            target,
+            inputs["recognized"],
+            mode=mode,
+            duration=len(samples) / 16000,
+            recognizer_frames=inputs["recognizer_frames"],
+            encoder_layers=inputs["layers"],
+        )
         scores = model.score([analysis.features])[0]
         a = build_assessment(analysis, scores, model.thresholds, samples).to_dict()
         gold = open_word_targets(analysis, utt, builder)[:, 0] if mode == "open" else word_labels(utt)[:, 0]
@@ -241,7 +303,15 @@ def expert_agreement(utterances: list[Any], roots: list[str], mode: str, *, scor
             if np.isnan(g):
                 continue
             phone_error = any(p["error"] not in (None, "none") for p in w["phones"]) or bool(w["inserted_phones"])
-            rows.append((bool(g < 10), w["needs_improvement"], phone_error, "mispronunciation" in w["errors"], bool(w["errors"])))
+            rows.append(
+                (
+                    bool(g < 10),
+                    w["needs_improvement"],
+                    phone_error,
+                    "mispronunciation" in w["errors"],
+                    bool(w["errors"]),
+                )
+            )
             if g <= 5 and "mispronunciation" in w["errors"] and len(examples) < 6:
                 examples.append({"utt": utt.utt, "text": utt.text, "word": w["text"], "expert_accuracy": float(g), "model_accuracy": w["accuracy"],
                                  "heard": [(p["phone"], p["heard"], p["error"]) for p in w["phones"]], "feedback": [f["sentence"] for f in a["feedback"] if f.get("word_index") is not None and a["words"][f["word_index"]]["text"] == w["text"]]})  # fmt: skip

@@ -30,7 +30,9 @@ def align_pairs(a: Sequence[Hashable], b: Sequence[Hashable]) -> list[tuple[int 
     return align_weighted(len(a), len(b), lambda i, j: 0.0 if a[i] == b[j] else 1.0 + 1e-6)
 
 
-def align_weighted(n: int, m: int, substitution: Callable[[int, int], float], *, indel: float = 1.0) -> list[tuple[int | None, int | None]]:
+def align_weighted(
+    n: int, m: int, substitution: Callable[[int, int], float], *, indel: float = 1.0
+) -> list[tuple[int | None, int | None]]:
     """A minimum-cost alignment of two sequences of lengths ``n`` and ``m``.
 
     Args:

@@ -80,7 +80,9 @@ def _read(handle: BinaryIO, prefix: str) -> dict[str, np.ndarray]:
 
 def mel_frames(num_samples: int) -> int:
     """Log-mel frames covering ``num_samples`` of 16 kHz audio, even, within one 30 s window."""
-    return min(3000, MEL_FRAMES_PER_FRAME * max(1, math.ceil(num_samples / (SAMPLES_PER_MEL_FRAME * MEL_FRAMES_PER_FRAME))))
+    return min(
+        3000, MEL_FRAMES_PER_FRAME * max(1, math.ceil(num_samples / (SAMPLES_PER_MEL_FRAME * MEL_FRAMES_PER_FRAME)))
+    )
 
 
 class EncoderLayers:
@@ -108,7 +110,9 @@ class EncoderLayers:
             weights[name] = torch.from_numpy(array).to(device)
         try:
             self.heads = int(variables["encoder/num_heads"])
-            self.layers = sum(1 for name in weights if name.startswith("encoder/layer_") and name.endswith("/ffn/linear_1/bias"))
+            self.layers = sum(
+                1 for name in weights if name.startswith("encoder/layer_") and name.endswith("/ffn/linear_1/bias")
+            )
             self.width = int(weights["encoder/conv1/bias"].shape[0])
         except KeyError as exc:
             raise ModelFilesError(f"{model} has no Whisper encoder weights ({exc} missing)") from exc
@@ -151,17 +155,27 @@ class EncoderLayers:
             x = torch.from_numpy(batch).to(self.device)
             x = F.gelu(F.conv1d(x, w["encoder/conv1/weight"], w["encoder/conv1/bias"], padding=1))
             if padded:  # the second convolution reads one frame past a turn's end: zero, as when alone
-                x = x * (torch.arange(longest, device=self.device)[None, :] < torch.tensor(lengths, device=self.device)[:, None]).unsqueeze(1)
+                x = x * (
+                    torch.arange(longest, device=self.device)[None, :]
+                    < torch.tensor(lengths, device=self.device)[:, None]
+                ).unsqueeze(1)
             x = F.gelu(F.conv1d(x, w["encoder/conv2/weight"], w["encoder/conv2/bias"], stride=2, padding=1))
             x = x.transpose(1, 2) + w["encoder/position_encodings/encodings"][: x.shape[2]]
             B, T, H, D = x.shape[0], x.shape[1], self.heads, self.width
             mask = None
             if padded:  # (B, 1, 1, T): True where a key is inside its turn
-                mask = (torch.arange(T, device=self.device)[None, :] < torch.tensor(frames, device=self.device)[:, None])[:, None, None, :]
+                mask = (
+                    torch.arange(T, device=self.device)[None, :] < torch.tensor(frames, device=self.device)[:, None]
+                )[:, None, None, :]
             out = []
             for i in range(self.layers):
                 name = f"encoder/layer_{i}"
-                q, k, v = (t.view(B, T, H, D // H).transpose(1, 2) for t in self._linear(self._norm(x, f"{name}/self_attention/layer_norm"), f"{name}/self_attention/linear_0").chunk(3, dim=-1))
+                q, k, v = (
+                    t.view(B, T, H, D // H).transpose(1, 2)
+                    for t in self._linear(
+                        self._norm(x, f"{name}/self_attention/layer_norm"), f"{name}/self_attention/linear_0"
+                    ).chunk(3, dim=-1)
+                )
                 attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(B, T, D)
                 x = x + self._linear(attended, f"{name}/self_attention/linear_1")
                 hidden = F.gelu(self._linear(self._norm(x, f"{name}/ffn/layer_norm"), f"{name}/ffn/linear_0"))

@@ -30,7 +30,14 @@ from tqdm import tqdm
 
 from . import data, settings
 from .asr import Transcript
-from .dataset import closed_examples, levenshtein_word_targets, open_examples, open_word_targets, sentence_labels, word_labels
+from .dataset import (
+    closed_examples,
+    levenshtein_word_targets,
+    open_examples,
+    open_word_targets,
+    sentence_labels,
+    word_labels,
+)
 from .errors import MultipaError
 from .metrics import agreement
 from .aspects import SENTENCE_NAMES as SENTENCE_HEADS, WORD_NAMES as WORD_HEADS
@@ -85,21 +92,30 @@ def evaluate_with_predictions(config: EvalConfig) -> tuple[dict[str, Any], dict[
     utterances = _utterances(config)
     scorer = None if config.model == "probe" else _scorer(config)
     layers = scorer is not None and scorer.encoder_layers
-    pre = precompute(utterances, None, cache_root, recognized=True, target=config.mode == "open", layers=layers, desc="ASR")
+    pre = precompute(
+        utterances, None, cache_root, recognized=True, target=config.mode == "open", layers=layers, desc="ASR"
+    )
     if scorer is None:
         predictions, failed = _probe_predictions(utterances, pre, cache_root)
     else:
         predictions, failed = _scorer_predictions(utterances, pre, config, scorer)
     sentence_pred = np.array([p[0] for p in predictions])
-    sentence_ref = np.stack([sentence_labels(u) for u in utterances]) if utterances else np.zeros((0, len(SENTENCE_HEADS)))
+    sentence_ref = (
+        np.stack([sentence_labels(u) for u in utterances]) if utterances else np.zeros((0, len(SENTENCE_HEADS)))
+    )
     arrays = {"sentence_pred": sentence_pred, "sentence_ref": sentence_ref}
     for name, index in (("word", 2), ("word_lev", 3)):
         arrays[f"{name}_pred"] = np.concatenate([p[1] for p in predictions]) if predictions else NO_WORDS
         arrays[f"{name}_ref"] = np.concatenate([p[index] for p in predictions]) if predictions else NO_WORDS
     thresholds = scorer.thresholds if scorer is not None else {}
     report = summarize(arrays, thresholds)
-    report = {"n": len(utterances), "failed": failed, "mode": config.mode, **report,
-              "seconds_per_utterance": round((time.time() - started) / max(1, len(utterances)), 4)}
+    report = {
+        "n": len(utterances),
+        "failed": failed,
+        "mode": config.mode,
+        **report,
+        "seconds_per_utterance": round((time.time() - started) / max(1, len(utterances)), 4),
+    }
     return report, arrays
 
 
@@ -110,7 +126,9 @@ def summarize(arrays: dict[str, np.ndarray], thresholds: dict[str, float]) -> di
     report: dict[str, Any] = {
         "sentence": {h: _metrics(sentence_pred[:, i], sentence_ref[:, i]) for i, h in enumerate(SENTENCE_HEADS)},
         "word": {h: _metrics(arrays["word_pred"][:, i], arrays["word_ref"][:, i]) for i, h in enumerate(WORD_HEADS)},
-        "word_levenshtein": {h: _metrics(arrays["word_lev_pred"][:, i], arrays["word_lev_ref"][:, i]) for i, h in enumerate(WORD_HEADS)},
+        "word_levenshtein": {
+            h: _metrics(arrays["word_lev_pred"][:, i], arrays["word_lev_ref"][:, i]) for i, h in enumerate(WORD_HEADS)
+        },
     }
     if thresholds:
         report["needs_improvement"] = detection(arrays["word_pred"], arrays["word_ref"], thresholds)
@@ -130,15 +148,26 @@ def detection(word_pred: np.ndarray, word_ref: np.ndarray, thresholds: dict[str,
     known = np.isfinite(word_ref[:, 0])
     pred, ref = word_pred[known], word_ref[known]
     truth = ref[:, 0] < NEEDS_WORK_BELOW
-    flagged = np.array([needs_improvement({h: float(row[i]) for i, h in enumerate(WORD_HEADS)}, thresholds) for row in pred], dtype=bool)
+    flagged = np.array(
+        [needs_improvement({h: float(row[i]) for i, h in enumerate(WORD_HEADS)}, thresholds) for row in pred],
+        dtype=bool,
+    )
     hits = int(np.sum(flagged & truth))
     precision = hits / int(flagged.sum()) if flagged.any() else None
     recall = hits / int(truth.sum()) if truth.any() else None
     f1 = 2 * precision * recall / (precision + recall) if precision and recall else None
     r = lambda v: None if v is None else round(float(v), 4)  # noqa: E731
-    return {"precision": r(precision), "recall": r(recall), "f1": r(f1), "words": int(known.sum()), "need_work": int(truth.sum()),
-            "flagged": int(flagged.sum()), "true_positives": hits, "precision_flagging_every_word": r(truth.mean()) if len(truth) else None,
-            "thresholds": {k: round(v, 4) for k, v in thresholds.items()}}
+    return {
+        "precision": r(precision),
+        "recall": r(recall),
+        "f1": r(f1),
+        "words": int(known.sum()),
+        "need_work": int(truth.sum()),
+        "flagged": int(flagged.sum()),
+        "true_positives": hits,
+        "precision_flagging_every_word": r(truth.mean()) if len(truth) else None,
+        "thresholds": {k: round(v, 4) for k, v in thresholds.items()},
+    }
 
 
 def _metrics(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:
@@ -146,7 +175,9 @@ def _metrics(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float | 
     return {"pcc": m["pcc"], "scc": m["scc"], "mse": m["mse"], "n": m["n"]}
 
 
-Prediction = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # sentence (aspects,), words (W, aspects), word targets by overlap and by Levenshtein (W, aspects)
+Prediction = tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray
+]  # sentence (aspects,), words (W, aspects), word targets by overlap and by Levenshtein (W, aspects)
 
 
 def _scorer(config: EvalConfig) -> Any:
@@ -158,7 +189,9 @@ def _scorer(config: EvalConfig) -> Any:
     return scorer
 
 
-def _scorer_predictions(utterances: list[data.Utterance], pre: Any, config: EvalConfig, scorer: Any) -> tuple[list[Prediction], int]:
+def _scorer_predictions(
+    utterances: list[data.Utterance], pre: Any, config: EvalConfig, scorer: Any
+) -> tuple[list[Prediction], int]:
     """Score every utterance; turn features come from the shared feature cache (the
     ones training made, same aligner) and are scored in batches. An utterance the
     cache cannot hold (a closed-mode reference the aligner could not fit word for
@@ -192,7 +225,15 @@ def _scorer_predictions(utterances: list[data.Utterance], pre: Any, config: Eval
             if utt.utt in pre.failed or utt.utt not in pre.frames:
                 raise MultipaError("the audio could not be decoded or transcribed")
             target = pre.target[utt.utt] if config.mode == "open" else Transcript(utt.text)
-            analysis = builder.analyze(pre.frames[utt.utt].astype(np.float32), target, pre.recognized[utt.utt], mode=config.mode, duration=0.0, recognizer_frames=pre.recognizer_frames.get(utt.utt), encoder_layers=pre.encoder_layers.get(utt.utt))
+            analysis = builder.analyze(
+                pre.frames[utt.utt].astype(np.float32),
+                target,
+                pre.recognized[utt.utt],
+                mode=config.mode,
+                duration=0.0,
+                recognizer_frames=pre.recognizer_frames.get(utt.utt),
+                encoder_layers=pre.encoder_layers.get(utt.utt),
+            )
             sentence, words = _arrays(scorer.score([analysis.features])[0])
         except MultipaError as exc:
             log.warning("utterance %s failed: %s", utt.utt, exc)
@@ -242,15 +283,25 @@ def _probe_predictions(utterances: list[data.Utterance], pre: Any, cache_root: s
 
 def format_table(report: dict[str, Any]) -> str:
     """A readable table of a report."""
+
     def cell(v: float | None) -> str:
         return "   -  " if v is None else f"{v:6.3f}"
 
-    lines = [f"mode {report['mode']}   n {report['n']}   failed {report['failed']}   {report['seconds_per_utterance']:.3f} s/utterance", "", f"{'':<26}{'PCC':>7}{'SCC':>7}{'MSE':>7}"]
+    lines = [
+        f"mode {report['mode']}   n {report['n']}   failed {report['failed']}   {report['seconds_per_utterance']:.3f} s/utterance",
+        "",
+        f"{'':<26}{'PCC':>7}{'SCC':>7}{'MSE':>7}",
+    ]
     for level, label in (("sentence", "sentence"), ("word", "word"), ("word_levenshtein", "word (lev.)")):
         for aspect, m in report.get(level, {}).items():
             lines.append(f"{label + ' ' + aspect:<26}{cell(m['pcc']):>7}{cell(m['scc']):>7}{cell(m['mse']):>7}")
-    for key, label in (("needs_improvement", "needs improvement"), ("needs_improvement_levenshtein", "needs improvement (lev.)")):
+    for key, label in (
+        ("needs_improvement", "needs improvement"),
+        ("needs_improvement_levenshtein", "needs improvement (lev.)"),
+    ):
         if report.get(key):
             d = report[key]
-            lines.append(f"{label:<26} precision {cell(d['precision'])}  recall {cell(d['recall'])}  F1 {cell(d['f1'])}  ({d['flagged']} flagged of {d['words']} words, {d['need_work']} need work)")
+            lines.append(
+                f"{label:<26} precision {cell(d['precision'])}  recall {cell(d['recall'])}  F1 {cell(d['f1'])}  ({d['flagged']} flagged of {d['words']} words, {d['need_work']} need work)"
+            )
     return "\n".join(lines)

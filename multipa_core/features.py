@@ -36,7 +36,17 @@ from . import phones as ph
 from .align import FRAME_SECONDS, Alignment
 from .distance import align_weighted, levenshtein
 
-WORD_SCALARS = ("duration", "interval", "start_diff", "end_diff", "levenshtein", "aligned_words", "phone_distance", "phone_ratio", "paired")
+WORD_SCALARS = (
+    "duration",
+    "interval",
+    "start_diff",
+    "end_diff",
+    "levenshtein",
+    "aligned_words",
+    "phone_distance",
+    "phone_ratio",
+    "paired",
+)
 PHONE_SCALARS = ("duration", "interval", "start_diff", "end_diff", "aligned_phones", "probability", "paired")
 PHONE_VECTOR = len(ph.PHONES) + ph.STRESS_LEVELS
 PROBE_ONLY = ("recognizer_frames", "encoder_layers")  # fields the sentence probe reads and the network does not
@@ -87,7 +97,9 @@ def _iou(a0: float, a1: float, b0: float, b1: float) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _partners(n: int, m: int, difference: Callable[[int, int], float], times: Callable[[int, int], float]) -> list[int | None]:
+def _partners(
+    n: int, m: int, difference: Callable[[int, int], float], times: Callable[[int, int], float]
+) -> list[int | None]:
     pairs: list[int | None] = [None] * n
     for i, j in align_weighted(n, m, lambda i, j: difference(i, j) + 1.0 - times(i, j)):
         if i is not None and j is not None:
@@ -177,7 +189,12 @@ def build(
         phone_frames[k] = _frame_span(p.start, p.end, T)
         previous_end = target.phones[k - 1].end if k else p.start
         aligned = sum(_overlap(p.start, p.end, q.start, q.end) for q in recognized.phones)
-        row = dict(duration=p.end - p.start, interval=max(0.0, p.start - previous_end), aligned_phones=aligned, probability=p.probability)
+        row = dict(
+            duration=p.end - p.start,
+            interval=max(0.0, p.start - previous_end),
+            aligned_phones=aligned,
+            probability=p.probability,
+        )
         m = phone_pair[k]
         if m is not None:
             q = recognized.phones[m]
@@ -218,7 +235,11 @@ def collate(items: list[TurnFeatures]) -> dict[str, Any]:
     import torch
 
     out: dict[str, Any] = {}
-    sizes = {"frames": [len(x.frames) for x in items], "word": [len(x.word_text) for x in items], "phone": [len(x.phone_post) for x in items]}
+    sizes = {
+        "frames": [len(x.frames) for x in items],
+        "word": [len(x.word_text) for x in items],
+        "phone": [len(x.phone_post) for x in items],
+    }
     for f in fields(TurnFeatures):
         if f.name in PROBE_ONLY:
             continue

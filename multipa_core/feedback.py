@@ -60,7 +60,16 @@ def _say(phone: str) -> str:
     return f"/{ipa(phone)}/ as in '{key}'" if key else f"/{ipa(phone)}/"
 
 
-def phone_sentence(word: str, detail: str, k: int, n: int, expected: str, heard: str | None, before: str | None = None, after: str | None = None) -> str:
+def phone_sentence(
+    word: str,
+    detail: str,
+    k: int,
+    n: int,
+    expected: str,
+    heard: str | None,
+    before: str | None = None,
+    after: str | None = None,
+) -> str:
     """The sentence for one phone of a word: substitution, deletion, insertion (``heard``
     inserted between ``before`` and ``after``) or unclear."""
     where = _position(k, n)
@@ -110,11 +119,20 @@ def rank(items: list[FeedbackItem], limit: int | None = None) -> list[FeedbackIt
     """The costliest ``limit`` (default :data:`MAX_ITEMS`) items, ties to the earlier word
     (turn-level items last among equals)."""
     limit = MAX_ITEMS if limit is None else limit
-    ordered = sorted(items, key=lambda it: (-round(it.cost, 6), it.word_index if it.word_index is not None else 1 << 30, it.type))
+    ordered = sorted(
+        items, key=lambda it: (-round(it.cost, 6), it.word_index if it.word_index is not None else 1 << 30, it.type)
+    )
     return ordered[:limit]
 
 
-def collect(diagnosis: Any, alignment: Any, scores: list[dict[str, float]], sentence: dict[str, float], *, stress_below: float = 10.0) -> list[FeedbackItem]:
+def collect(
+    diagnosis: Any,
+    alignment: Any,
+    scores: list[dict[str, float]],
+    sentence: dict[str, float],
+    *,
+    stress_below: float = 10.0,
+) -> list[FeedbackItem]:
     """Every feedback item of a diagnosed turn, ranked, at most :data:`MAX_ITEMS`.
 
     Args:
@@ -135,20 +153,72 @@ def collect(diagnosis: Any, alignment: Any, scores: list[dict[str, float]], sent
                 items.append(_mispronunciation(diagnosis.words[i], alignment, i, scores[i]["accuracy"], n))
             elif kind == "omission":
                 before, after = (words[i - 1] if i else None), (words[i + 1] if i + 1 < len(words) else None)
-                items.append(FeedbackItem(kind, omission_sentence(words[i], before, after), 10.0 / n, i, words[i], start_ms=start, end_ms=end))
+                items.append(
+                    FeedbackItem(
+                        kind,
+                        omission_sentence(words[i], before, after),
+                        10.0 / n,
+                        i,
+                        words[i],
+                        start_ms=start,
+                        end_ms=end,
+                    )
+                )
             elif kind == "unexpected_break":
                 pause = diagnosis.pause_before.get(i, 0.0)
                 span = max(1.0, alignment.words[-1].end - alignment.words[0].start)
-                items.append(FeedbackItem(kind, break_sentence(kind, words, i, pause), 5.0 * min(2.0, pause) / span, i, words[i], start_ms=start, end_ms=end))
+                items.append(
+                    FeedbackItem(
+                        kind,
+                        break_sentence(kind, words, i, pause),
+                        5.0 * min(2.0, pause) / span,
+                        i,
+                        words[i],
+                        start_ms=start,
+                        end_ms=end,
+                    )
+                )
             elif kind == "missing_break":
-                items.append(FeedbackItem(kind, break_sentence(kind, words, i), 1.0 / n, i, words[i], start_ms=start, end_ms=end))
+                items.append(
+                    FeedbackItem(kind, break_sentence(kind, words, i), 1.0 / n, i, words[i], start_ms=start, end_ms=end)
+                )
         check = diagnosis.words[i].stress
         if check and check["ok"] is False and scores[i]["stress"] < stress_below and "omission" not in errors:
-            items.append(FeedbackItem("stress", stress_sentence(words[i], check["expected_syllable"], check["heard_syllable"]), (10.0 - scores[i]["stress"]) / n, i, words[i], start_ms=start, end_ms=end))
+            items.append(
+                FeedbackItem(
+                    "stress",
+                    stress_sentence(words[i], check["expected_syllable"], check["heard_syllable"]),
+                    (10.0 - scores[i]["stress"]) / n,
+                    i,
+                    words[i],
+                    start_ms=start,
+                    end_ms=end,
+                )
+            )
     for ins in diagnosis.insertions:
-        items.append(FeedbackItem("insertion", insertion_sentence(ins["text"]), 5.0 / n, None, ins["text"], start_ms=ins["start_ms"], end_ms=ins["end_ms"]))
-    if "monotone" in diagnosis.errors and diagnosis.prosody is not None and diagnosis.prosody.f0_range_semitones is not None:
-        items.append(FeedbackItem("monotone", monotone_sentence(diagnosis.prosody.f0_range_semitones), (10.0 - sentence.get("prosody", 0.0)) / 2.0))
+        items.append(
+            FeedbackItem(
+                "insertion",
+                insertion_sentence(ins["text"]),
+                5.0 / n,
+                None,
+                ins["text"],
+                start_ms=ins["start_ms"],
+                end_ms=ins["end_ms"],
+            )
+        )
+    if (
+        "monotone" in diagnosis.errors
+        and diagnosis.prosody is not None
+        and diagnosis.prosody.f0_range_semitones is not None
+    ):
+        items.append(
+            FeedbackItem(
+                "monotone",
+                monotone_sentence(diagnosis.prosody.f0_range_semitones),
+                (10.0 - sentence.get("prosody", 0.0)) / 2.0,
+            )
+        )
     for it in items:
         it.cost = round(it.cost, 3)
     return rank(items)
@@ -166,15 +236,57 @@ def _mispronunciation(word: Any, alignment: Any, i: int, accuracy: float, n: int
         p = word.phones[k]
         seg = alignment.phones[w.phones[k]]
         heard_ipa = ipa(p.heard) if p.heard else None
-        return FeedbackItem("mispronunciation", phone_sentence(text, p.error, k, m, p.expected, p.heard), cost, i, text, p.error, k, p.expected, ipa(p.expected), p.heard, heard_ipa, int(seg.start * 1000), int(seg.end * 1000))
+        return FeedbackItem(
+            "mispronunciation",
+            phone_sentence(text, p.error, k, m, p.expected, p.heard),
+            cost,
+            i,
+            text,
+            p.error,
+            k,
+            p.expected,
+            ipa(p.expected),
+            p.heard,
+            heard_ipa,
+            int(seg.start * 1000),
+            int(seg.end * 1000),
+        )
     if word.inserted:
         k, phone = word.inserted[0]
         before = word.phones[k - 1].expected if k > 0 else None
         after = word.phones[k].expected if k < m else None
-        return FeedbackItem("mispronunciation", phone_sentence(text, "insertion", k, m, after or before or phone, phone, before, after), cost, i, text, "insertion", k, None, None, phone, ipa(phone), int(w.start * 1000), int(w.end * 1000))
+        return FeedbackItem(
+            "mispronunciation",
+            phone_sentence(text, "insertion", k, m, after or before or phone, phone, before, after),
+            cost,
+            i,
+            text,
+            "insertion",
+            k,
+            None,
+            None,
+            phone,
+            ipa(phone),
+            int(w.start * 1000),
+            int(w.end * 1000),
+        )
     probs = [alignment.phones[j].probability for j in w.phones]
     k = int(min(range(m), key=lambda j: probs[j])) if m else 0
     expected = word.phones[k].expected if m else alignment.phones[w.phones[k]].phone
     seg = alignment.phones[w.phones[k]]
     top = word.phones[k].nbest[0][0] if m and word.phones[k].nbest else None
-    return FeedbackItem("mispronunciation", phone_sentence(text, "unclear", k, m, expected, None), cost, i, text, "unclear", k, expected, ipa(expected), top, ipa(top) if top else None, int(seg.start * 1000), int(seg.end * 1000))
+    return FeedbackItem(
+        "mispronunciation",
+        phone_sentence(text, "unclear", k, m, expected, None),
+        cost,
+        i,
+        text,
+        "unclear",
+        k,
+        expected,
+        ipa(expected),
+        top,
+        ipa(top) if top else None,
+        int(seg.start * 1000),
+        int(seg.end * 1000),
+    )

@@ -44,7 +44,9 @@ def ipa(phone: str) -> str:
 
 def word_ipa(phones: list[str]) -> str:
     """A word's IPA, primary stress marked before its stressed vowel (``ˈ``)."""
-    return "".join(("ˈ" if p.endswith("1") and len([q for q in phones if q[-1:] in "012"]) > 1 else "") + ipa(p) for p in phones)
+    return "".join(
+        ("ˈ" if p.endswith("1") and len([q for q in phones if q[-1:] in "012"]) > 1 else "") + ipa(p) for p in phones
+    )
 
 
 def example(phone: str) -> str:

@@ -70,8 +70,13 @@ _SCALES = ((10**9, "billion"), (10**6, "million"), (1000, "thousand"))
 _MAX_CARDINAL_DIGITS = 12  # up to 999,999,999,999; longer runs are read digit by digit
 _NUMBER = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?('?s|st|nd|rd|th)?")
 _ORDINALS = {
-    "one": "first", "two": "second", "three": "third", "five": "fifth",
-    "eight": "eighth", "nine": "ninth", "twelve": "twelfth",
+    "one": "first",
+    "two": "second",
+    "three": "third",
+    "five": "fifth",
+    "eight": "eighth",
+    "nine": "ninth",
+    "twelve": "twelfth",
 }
 
 
@@ -154,31 +159,100 @@ def number_words(token: str) -> list[str]:
 # Letter-to-sound rules
 
 _LETTER_NAMES = {
-    "a": "EY1", "b": "B IY1", "c": "S IY1", "d": "D IY1", "e": "IY1", "f": "EH1 F", "g": "JH IY1",
-    "h": "EY1 CH", "i": "AY1", "j": "JH EY1", "k": "K EY1", "l": "EH1 L", "m": "EH1 M", "n": "EH1 N",
-    "o": "OW1", "p": "P IY1", "q": "K Y UW1", "r": "AA1 R", "s": "EH1 S", "t": "T IY1", "u": "Y UW1",
-    "v": "V IY1", "w": "D AH1 B AH0 L Y UW0", "x": "EH1 K S", "y": "W AY1", "z": "Z IY1",
+    "a": "EY1",
+    "b": "B IY1",
+    "c": "S IY1",
+    "d": "D IY1",
+    "e": "IY1",
+    "f": "EH1 F",
+    "g": "JH IY1",
+    "h": "EY1 CH",
+    "i": "AY1",
+    "j": "JH EY1",
+    "k": "K EY1",
+    "l": "EH1 L",
+    "m": "EH1 M",
+    "n": "EH1 N",
+    "o": "OW1",
+    "p": "P IY1",
+    "q": "K Y UW1",
+    "r": "AA1 R",
+    "s": "EH1 S",
+    "t": "T IY1",
+    "u": "Y UW1",
+    "v": "V IY1",
+    "w": "D AH1 B AH0 L Y UW0",
+    "x": "EH1 K S",
+    "y": "W AY1",
+    "z": "Z IY1",
 }
 _VOWEL_LETTERS = "aeiouy"
 _SHORT = {"a": "AE", "e": "EH", "i": "IH", "o": "AA", "u": "AH", "y": "IH"}
 _LONG = {"a": "EY", "e": "IY", "i": "AY", "o": "OW", "u": "UW", "y": "AY"}
 _CONSONANTS = {
-    "b": "B", "d": "D", "f": "F", "j": "JH", "k": "K", "l": "L", "m": "M", "n": "N", "p": "P",
-    "q": "K", "r": "R", "s": "S", "t": "T", "v": "V", "w": "W", "z": "Z",
+    "b": "B",
+    "d": "D",
+    "f": "F",
+    "j": "JH",
+    "k": "K",
+    "l": "L",
+    "m": "M",
+    "n": "N",
+    "p": "P",
+    "q": "K",
+    "r": "R",
+    "s": "S",
+    "t": "T",
+    "v": "V",
+    "w": "W",
+    "z": "Z",
 }
 _INITIAL = {"kn": "N", "wr": "R", "gn": "N", "ps": "S", "rh": "R", "gh": "G"}
 # Multi-letter spellings, matched longest first. A bare vowel gets its stress
 # later; a vowel written with 0 is always unstressed (suffixes).
 _GRAPHEMES = {
-    "tion": "SH AH0 N", "sion": "SH AH0 N", "ture": "CH ER0",
-    "eigh": "EY", "ough": "AO", "augh": "AO",
-    "igh": "AY", "tch": "CH", "dge": "JH", "sch": "S K",
-    "ch": "CH", "sh": "SH", "th": "TH", "ph": "F", "ck": "K", "ng": "NG", "nk": "NG K", "qu": "K W", "wh": "W",
+    "tion": "SH AH0 N",
+    "sion": "SH AH0 N",
+    "ture": "CH ER0",
+    "eigh": "EY",
+    "ough": "AO",
+    "augh": "AO",
+    "igh": "AY",
+    "tch": "CH",
+    "dge": "JH",
+    "sch": "S K",
+    "ch": "CH",
+    "sh": "SH",
+    "th": "TH",
+    "ph": "F",
+    "ck": "K",
+    "ng": "NG",
+    "nk": "NG K",
+    "qu": "K W",
+    "wh": "W",
     "gh": "",
-    "ee": "IY", "ea": "IY", "ie": "IY", "ei": "IY", "oo": "UW", "ou": "AW", "ow": "OW", "oa": "OW",
-    "oi": "OY", "oy": "OY", "ai": "EY", "ay": "EY", "au": "AO", "aw": "AO", "ew": "UW", "ue": "UW",
+    "ee": "IY",
+    "ea": "IY",
+    "ie": "IY",
+    "ei": "IY",
+    "oo": "UW",
+    "ou": "AW",
+    "ow": "OW",
+    "oa": "OW",
+    "oi": "OY",
+    "oy": "OY",
+    "ai": "EY",
+    "ay": "EY",
+    "au": "AO",
+    "aw": "AO",
+    "ew": "UW",
+    "ue": "UW",
     "ey": "EY",
-    "ar": "AA R", "or": "AO R", "er": "ER", "ir": "ER", "ur": "ER",
+    "ar": "AA R",
+    "or": "AO R",
+    "er": "ER",
+    "ir": "ER",
+    "ur": "ER",
 }
 _R_COLOURED = frozenset({"ar", "or", "er", "ir", "ur"})
 _MAX_GRAPHEME = max(map(len, _GRAPHEMES))
@@ -209,9 +283,9 @@ def _stress(phones: list[str]) -> list[str]:
 def _grapheme_at(w: str, i: int) -> str | None:
     """The longest multi-letter spelling in :data:`_GRAPHEMES` starting at ``w[i]``."""
     for n in range(min(_MAX_GRAPHEME, len(w) - i), 1, -1):
-        grapheme = w[i:i + n]
+        grapheme = w[i : i + n]
         # "ar" + vowel is a vowel then R ("parent", "care"), not AA R.
-        r_before_vowel = grapheme in _R_COLOURED and w[i + n:i + n + 1] in tuple(_VOWEL_LETTERS)
+        r_before_vowel = grapheme in _R_COLOURED and w[i + n : i + n + 1] in tuple(_VOWEL_LETTERS)
         if grapheme in _GRAPHEMES and not r_before_vowel:
             return grapheme
     return None
@@ -299,8 +373,12 @@ _SIBILANTS = frozenset({"S", "Z", "SH", "ZH", "CH", "JH"})
 _VOICELESS = frozenset({"P", "T", "K", "F", "TH"})
 # Contractions: (after a vowel, after a consonant).
 _CLITICS = {
-    "'ll": ("L", "AH0 L"), "'re": ("R", "ER0"), "'ve": ("V", "AH0 V"),
-    "'d": ("D", "AH0 D"), "'m": ("M", "AH0 M"), "n't": ("N T", "AH0 N T"),
+    "'ll": ("L", "AH0 L"),
+    "'re": ("R", "ER0"),
+    "'ve": ("V", "AH0 V"),
+    "'d": ("D", "AH0 D"),
+    "'m": ("M", "AH0 M"),
+    "n't": ("N T", "AH0 N T"),
 }
 
 

@@ -27,4 +27,9 @@ def agreement(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float |
     mse = float(np.mean((p - r) ** 2))
     if p.size < 3 or np.ptp(p) == 0 or np.ptp(r) == 0:
         return {"pcc": None, "scc": None, "mse": _finite(mse), "n": int(p.size)}
-    return {"pcc": _finite(pearsonr(p, r)[0]), "scc": _finite(spearmanr(p, r)[0]), "mse": _finite(mse), "n": int(p.size)}
+    return {
+        "pcc": _finite(pearsonr(p, r)[0]),
+        "scc": _finite(spearmanr(p, r)[0]),
+        "mse": _finite(mse),
+        "n": int(p.size),
+    }

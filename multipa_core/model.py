@@ -72,14 +72,18 @@ def build_scorer(config: ScorerConfig) -> Any:
             self.text_proj = nn.Linear(cfg.text_dim, d)
             self.other_proj = nn.Linear(cfg.text_dim, d)
             word_in = d + d + d + d + len(WORD_SCALARS) + PHONE_VECTOR
-            self.word_proj = nn.Sequential(nn.LayerNorm(word_in), nn.Linear(word_in, d), nn.GELU(), nn.Dropout(cfg.dropout))
+            self.word_proj = nn.Sequential(
+                nn.LayerNorm(word_in), nn.Linear(word_in, d), nn.GELU(), nn.Dropout(cfg.dropout)
+            )
             self.attn_pool = nn.Linear(d, 1)
             self.utt_proj = nn.Sequential(nn.Linear(2 * cfg.acoustic_dim + d, d), nn.GELU(), nn.Dropout(cfg.dropout))
             layer = nn.TransformerEncoderLayer(d, cfg.heads, 2 * d, cfg.dropout, batch_first=True, norm_first=True)
             self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
             self.sentence_head = nn.Linear(2 * d, len(SENTENCE_HEADS))
             self.word_head = nn.Sequential(
-                nn.Conv1d(d, d, cfg.word_kernel, padding=cfg.word_kernel // 2), nn.GELU(), nn.Conv1d(d, len(WORD_HEADS), 1)
+                nn.Conv1d(d, d, cfg.word_kernel, padding=cfg.word_kernel // 2),
+                nn.GELU(),
+                nn.Conv1d(d, len(WORD_HEADS), 1),
             )
 
         def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -105,7 +109,9 @@ def build_scorer(config: ScorerConfig) -> Any:
                 "acoustic": [w_acoustic],
                 "phones": [w_phone, batch["word_phones"].float()],
                 # an ablated group is zeros; ablated text is not even read (its features may be zero-width)
-                "text": [self.text_proj(batch["word_text"].float()), self.other_proj(batch["word_text_other"].float())] if "text" not in self.cfg.ablate else [torch.zeros_like(w_acoustic)] * 2,
+                "text": [self.text_proj(batch["word_text"].float()), self.other_proj(batch["word_text_other"].float())]
+                if "text" not in self.cfg.ablate
+                else [torch.zeros_like(w_acoustic)] * 2,
                 "alignment": [batch["word_scalars"].float()],
             }
             parts = [torch.zeros_like(t) if name in self.cfg.ablate else t for name, ts in groups.items() for t in ts]

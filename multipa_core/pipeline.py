@@ -63,8 +63,16 @@ class TurnAnalysis:
         out: dict[str, Any] = {
             "mode": self.mode,
             "duration": round(self.duration, 3),
-            "recognized": {"text": self.recognized.text, "whisper_words": self.recognized.to_dict()["words"], **self.recognized_alignment.to_dict()},
-            "target": {"text": self.target.text, "whisper_words": self.target.to_dict()["words"], **self.target_alignment.to_dict()},
+            "recognized": {
+                "text": self.recognized.text,
+                "whisper_words": self.recognized.to_dict()["words"],
+                **self.recognized_alignment.to_dict(),
+            },
+            "target": {
+                "text": self.target.text,
+                "whisper_words": self.target.to_dict()["words"],
+                **self.target_alignment.to_dict(),
+            },
             "features": self.features.shapes(),
         }
         if profile:
@@ -88,7 +96,14 @@ class FeatureBuilder:
         lexicon: pronunciations (default: corpus lexicon, CMUdict, fallback rules).
     """
 
-    def __init__(self, *, aligner: str = "multipa-aligner", text_model: str = "minilm-l6", device: str = "cpu", lexicon: Lexicon | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        aligner: str = "multipa-aligner",
+        text_model: str = "minilm-l6",
+        device: str = "cpu",
+        lexicon: Lexicon | None = None,
+    ) -> None:
         self.aligner = Aligner(aligner, device=device)
         self.text = text_embedder(text_model, device=device)
         self.lexicon = lexicon or default_lexicon()
@@ -99,8 +114,16 @@ class FeatureBuilder:
         return self.aligner.align(log_probs, words, [self.lexicon.phones(w) for w in words])
 
     def analyze(
-        self, frames: np.ndarray, target: Transcript, recognized: Transcript, *, mode: str, duration: float,
-        recognizer_frames: np.ndarray | None = None, encoder_layers: np.ndarray | None = None, timings: dict[str, float] | None = None,
+        self,
+        frames: np.ndarray,
+        target: Transcript,
+        recognized: Transcript,
+        *,
+        mode: str,
+        duration: float,
+        recognizer_frames: np.ndarray | None = None,
+        encoder_layers: np.ndarray | None = None,
+        timings: dict[str, float] | None = None,
     ) -> TurnAnalysis:
         """Features of a turn from its encoder frames (ASR_t's, and ASR_r's and the statistics of
         ASR_t's encoder layers when known) and both transcripts."""
@@ -134,13 +157,20 @@ class FeaturePipeline:
         self.options = options or PipelineOptions()
         # one device for every model: the Whisper models, the aligner, the text model, the encoder layers
         self.device = resolve_device(self.options.device if self.options.device != "auto" else settings.device())
-        asr_options = AsrOptions(beam_size=self.options.beam_size, device=self.device, threads=self.options.threads, word_timestamps=self.options.word_timestamps)
+        asr_options = AsrOptions(
+            beam_size=self.options.beam_size,
+            device=self.device,
+            threads=self.options.threads,
+            word_timestamps=self.options.word_timestamps,
+        )
         self.asr = DualASR(recognizer=self.options.recognizer, target=self.options.target, options=asr_options)
         # ASR_r's decoding overlaps ASR_t's: CTranslate2 releases the GIL, and greedy
         # decoding leaves cores idle between its small steps
         self._side = ThreadPoolExecutor(1, thread_name_prefix="asr-r") if self.options.parallel_asr else None
         self._shared_mel = self.asr.asr_r.same_features(self.asr.asr_t)
-        self.builder = FeatureBuilder(aligner=self.options.aligner, text_model=self.options.text_model, device=self.device, lexicon=lexicon)
+        self.builder = FeatureBuilder(
+            aligner=self.options.aligner, text_model=self.options.text_model, device=self.device, lexicon=lexicon
+        )
         self.layers = EncoderLayers(self.options.target, device=self.device) if self.options.encoder_layers else None
 
     def analyze(self, samples: np.ndarray, *, reference: str | None = None) -> TurnAnalysis:
@@ -197,7 +227,11 @@ class FeaturePipeline:
         for (samples, reference), mel, encoding, timing in zip(turns, mels, encodings, timings):
             try:
                 with _timed(timing, "asr_target"):
-                    targets.append(Transcript(reference.strip()) if reference is not None else self.asr.asr_t.transcribe(samples, features=mel, encoder_output=encoding))
+                    targets.append(
+                        Transcript(reference.strip())
+                        if reference is not None
+                        else self.asr.asr_t.transcribe(samples, features=mel, encoder_output=encoding)
+                    )
             except MultipaError as exc:
                 targets.append(exc)
         layers: list[np.ndarray | None] = [None] * len(turns)
@@ -210,7 +244,9 @@ class FeaturePipeline:
             with _timed_all(timings, "asr_recognized_wait"):
                 recognized = side.result()
         out: list[TurnAnalysis | MultipaError] = []
-        for (samples, reference), target, r, turn_frames, turn_layers, timing in zip(turns, targets, recognized, frames, layers, timings):
+        for (samples, reference), target, r, turn_frames, turn_layers, timing in zip(
+            turns, targets, recognized, frames, layers, timings
+        ):
             if isinstance(target, MultipaError):
                 out.append(target)
                 continue
@@ -236,7 +272,9 @@ class FeaturePipeline:
                 analysis.timings["total"] = wall
         return out
 
-    def _recognize_many(self, turns: list[tuple[np.ndarray, str | None]], mels: list[np.ndarray | None]) -> list[tuple[Transcript, np.ndarray, float]]:
+    def _recognize_many(
+        self, turns: list[tuple[np.ndarray, str | None]], mels: list[np.ndarray | None]
+    ) -> list[tuple[Transcript, np.ndarray, float]]:
         """ASR_r's transcript of each turn, its encoder frames (the encoder runs once for the batch,
         for both) and the seconds it took (the batch's encoding and the turn's decoding)."""
         asr_r = self.asr.asr_r

@@ -87,7 +87,12 @@ def precompute(
         r_array = r_frames.get_array(utt.utt) if r_frames else None
         t_doc = t_cache.get_json(utt.utt) if t_cache else None
         l_array = l_cache.get_array(utt.utt) if l_cache else None
-        if array is None or (r_cache and (r_doc is None or r_array is None)) or (t_cache and t_doc is None) or (l_cache and l_array is None):
+        if (
+            array is None
+            or (r_cache and (r_doc is None or r_array is None))
+            or (t_cache and t_doc is None)
+            or (l_cache and l_array is None)
+        ):
             if asr is None:
                 asr = DualASR()
             try:

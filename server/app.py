@@ -58,7 +58,9 @@ class ServerOptions:
     send_timeout_s: float = 30.0  # a send blocked this long disconnects the client (slow_consumer)
     max_sessions: int = 100  # open websocket sessions; more are refused with 503 before the upgrade
     max_sessions_per_client: int = 0  # open sessions from one client address; more are refused with 429 (0: no cap)
-    client_address_header: str | None = None  # behind a proxy: the header it puts the client's address in (X-Forwarded-For: its last entry)
+    client_address_header: str | None = (
+        None  # behind a proxy: the header it puts the client's address in (X-Forwarded-For: its last entry)
+    )
     speculate: bool = True  # assess a VAD turn at the learner's pause, on an idle worker, while the hang-over runs
 
 
@@ -71,7 +73,13 @@ class Server:
         publish: called with the session id and every event of that session, sent or not.
     """
 
-    def __init__(self, pool: WorkerPool, options: ServerOptions | None = None, *, publish: Callable[[str, ServerEvent], None] | None = None) -> None:
+    def __init__(
+        self,
+        pool: WorkerPool,
+        options: ServerOptions | None = None,
+        *,
+        publish: Callable[[str, ServerEvent], None] | None = None,
+    ) -> None:
         self.pool = pool
         self.publish = publish  # also hands every session event elsewhere (the MQTT fan-out)
         self.options = options or ServerOptions()
@@ -80,7 +88,9 @@ class Server:
         self._shutdown = asyncio.Event()
         self._closed = asyncio.Event()
         self._stopping: asyncio.Task[None] | None = None
-        self._admitted: weakref.WeakKeyDictionary[ServerConnection, str] = weakref.WeakKeyDictionary()  # past the session limit checks -> client address
+        self._admitted: weakref.WeakKeyDictionary[ServerConnection, str] = (
+            weakref.WeakKeyDictionary()
+        )  # past the session limit checks -> client address
 
     async def start(self) -> None:
         """Start the pool (models load here), then listen.
@@ -95,7 +105,9 @@ class Server:
             self._ws = await self._listen(limits)
         except OSError as exc:
             await self.pool.close()
-            raise ConfigError(f"cannot listen on {self.options.host}:{self.options.port}: {exc.strerror or exc}") from None
+            raise ConfigError(
+                f"cannot listen on {self.options.host}:{self.options.port}: {exc.strerror or exc}"
+            ) from None
 
     async def _listen(self, limits: Limits) -> WsServer:
         return await serve(
@@ -160,7 +172,16 @@ class Server:
                 publish(session.id, event)
 
         try:
-            await Connection(ws, session, self.pool, shutdown=self._shutdown, drain_timeout_s=self.options.drain_timeout_s, observe=observe, max_outbox=self.options.max_outbox, send_timeout_s=self.options.send_timeout_s).run()
+            await Connection(
+                ws,
+                session,
+                self.pool,
+                shutdown=self._shutdown,
+                drain_timeout_s=self.options.drain_timeout_s,
+                observe=observe,
+                max_outbox=self.options.max_outbox,
+                send_timeout_s=self.options.send_timeout_s,
+            ).run()
         finally:
             self._admitted.pop(ws, None)
             self.metrics.session_closed()
@@ -168,22 +189,39 @@ class Server:
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.method != "GET":
-            response = _respond(connection, HTTPStatus.METHOD_NOT_ALLOWED, f"{request.method[:16]} is not allowed here; every endpoint answers GET only\n")
+            response = _respond(
+                connection,
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                f"{request.method[:16]} is not allowed here; every endpoint answers GET only\n",
+            )
             response.headers["Allow"] = "GET"
             return response
         try:
             return self._route(connection, request)
         except MultipleValuesError as exc:  # headers.get() on a header sent twice: a bad request, not a server error
             name = str(exc.args[0]) if exc.args else "a"
-            return _respond(connection, HTTPStatus.BAD_REQUEST, f"the {name[:64]} header appears more than once; send it once\n")
+            return _respond(
+                connection, HTTPStatus.BAD_REQUEST, f"the {name[:64]} header appears more than once; send it once\n"
+            )
 
     def _route(self, connection: ServerConnection, request: Request) -> Response | None:
         path, _, query = request.path.partition("?")
         if path == "/healthz":
             stats = self.pool.stats()
             healthy = stats.ready > 0 and not self._shutdown.is_set()
-            body = {"status": "ok" if healthy else ("draining" if self._shutdown.is_set() else "unavailable"), "protocol": PROTOCOL_VERSION, "workers_ready": stats.ready, "workers": stats.workers, "queued": stats.queued}
-            return _respond(connection, HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE, json.dumps(body) + "\n", "application/json")
+            body = {
+                "status": "ok" if healthy else ("draining" if self._shutdown.is_set() else "unavailable"),
+                "protocol": PROTOCOL_VERSION,
+                "workers_ready": stats.ready,
+                "workers": stats.workers,
+                "queued": stats.queued,
+            }
+            return _respond(
+                connection,
+                HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE,
+                json.dumps(body) + "\n",
+                "application/json",
+            )
         if path == "/metrics":
             text = self.metrics.render(self.pool.stats(), draining=self._shutdown.is_set())
             return _respond(connection, HTTPStatus.OK, text, "text/plain; version=0.0.4; charset=utf-8")
@@ -191,23 +229,39 @@ class Server:
         if name is not None:  # the SDK and the demo are public: the page asks the user for the key
             return static.respond(connection, request, name)
         if path != STREAM_PATH:
-            return _respond(connection, HTTPStatus.NOT_FOUND, f"not found; the stream is at {STREAM_PATH}, the demo page at {static.DEMO_PATH}\n")
+            return _respond(
+                connection,
+                HTTPStatus.NOT_FOUND,
+                f"not found; the stream is at {STREAM_PATH}, the demo page at {static.DEMO_PATH}\n",
+            )
         if self.options.api_keys and not self._authorized(request.headers, query):
-            response = _respond(connection, HTTPStatus.UNAUTHORIZED, "a valid API key is required (Authorization: Bearer KEY, or ?api_key=KEY)\n")
+            response = _respond(
+                connection,
+                HTTPStatus.UNAUTHORIZED,
+                "a valid API key is required (Authorization: Bearer KEY, or ?api_key=KEY)\n",
+            )
             response.headers["WWW-Authenticate"] = "Bearer"
             log.info("refused a connection from %s: no valid API key", connection.remote_address)
             return response
         # counted here, not in the handler: a flood of handshakes at once must not overshoot
         open_now = [a for c, a in list(self._admitted.items()) if c.protocol.state in (State.CONNECTING, State.OPEN)]
         if len(open_now) >= self.options.max_sessions:
-            response = _respond(connection, HTTPStatus.SERVICE_UNAVAILABLE, f"the server is at its limit of {self.options.max_sessions} sessions; try again later\n")
+            response = _respond(
+                connection,
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                f"the server is at its limit of {self.options.max_sessions} sessions; try again later\n",
+            )
             response.headers["Retry-After"] = "5"
             log.warning("refused a connection from %s: %d sessions open", connection.remote_address, len(open_now))
             return response
         client = self._client_address(connection, request.headers)
         cap = self.options.max_sessions_per_client
         if cap and open_now.count(client) >= cap:
-            response = _respond(connection, HTTPStatus.TOO_MANY_REQUESTS, f"{cap} sessions from your address are open already; close one first\n")
+            response = _respond(
+                connection,
+                HTTPStatus.TOO_MANY_REQUESTS,
+                f"{cap} sessions from your address are open already; close one first\n",
+            )
             response.headers["Retry-After"] = "5"
             log.warning("refused a connection from %s: %d sessions open from that address", client, cap)
             return response

@@ -140,7 +140,12 @@ class Connection:
         await self.shutdown.wait()
         self._step(self.session.shutdown)
         await asyncio.sleep(self.drain_timeout_s)
-        self._step(self.session.abort, ErrorCode.SHUTTING_DOWN, "the server could not finish this turn before shutting down", CloseCode.GOING_AWAY)
+        self._step(
+            self.session.abort,
+            ErrorCode.SHUTTING_DOWN,
+            "the server could not finish this turn before shutting down",
+            CloseCode.GOING_AWAY,
+        )
 
     async def _job(self, turn_id: int, job: Job) -> None:
         try:
@@ -149,7 +154,13 @@ class Connection:
             self._step(self.session.job_failed, turn_id, exc.code, str(exc), job.id)
         except Exception:
             log.exception("session %s: turn %d: the pool failed", self.session.id, turn_id)
-            self._step(self.session.job_failed, turn_id, ErrorCode.INTERNAL_ERROR.value, "the assessment failed unexpectedly", job.id)
+            self._step(
+                self.session.job_failed,
+                turn_id,
+                ErrorCode.INTERNAL_ERROR.value,
+                "the assessment failed unexpectedly",
+                job.id,
+            )
         else:
             self._step(self.session.job_succeeded, turn_id, result, job.id)
 
@@ -188,7 +199,14 @@ class Connection:
         for action in actions:
             if isinstance(action, Send):
                 if isinstance(action.event, SessionStarted) and self.session.start is not None:
-                    log.info("session %s: started, %s Hz, %s, realtime=%s, metadata %s", self.session.id, action.event.sample_rate, action.event.mode.value, action.event.realtime, json.dumps(self.session.start.metadata)[:500])
+                    log.info(
+                        "session %s: started, %s Hz, %s, realtime=%s, metadata %s",
+                        self.session.id,
+                        action.event.sample_rate,
+                        action.event.mode.value,
+                        action.event.realtime,
+                        json.dumps(self.session.start.metadata)[:500],
+                    )
                 if self.observe is not None:
                     self.observe(action.event)
                 if self._gone:  # the turn's fate still goes on record
@@ -212,7 +230,11 @@ class Connection:
         """The client does not read what we send: drop it rather than buffer without end."""
         if self._gone:
             return
-        log.warning("session %s: the client is not reading its events; disconnecting it (%s)", self.session.id, ErrorCode.SLOW_CONSUMER.value)
+        log.warning(
+            "session %s: the client is not reading its events; disconnecting it (%s)",
+            self.session.id,
+            ErrorCode.SLOW_CONSUMER.value,
+        )
         while not self._outbox.empty():
             self._lost(self._outbox.get_nowait())
         self._disconnected()
@@ -220,7 +242,9 @@ class Connection:
 
     async def _abort(self) -> None:
         try:
-            await asyncio.wait_for(self.transport.close(int(CloseCode.POLICY_VIOLATION), ErrorCode.SLOW_CONSUMER.value), 5.0)
+            await asyncio.wait_for(
+                self.transport.close(int(CloseCode.POLICY_VIOLATION), ErrorCode.SLOW_CONSUMER.value), 5.0
+            )
         except (asyncio.TimeoutError, ConnectionClosed):
             pass
         finally:
@@ -230,7 +254,9 @@ class Connection:
 
     def _lost(self, item: Union[ServerEvent, Close, None]) -> None:
         if isinstance(item, (TurnAssessed, TurnFailed)):
-            log.warning("session %s: the client left before receiving %s of turn %d", self.session.id, item.type, item.turn_id)
+            log.warning(
+                "session %s: the client left before receiving %s of turn %d", self.session.id, item.type, item.turn_id
+            )
 
     def _disconnected(self) -> None:
         if self._gone:

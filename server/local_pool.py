@@ -92,13 +92,20 @@ class LocalPool(WorkerPool):
         target: the worker entry point (tests pass a fake with the same pipe protocol).
     """
 
-    def __init__(self, options: LocalPoolOptions | None = None, *, target: Callable[[Connection, worker.WorkerOptions], None] = worker.main) -> None:
+    def __init__(
+        self,
+        options: LocalPoolOptions | None = None,
+        *,
+        target: Callable[[Connection, worker.WorkerOptions], None] = worker.main,
+    ) -> None:
         self.options = options or LocalPoolOptions()
         self._target = target
         self._ctx = multiprocessing.get_context("spawn")
         self._slots = [_Slot(i) for i in range(self.options.workers)]
         self._queue: FairQueue[_Entry] = FairQueue(lambda e: e.job.session, self.options.max_queue)
-        self._threads = concurrent.futures.ThreadPoolExecutor(max_workers=2 * self.options.workers + 1, thread_name_prefix="multipa-pool")
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=2 * self.options.workers + 1, thread_name_prefix="multipa-pool"
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running: dict[int, tuple[_Slot, _Entry]] = {}  # id(entry) -> where it runs
         self._closed = False
@@ -116,7 +123,11 @@ class LocalPool(WorkerPool):
     async def submit(self, job: Job) -> JobResult:
         displaced = self._queue.admit(self._closed, job.session)
         if displaced is not None and not displaced.future.done():
-            displaced.future.set_exception(OverloadedError("the queue is full and this session has more turns waiting than others; try again later"))
+            displaced.future.set_exception(
+                OverloadedError(
+                    "the queue is full and this session has more turns waiting than others; try again later"
+                )
+            )
         loop = asyncio.get_running_loop()
         entry = _Entry(job, loop.create_future(), loop.time())
         self._queue.append(entry)
@@ -143,7 +154,12 @@ class LocalPool(WorkerPool):
         for slot in self._slots:
             self._unwatch(slot)
         slots = [s for s in self._slots if s.process is not None]
-        await asyncio.gather(*(loop.run_in_executor(self._threads, _stop_process, s.process, s.conn, s.state is not _SlotState.BUSY) for s in slots))
+        await asyncio.gather(
+            *(
+                loop.run_in_executor(self._threads, _stop_process, s.process, s.conn, s.state is not _SlotState.BUSY)
+                for s in slots
+            )
+        )
         for slot in slots:
             slot.state, slot.process, slot.conn = _SlotState.DEAD, None, None
         for task in list(self._tasks):
@@ -151,7 +167,11 @@ class LocalPool(WorkerPool):
         self._threads.shutdown(wait=False, cancel_futures=True)
 
     def stats(self) -> PoolStats:
-        alive = [s for s in self._slots if s.state in (_SlotState.READY, _SlotState.BUSY) and s.process is not None and s.process.is_alive()]
+        alive = [
+            s
+            for s in self._slots
+            if s.state in (_SlotState.READY, _SlotState.BUSY) and s.process is not None and s.process.is_alive()
+        ]
         busy = sum(1 for s in alive if s.state is _SlotState.BUSY)
         return PoolStats(len(self._slots), len(alive), busy, len(self._queue), self.options.max_queue, self._restarts)
 
@@ -159,7 +179,9 @@ class LocalPool(WorkerPool):
 
     def _spawn(self, slot: _Slot) -> None:
         parent, child = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(target=self._target, args=(child, self.options.worker), name=f"multipa-worker-{slot.index}", daemon=True)
+        process = self._ctx.Process(
+            target=self._target, args=(child, self.options.worker), name=f"multipa-worker-{slot.index}", daemon=True
+        )
         process.start()
         child.close()  # so that the parent's recv sees EOF when the worker dies
         slot.process, slot.conn, slot.state = process, parent, _SlotState.STARTING
@@ -189,7 +211,12 @@ class LocalPool(WorkerPool):
                 return
             if slot.state is _SlotState.READY:
                 entries = [self._queue.popleft()]
-                while len(entries) < self.options.worker.batch and self._queue and entries[0].attempts == 0 and self._queue[0].attempts == 0:
+                while (
+                    len(entries) < self.options.worker.batch
+                    and self._queue
+                    and entries[0].attempts == 0
+                    and self._queue[0].attempts == 0
+                ):
                     entries.append(self._queue.popleft())
                 slot.state = _SlotState.BUSY
                 self._spawn_task(self._run(slot, entries))
@@ -210,7 +237,9 @@ class LocalPool(WorkerPool):
         try:
             reply = await loop.run_in_executor(self._threads, _call, slot.conn, message)
         except (EOFError, OSError) as exc:
-            log.error("worker %s died on job %s (%s)", slot.name, ", ".join(e.job.id for e in entries), type(exc).__name__)
+            log.error(
+                "worker %s died on job %s (%s)", slot.name, ", ".join(e.job.id for e in entries), type(exc).__name__
+            )
             self._crashed(slot, entries)
             return
         finally:
@@ -220,7 +249,15 @@ class LocalPool(WorkerPool):
         for entry, answer in zip(entries, reply if isinstance(message, list) else [reply]):
             if not entry.abandoned and not entry.future.done():
                 if isinstance(answer, worker.Done):
-                    entry.future.set_result(JobResult(answer.assessment, _ms(started - entry.submitted), _ms(loop.time() - started), slot.name, entry.attempts))
+                    entry.future.set_result(
+                        JobResult(
+                            answer.assessment,
+                            _ms(started - entry.submitted),
+                            _ms(loop.time() - started),
+                            slot.name,
+                            entry.attempts,
+                        )
+                    )
                 else:
                     entry.future.set_exception(AssessmentError(answer.code, answer.message))
         self._dispatch()
@@ -270,9 +307,17 @@ class LocalPool(WorkerPool):
         lived = loop.time() - slot.ready_at if slot.ready_at is not None else STABLE_S
         slot.quick_deaths = slot.quick_deaths + 1 if lived < STABLE_S else 0
         # the first quick death restarts at once (a job timeout kills a worker too); a second one in a row backs off
-        backoff = CRASH_BACKOFF_S[min(slot.quick_deaths - 1, len(CRASH_BACKOFF_S)) - 1] if slot.quick_deaths > 1 else 0.0
+        backoff = (
+            CRASH_BACKOFF_S[min(slot.quick_deaths - 1, len(CRASH_BACKOFF_S)) - 1] if slot.quick_deaths > 1 else 0.0
+        )
         if backoff:
-            log.warning("worker %d died %d times in a row within %.0f s of starting; backing off %.0f s before restarting it", slot.index, slot.quick_deaths, STABLE_S, backoff)
+            log.warning(
+                "worker %d died %d times in a row within %.0f s of starting; backing off %.0f s before restarting it",
+                slot.index,
+                slot.quick_deaths,
+                STABLE_S,
+                backoff,
+            )
         for attempt, delay in enumerate((backoff, *RESPAWN_DELAYS_S)):
             if self._closed:
                 return
@@ -328,7 +373,6 @@ def _stop_process(process: Any, conn: Connection | None, polite: bool) -> None:
     process.join(timeout=10)
     if conn is not None:
         conn.close()
-
 
 
 def _ms(seconds: float) -> float:

@@ -86,18 +86,58 @@ class Metrics:
         metric("multipa_sessions_active", "gauge", "Sessions connected now.", [("", self.sessions_active)])
         metric("multipa_turns_started_total", "counter", "Turns announced by turn.started.", [("", self.turns_started)])
         metric("multipa_turns_assessed_total", "counter", "Turns that got turn.assessed.", [("", self.turns_assessed)])
-        metric("multipa_turn_failures_total", "counter", "Turns that got turn.failed, by code.", [(_labels(code=c), n) for c, n in sorted(self.failures.items())])
-        metric("multipa_errors_total", "counter", "Error events sent, by code.", [(_labels(code=c), n) for c, n in sorted(self.errors.items())])
-        metric("multipa_audio_seconds_total", "counter", "Audio received by ended sessions.", [("", self.audio_seconds)])
+        metric(
+            "multipa_turn_failures_total",
+            "counter",
+            "Turns that got turn.failed, by code.",
+            [(_labels(code=c), n) for c, n in sorted(self.failures.items())],
+        )
+        metric(
+            "multipa_errors_total",
+            "counter",
+            "Error events sent, by code.",
+            [(_labels(code=c), n) for c, n in sorted(self.errors.items())],
+        )
+        metric(
+            "multipa_audio_seconds_total", "counter", "Audio received by ended sessions.", [("", self.audio_seconds)]
+        )
         metric("multipa_queue_depth", "gauge", "Turns waiting for a worker.", [("", pool.queued)])
-        metric("multipa_queue_capacity", "gauge", "Queue bound; beyond it turns fail with overloaded.", [("", pool.max_queue)])
-        metric("multipa_workers", "gauge", "Workers by state.", [(_labels(state="configured"), pool.workers), (_labels(state="ready"), pool.ready), (_labels(state="busy"), pool.busy)])
-        metric("multipa_worker_restarts_total", "counter", "Workers replaced after a crash or timeout.", [("", pool.restarts)])
+        metric(
+            "multipa_queue_capacity",
+            "gauge",
+            "Queue bound; beyond it turns fail with overloaded.",
+            [("", pool.max_queue)],
+        )
+        metric(
+            "multipa_workers",
+            "gauge",
+            "Workers by state.",
+            [
+                (_labels(state="configured"), pool.workers),
+                (_labels(state="ready"), pool.ready),
+                (_labels(state="busy"), pool.busy),
+            ],
+        )
+        metric(
+            "multipa_worker_restarts_total",
+            "counter",
+            "Workers replaced after a crash or timeout.",
+            [("", pool.restarts)],
+        )
         metric("multipa_draining", "gauge", "1 while the server shuts down.", [("", int(draining))])
         if pool.extra:  # the pool's own gauges and counters (the MQTT gateway's re-sends, reconnects, ...)
-            metric("multipa_pool", "gauge", "Pool-specific gauges and counters, by name.", [(_labels(name=k), v) for k, v in sorted(pool.extra.items())])
+            metric(
+                "multipa_pool",
+                "gauge",
+                "Pool-specific gauges and counters, by name.",
+                [(_labels(name=k), v) for k, v in sorted(pool.extra.items())],
+            )
         for name, help_text, series in (
-            ("multipa_turn_latency_seconds", "Turn latency by stage: queue, assess, total (turn.ended to turn.assessed).", self.latency),
+            (
+                "multipa_turn_latency_seconds",
+                "Turn latency by stage: queue, assess, total (turn.ended to turn.assessed).",
+                self.latency,
+            ),
             ("multipa_pipeline_stage_seconds", "Time of each pipeline stage inside the worker.", self.stages),
         ):
             out.append(f"# HELP {name} {help_text}")

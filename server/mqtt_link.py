@@ -75,7 +75,11 @@ def add_broker_arguments(parser: argparse.ArgumentParser, *, broker_help: str) -
     group = parser.add_argument_group("MQTT broker")
     group.add_argument("--broker", default=settings.broker(), help=broker_help)
     group.add_argument("--username", default=settings.mqtt_username(), help="broker user name (MULTIPA_MQTT_USERNAME)")
-    group.add_argument("--password", default=settings.mqtt_password(), help="broker password (MULTIPA_MQTT_PASSWORD; safer than the flag)")
+    group.add_argument(
+        "--password",
+        default=settings.mqtt_password(),
+        help="broker password (MULTIPA_MQTT_PASSWORD; safer than the flag)",
+    )
     group.add_argument("--tls", action="store_true", help="connect with TLS (implied by mqtts://)")
     group.add_argument("--ca-file", help="CA bundle that signed the broker's certificate (default: the system's)")
     group.add_argument("--cert-file", help="client certificate, for brokers that require one")
@@ -85,7 +89,16 @@ def add_broker_arguments(parser: argparse.ArgumentParser, *, broker_help: str) -
 
 def broker_from_args(args: argparse.Namespace) -> BrokerOptions:
     """BrokerOptions from the parsed broker arguments; raises ConfigError."""
-    return broker_options(args.broker, tls=args.tls, username=args.username, password=args.password, ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file, prefix=args.prefix)
+    return broker_options(
+        args.broker,
+        tls=args.tls,
+        username=args.username,
+        password=args.password,
+        ca_file=args.ca_file,
+        cert_file=args.cert_file,
+        key_file=args.key_file,
+        prefix=args.prefix,
+    )
 
 
 def tls_context(options: BrokerOptions) -> ssl.SSLContext | None:

@@ -74,7 +74,9 @@ class MqttPool(WorkerPool):
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._workers: dict[str, wire.WorkerStatus] = {}  # online workers, from their retained status
-        self._queue: FairQueue[_Entry] = FairQueue(lambda e: e.job.session, self.options.max_queue)  # waiting to be sent (first time or again)
+        self._queue: FairQueue[_Entry] = FairQueue(
+            lambda e: e.job.session, self.options.max_queue
+        )  # waiting to be sent (first time or again)
         self._inflight: dict[str, _Entry] = {}  # sent, not answered
         self._background: set[asyncio.Task[Any]] = set()
         self._seq = 0
@@ -91,13 +93,20 @@ class MqttPool(WorkerPool):
             await asyncio.wait_for(self._connected.wait(), self.options.connect_timeout_s)
         except asyncio.TimeoutError:
             await self.close()
-            raise PoolStartError(f"cannot reach the MQTT broker at {self.options.broker.url} within {self.options.connect_timeout_s:.0f} s") from None
+            raise PoolStartError(
+                f"cannot reach the MQTT broker at {self.options.broker.url} within {self.options.connect_timeout_s:.0f} s"
+            ) from None
         log.info("gateway %s connected to %s, topics under %s/", self.gateway, self.options.broker.url, self._prefix)
 
     async def submit(self, job: Job) -> JobResult:
         displaced = self._queue.admit(self._closed, job.session)
         if displaced is not None:
-            self._finish(displaced, OverloadedError("the queue is full and this session has more turns waiting than others; try again later"))
+            self._finish(
+                displaced,
+                OverloadedError(
+                    "the queue is full and this session has more turns waiting than others; try again later"
+                ),
+            )
         loop = asyncio.get_running_loop()
         self._seq += 1
         entry = _Entry(f"{self.gateway}-{self._seq}", job, loop.create_future(), loop.time())
@@ -123,9 +132,21 @@ class MqttPool(WorkerPool):
 
     def stats(self) -> PoolStats:
         online = len(self._workers) if self._connected.is_set() else 0
-        extra = {"connected": float(self._connected.is_set()), "capacity": float(self._capacity()), "inflight": float(len(self._inflight))}
+        extra = {
+            "connected": float(self._connected.is_set()),
+            "capacity": float(self._capacity()),
+            "inflight": float(len(self._inflight)),
+        }
         extra.update({k: float(v) for k, v in self._counts.items()})
-        return PoolStats(len(self._workers), online, min(len(self._inflight), online), len(self._queue), self.options.max_queue, 0, extra)
+        return PoolStats(
+            len(self._workers),
+            online,
+            min(len(self._inflight), online),
+            len(self._queue),
+            self.options.max_queue,
+            0,
+            extra,
+        )
 
     # --- the event fan-out --------------------------------------------------------
 
@@ -183,7 +204,14 @@ class MqttPool(WorkerPool):
             return
         if status is not None and status.state == "online":
             if worker not in self._workers:
-                log.info("worker %s online (%s, batch %d, %s pid %d)", worker, status.device, status.batch, status.host, status.pid)
+                log.info(
+                    "worker %s online (%s, batch %d, %s pid %d)",
+                    worker,
+                    status.device,
+                    status.batch,
+                    status.host,
+                    status.pid,
+                )
             self._workers[worker] = status
             self._dispatch()
         elif self._workers.pop(worker, None) is not None:
@@ -205,8 +233,22 @@ class MqttPool(WorkerPool):
             self._arm(entry)
             if entry.attempts > 1:
                 self._counts["resent"] += 1
-                log.warning("job %s (turn %s): send %d of %d", entry.key, entry.job.id, entry.attempts, self.options.max_attempts)
-            message = wire.JobMessage(entry.key, entry.job.id, entry.attempts, entry.job.sample_rate, time.time() + self.options.job_deadline_s, entry.job.pcm, entry.job.reference)
+                log.warning(
+                    "job %s (turn %s): send %d of %d",
+                    entry.key,
+                    entry.job.id,
+                    entry.attempts,
+                    self.options.max_attempts,
+                )
+            message = wire.JobMessage(
+                entry.key,
+                entry.job.id,
+                entry.attempts,
+                entry.job.sample_rate,
+                time.time() + self.options.job_deadline_s,
+                entry.job.pcm,
+                entry.job.reference,
+            )
             self._spawn(self._publish(wire.jobs_topic(self._prefix), wire.encode(message), correlation=entry.key))
 
     async def _publish(self, topic: str, payload: bytes, *, correlation: str | None = None) -> None:
@@ -230,7 +272,9 @@ class MqttPool(WorkerPool):
         """(Re)start the deadline of the entry's current wait."""
         if entry.timer is not None:
             entry.timer.cancel()
-        entry.timer = asyncio.get_running_loop().call_later(self.options.job_deadline_s, self._expired, entry, entry.attempts)
+        entry.timer = asyncio.get_running_loop().call_later(
+            self.options.job_deadline_s, self._expired, entry, entry.attempts
+        )
 
     def _expired(self, entry: _Entry, attempt: int) -> None:
         if entry.future.done() or entry.attempts != attempt:
@@ -260,7 +304,9 @@ class MqttPool(WorkerPool):
     def _worker_gone(self, worker: str) -> None:
         """Re-send what the worker had accepted, and what was sent but not yet accepted by anyone
         (the broker may have routed it to that worker)."""
-        self._resend([e for e in self._inflight.values() if e.worker in (worker, None)], f"worker {worker} went offline")
+        self._resend(
+            [e for e in self._inflight.values() if e.worker in (worker, None)], f"worker {worker} went offline"
+        )
 
     def _resend(self, entries: list[_Entry], why: str) -> None:
         """Take sent jobs out of flight and queue them again, the oldest first in line."""
@@ -280,11 +326,19 @@ class MqttPool(WorkerPool):
             log.info("gateway: ignored a duplicate or late answer to job %s from %s", message.id, message.worker)
             return
         if message.assessment is None:
-            self._finish(entry, AssessmentError(message.code or "internal_error", message.message or "the worker failed"))
+            self._finish(
+                entry, AssessmentError(message.code or "internal_error", message.message or "the worker failed")
+            )
         else:
             loop = asyncio.get_running_loop()
             started = entry.accepted_at or entry.sent_at
-            result = JobResult(message.assessment, _ms(started - entry.submitted), _ms(loop.time() - started), message.worker, entry.attempts)
+            result = JobResult(
+                message.assessment,
+                _ms(started - entry.submitted),
+                _ms(loop.time() - started),
+                message.worker,
+                entry.attempts,
+            )
             self._finish(entry, result)
         self._dispatch()
 

@@ -50,7 +50,13 @@ class WireError(ServerError):
 
 def check_prefix(prefix: str) -> str:
     """A topic prefix without wildcards or empty levels; raises WireError otherwise."""
-    if not prefix or any(c in prefix for c in "+#\0") or prefix.startswith(("/", "$")) or prefix.endswith("/") or "//" in prefix:
+    if (
+        not prefix
+        or any(c in prefix for c in "+#\0")
+        or prefix.startswith(("/", "$"))
+        or prefix.endswith("/")
+        or "//" in prefix
+    ):
         raise WireError(f"invalid topic prefix {prefix!r}: no wildcards, no leading $ or /, no empty levels")
     return prefix
 
@@ -161,7 +167,9 @@ def encode(message: Message) -> bytes:
     kind = next(k for k, cls in _KINDS.items() if isinstance(message, cls))
     fields = asdict(message)
     body = fields.pop("pcm", b"")
-    header = json.dumps({k: v for k, v in fields.items() if v is not None}, separators=(",", ":"), allow_nan=False).encode()
+    header = json.dumps(
+        {k: v for k, v in fields.items() if v is not None}, separators=(",", ":"), allow_nan=False
+    ).encode()
     return _PREFIX.pack(MAGIC, SCHEMA, kind, len(header)) + header + body
 
 
@@ -180,7 +188,11 @@ def decode(payload: bytes) -> Message:
     if length > MAX_HEADER_BYTES or _PREFIX.size + length > len(payload):
         raise WireError("header length out of range")
     try:
-        header = json.loads(bytes(payload[_PREFIX.size : _PREFIX.size + length]).decode("utf-8"), parse_constant=_no_constant, parse_float=_finite)
+        header = json.loads(
+            bytes(payload[_PREFIX.size : _PREFIX.size + length]).decode("utf-8"),
+            parse_constant=_no_constant,
+            parse_float=_finite,
+        )
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise WireError("header is not a UTF-8 JSON object with finite numbers") from None
     if not isinstance(header, dict):
@@ -208,7 +220,9 @@ def _job(header: dict[str, Any], pcm: bytes) -> JobMessage:
     if type(deadline) not in (int, float) or not abs(deadline) < 1e300:  # not math.isfinite: it overflows on a huge int
         raise WireError("deadline must be a number (unix seconds)")
     reference = header.get("reference")
-    if reference is not None and (not isinstance(reference, str) or not reference.strip() or len(reference) > MAX_REFERENCE_CHARS):
+    if reference is not None and (
+        not isinstance(reference, str) or not reference.strip() or len(reference) > MAX_REFERENCE_CHARS
+    ):
         raise WireError(f"reference must be a non-empty string of at most {MAX_REFERENCE_CHARS} characters")
     if len(pcm) % 2 or not pcm or len(pcm) > MAX_PCM_BYTES:
         raise WireError(f"the audio must be whole 16-bit samples, 1 to {MAX_PCM_BYTES} bytes")
@@ -226,7 +240,9 @@ def _result(header: dict[str, Any]) -> ResultMessage:
             raise WireError("a result has either an assessment object or a code and a message")
     elif not (isinstance(code, str) and code and isinstance(message, str)):
         raise WireError("a failed result needs a code and a message")
-    return ResultMessage(_id(header, "id"), _attempt(header), _id(header, "worker"), float(assess_ms), assessment, code, message)
+    return ResultMessage(
+        _id(header, "id"), _attempt(header), _id(header, "worker"), float(assess_ms), assessment, code, message
+    )
 
 
 def _only(header: dict[str, Any], allowed: set[str]) -> None:
@@ -244,7 +260,9 @@ def check_id(value: Any, what: str, *, topic_level: bool = True) -> str:
     when it names a topic level, as a worker id does); raises WireError."""
     banned = "+#/\0" if topic_level else "+#\0"
     if not isinstance(value, str) or not value or len(value) > MAX_ID_CHARS or any(c in value for c in banned):
-        raise WireError(f"{what} must be a non-empty string of at most {MAX_ID_CHARS} characters without {' '.join(banned[:-1])} or NUL")
+        raise WireError(
+            f"{what} must be a non-empty string of at most {MAX_ID_CHARS} characters without {' '.join(banned[:-1])} or NUL"
+        )
     return value
 
 

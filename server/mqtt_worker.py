@@ -55,7 +55,9 @@ class MqttWorker:
         batch: most jobs assessed together.
     """
 
-    def __init__(self, assess: AssessMany, broker: BrokerOptions, *, worker_id: str, device: str = "cpu", batch: int = 1) -> None:
+    def __init__(
+        self, assess: AssessMany, broker: BrokerOptions, *, worker_id: str, device: str = "cpu", batch: int = 1
+    ) -> None:
         self.assess = assess
         self.broker = broker
         self.id = worker_id
@@ -73,14 +75,18 @@ class MqttWorker:
         self.done = 0  # jobs answered, for logs and tests
 
     def _status(self, state: str) -> bytes:
-        return wire.encode_status(wire.WorkerStatus(self.id, state, self.device, self.batch, socket.gethostname(), os.getpid()))
+        return wire.encode_status(
+            wire.WorkerStatus(self.id, state, self.device, self.batch, socket.gethostname(), os.getpid())
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until ``stop`` is set, then leave cleanly."""
         import aiomqtt
 
         will = aiomqtt.Will(wire.status_topic(self._prefix, self.id), self._status("offline"), qos=1, retain=True)
-        link = asyncio.create_task(mqtt_link.session(self.broker, self.id, self._serve, self._lost, will=will, stop=self._stop_link))
+        link = asyncio.create_task(
+            mqtt_link.session(self.broker, self.id, self._serve, self._lost, will=will, stop=self._stop_link)
+        )
         processor = asyncio.create_task(self._process())
         await stop.wait()
         self._taking = False
@@ -88,7 +94,9 @@ class MqttWorker:
         while self._busy:  # the batch running now still gets its answers out
             await asyncio.sleep(0.05)
         processor.cancel()  # it waits for the next job (a cancel inside a publish, which runs in asyncio.wait_for, can be lost on Python 3.11)
-        await self._quietly(lambda c: c.publish(wire.status_topic(self._prefix, self.id), self._status("offline"), qos=1, retain=True))
+        await self._quietly(
+            lambda c: c.publish(wire.status_topic(self._prefix, self.id), self._status("offline"), qos=1, retain=True)
+        )
         self._stop_link.set()
         link.cancel()
         await asyncio.gather(link, processor, return_exceptions=True)
@@ -184,7 +192,14 @@ class MqttWorker:
                 results = await asyncio.to_thread(self.assess, [w.job for w in live])
                 for work, result in zip(live, results):
                     self.done += 1
-                    log.info("worker %s: job %s (turn %s, send %d) answered: %s", self.id, work.job.id, work.job.turn, work.job.attempt, result.code or "assessed")
+                    log.info(
+                        "worker %s: job %s (turn %s, send %d) answered: %s",
+                        self.id,
+                        work.job.id,
+                        work.job.turn,
+                        work.job.attempt,
+                        result.code or "assessed",
+                    )
                     await self._answer(work.reply_to, wire.encode(result), work.correlation, keep=True)
             finally:
                 self._busy = False

@@ -140,7 +140,9 @@ class FairQueue(Generic[T]):
         mine = len(self._lanes.get(session, ()))
         others = len(self._lanes) - (session in self._lanes)
         if others and mine >= self.per_session:  # alone, a session may use the whole queue
-            raise OverloadedError(f"{mine} turns of this session are already waiting for a worker; other sessions get their share first")
+            raise OverloadedError(
+                f"{mine} turns of this session are already waiting for a worker; other sessions get their share first"
+            )
         if self._size < self.max_queue:
             return None
         greedy = max(self._lanes, key=lambda k: len(self._lanes[k]), default=None)

@@ -151,11 +151,20 @@ class SessionStart:
 
     def __post_init__(self) -> None:
         if self.protocol != PROTOCOL_VERSION:
-            raise ProtocolError(ErrorCode.UNSUPPORTED_VERSION, f"protocol {self.protocol!r} is not supported; this server speaks {PROTOCOL_VERSION}")
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"protocol {self.protocol!r} is not supported; this server speaks {PROTOCOL_VERSION}",
+            )
         if self.sample_rate not in SAMPLE_RATES:
-            raise ProtocolError(ErrorCode.UNSUPPORTED_SAMPLE_RATE, f"sample_rate {self.sample_rate} is not supported; use one of {', '.join(map(str, SAMPLE_RATES))}")
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED_SAMPLE_RATE,
+                f"sample_rate {self.sample_rate} is not supported; use one of {', '.join(map(str, SAMPLE_RATES))}",
+            )
         if self.encoding != ENCODING or self.channels != 1:
-            raise ProtocolError(ErrorCode.UNSUPPORTED_FORMAT, f"audio must be {ENCODING} with 1 channel, got {self.encoding} with {self.channels}")
+            raise ProtocolError(
+                ErrorCode.UNSUPPORTED_FORMAT,
+                f"audio must be {ENCODING} with 1 channel, got {self.encoding} with {self.channels}",
+            )
 
 
 @dataclass
@@ -173,7 +182,9 @@ class TurnReference:
         from multipa_core.asr import normalize_word  # the words the pipeline scores, found its way
 
         if not any(normalize_word(token) for token in self.text.split()):
-            raise _invalid("turn.reference text has no word that can be scored (letters a-z or digits); emoji, punctuation and other scripts are not assessed")
+            raise _invalid(
+                "turn.reference text has no word that can be scored (letters a-z or digits); emoji, punctuation and other scripts are not assessed"
+            )
 
 
 @dataclass
@@ -294,7 +305,9 @@ class Pong:
 
 
 ServerEvent = Union[SessionStarted, TurnStarted, TurnEnded, TurnAssessed, TurnFailed, SessionEnded, Error, Pong]
-SERVER_EVENTS: dict[str, type] = {c.type: c for c in (SessionStarted, TurnStarted, TurnEnded, TurnAssessed, TurnFailed, SessionEnded, Error, Pong)}
+SERVER_EVENTS: dict[str, type] = {
+    c.type: c for c in (SessionStarted, TurnStarted, TurnEnded, TurnAssessed, TurnFailed, SessionEnded, Error, Pong)
+}
 
 # --- bytes <-> dataclasses ----------------------------------------------------------
 
@@ -347,7 +360,9 @@ def _parse(data: str | bytes, registry: dict[str, type]) -> Any:
         text = data.decode("utf-8") if isinstance(data, (bytes, bytearray, memoryview)) else data
         doc = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError, TypeError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise ProtocolError(ErrorCode.MALFORMED_JSON, f"a text frame must hold one JSON object ({type(exc).__name__})") from None
+        raise ProtocolError(
+            ErrorCode.MALFORMED_JSON, f"a text frame must hold one JSON object ({type(exc).__name__})"
+        ) from None
     if not isinstance(doc, dict):
         raise _invalid("a message must be a JSON object")
     kind = doc.get("type")
@@ -355,7 +370,11 @@ def _parse(data: str | bytes, registry: dict[str, type]) -> Any:
         raise _invalid("a message needs a string field 'type'")
     cls = registry.get(kind)
     if cls is None:
-        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind[:64]!r}; known: {', '.join(registry)}", message_type=kind)
+        raise ProtocolError(
+            ErrorCode.UNKNOWN_TYPE,
+            f"unknown message type {kind[:64]!r}; known: {', '.join(registry)}",
+            message_type=kind,
+        )
     try:
         return _build(cls, {k: v for k, v in doc.items() if k != "type"}, kind)
     except ProtocolError as exc:

@@ -221,7 +221,11 @@ class Segmenter:
         silence, post_roll = end - turn.last_voiced_end, self._samples(o.post_roll_ms)
         # the post-roll never takes a turn past max_turn_ms (a turn off the frame grid can cross it here)
         stop = min(turn.last_voiced_end + post_roll, turn.start + self._samples(o.max_turn_ms))
-        if turn.index and turn.paused_at != turn.last_voiced_end and post_roll <= silence < self._samples(o.hangover_ms):
+        if (
+            turn.index
+            and turn.paused_at != turn.last_voiced_end
+            and post_roll <= silence < self._samples(o.hangover_ms)
+        ):
             turn.paused_at = turn.last_voiced_end
             events.append(self._pause(turn, stop))
         if end - turn.last_voiced_end >= self._samples(o.hangover_ms):
@@ -310,6 +314,8 @@ def _make_vad(aggressiveness: int) -> _Vad:
     try:
         import webrtcvad  # type: ignore[import-untyped]
     except ImportError:
-        raise ConfigError("webrtcvad is missing; install the server extra: pip install 'multipa-live[server]'") from None
+        raise ConfigError(
+            "webrtcvad is missing; install the server extra: pip install 'multipa-live[server]'"
+        ) from None
     vad: _Vad = webrtcvad.Vad(aggressiveness)
     return vad

@@ -144,7 +144,10 @@ def _plain(code: str) -> str:
     return str(getattr(code, "value", code))
 
 
-_FATAL_CLOSE = {ErrorCode.FRAME_TOO_LARGE.value: CloseCode.MESSAGE_TOO_BIG, ErrorCode.INTERNAL_ERROR.value: CloseCode.INTERNAL_ERROR}
+_FATAL_CLOSE = {
+    ErrorCode.FRAME_TOO_LARGE.value: CloseCode.MESSAGE_TOO_BIG,
+    ErrorCode.INTERNAL_ERROR.value: CloseCode.INTERNAL_ERROR,
+}
 
 
 class Session:
@@ -159,7 +162,14 @@ class Session:
             exactly there, withdrawn otherwise.
     """
 
-    def __init__(self, session_id: str, *, limits: Limits | None = None, clock: Callable[[], float] = time.monotonic, speculate: bool = False) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        limits: Limits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        speculate: bool = False,
+    ) -> None:
         self.id = session_id
         self.limits = limits or Limits()
         self.speculate = speculate
@@ -207,7 +217,9 @@ class Session:
             return
         size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
         if size > self.limits.max_text_bytes:
-            return self._fatal(ErrorCode.FRAME_TOO_LARGE, f"text frames are limited to {self.limits.max_text_bytes} bytes")
+            return self._fatal(
+                ErrorCode.FRAME_TOO_LARGE, f"text frames are limited to {self.limits.max_text_bytes} bytes"
+            )
         try:
             message = parse_client_message(data)
         except ProtocolError as exc:
@@ -246,20 +258,29 @@ class Session:
             return self._fatal(ErrorCode.AUDIO_BEFORE_START, "binary audio arrived before session.start")
         assert self.start is not None and self._segmenter is not None
         if len(data) > self.limits.max_frame_bytes:
-            return self._fatal(ErrorCode.FRAME_TOO_LARGE, f"audio frames are limited to {self.limits.max_frame_bytes} bytes, got {len(data)}")
+            return self._fatal(
+                ErrorCode.FRAME_TOO_LARGE,
+                f"audio frames are limited to {self.limits.max_frame_bytes} bytes, got {len(data)}",
+            )
         if len(data) % 2:
             return self._fatal(ErrorCode.ODD_LENGTH_PCM, f"a frame of {len(data)} bytes is not whole 16-bit samples")
         rate = self.start.sample_rate
         total = self._audio_samples + len(data) // 2
         if total > self.limits.max_session_s * rate:
-            return self._fatal(ErrorCode.SESSION_TOO_LONG, f"a session may stream {self.limits.max_session_s:.0f} s of audio")
+            return self._fatal(
+                ErrorCode.SESSION_TOO_LONG, f"a session may stream {self.limits.max_session_s:.0f} s of audio"
+            )
         if self.start.realtime:
             now = self._clock()
             if self._first_audio_at is None:
                 self._first_audio_at = now
-            allowed_ms = (now - self._first_audio_at) * 1000.0 * self.limits.realtime_rate + self.limits.realtime_lead_ms
+            allowed_ms = (
+                now - self._first_audio_at
+            ) * 1000.0 * self.limits.realtime_rate + self.limits.realtime_lead_ms
             if total * 1000.0 / rate > allowed_ms:
-                return self._fatal(ErrorCode.TOO_FAST, "audio arrives faster than real time; send realtime=false for recorded audio")
+                return self._fatal(
+                    ErrorCode.TOO_FAST, "audio arrives faster than real time; send realtime=false for recorded audio"
+                )
         self._audio_samples = total
         self._segments(self._segmenter.feed(data))
 
@@ -300,17 +321,29 @@ class Session:
     def idle(self) -> None:
         """The client has sent nothing for the idle timeout."""
         if self.state in (SessionState.AWAITING_START, SessionState.STREAMING) and not self.in_flight:
-            self._fatal(ErrorCode.IDLE_TIMEOUT, f"no message for {self.limits.idle_timeout_s:.0f} s", reason=SessionEndReason.IDLE)
+            self._fatal(
+                ErrorCode.IDLE_TIMEOUT,
+                f"no message for {self.limits.idle_timeout_s:.0f} s",
+                reason=SessionEndReason.IDLE,
+            )
 
     def start_timeout(self) -> None:
         """``start_timeout_s`` have passed since the client connected."""
         if self.state is SessionState.AWAITING_START:
-            self._fatal(ErrorCode.START_TIMEOUT, f"no session.start within {self.limits.start_timeout_s:g} s of connecting")
+            self._fatal(
+                ErrorCode.START_TIMEOUT, f"no session.start within {self.limits.start_timeout_s:g} s of connecting"
+            )
 
     def shutdown(self) -> None:
         """The server is going away: finish the open turn, drain, close with 1001."""
         if self.state in (SessionState.AWAITING_START, SessionState.STREAMING):
-            self._send(Error(ErrorCode.SHUTTING_DOWN.value, "the server is shutting down; turns in progress are still assessed", fatal=True))
+            self._send(
+                Error(
+                    ErrorCode.SHUTTING_DOWN.value,
+                    "the server is shutting down; turns in progress are still assessed",
+                    fatal=True,
+                )
+            )
             self._end(SessionEndReason.SHUTDOWN, CloseCode.GOING_AWAY, ErrorCode.SHUTTING_DOWN.value)
 
     def abort(self, code: ErrorCode, message: str, close: CloseCode) -> None:
@@ -387,17 +420,28 @@ class Session:
     def _paused(self, event: SegmentPaused) -> None:
         turn = self._turns.get(event.index)
         assert self.start is not None
-        if turn is None or not self.speculate or self._no_dispatch is not None or self.state is not SessionState.STREAMING:
+        if (
+            turn is None
+            or not self.speculate
+            or self._no_dispatch is not None
+            or self.state is not SessionState.STREAMING
+        ):
             return
         if self._too_short(event.audio):
             return
-        if (self.start.mode is Mode.CLOSED and turn.reference is None) or self.in_flight >= self.limits.max_turns_in_flight:
+        if (
+            self.start.mode is Mode.CLOSED and turn.reference is None
+        ) or self.in_flight >= self.limits.max_turns_in_flight:
             return  # it will fail (or queue) when it ends; no point running it now
         self._withdraw(turn)
         turn.speculations += 1
-        spec = _Speculation(f"{self.id}/{turn.id}~{turn.speculations}", event.end_ms, len(event.audio), turn.reference, self._clock())
+        spec = _Speculation(
+            f"{self.id}/{turn.id}~{turn.speculations}", event.end_ms, len(event.audio), turn.reference, self._clock()
+        )
         turn.speculation = spec
-        self._actions.append(Submit(turn.id, Job(spec.job_id, event.audio, self.start.sample_rate, turn.reference), speculative=True))
+        self._actions.append(
+            Submit(turn.id, Job(spec.job_id, event.audio, self.start.sample_rate, turn.reference), speculative=True)
+        )
 
     def _withdraw(self, turn: _Turn) -> None:
         if turn.speculation is not None:
@@ -414,19 +458,34 @@ class Session:
         self._send(TurnEnded(turn.id, turn.start_ms, turn.end_ms, event.reason))
         assert self.start is not None
         spec = turn.speculation
-        if spec is not None and (self._no_dispatch is not None or (spec.end_ms, spec.audio_bytes, spec.reference) != (event.end_ms, len(event.audio), turn.reference)):
+        if spec is not None and (
+            self._no_dispatch is not None
+            or (spec.end_ms, spec.audio_bytes, spec.reference) != (event.end_ms, len(event.audio), turn.reference)
+        ):
             self._withdraw(turn)  # the turn went on after the pause, or the reference changed
             spec = None
         if self._no_dispatch is not None:
             self._fail(turn, *self._no_dispatch)
         elif self.start.mode is Mode.CLOSED and turn.reference is None:
-            self._fail(turn, ErrorCode.REFERENCE_MISSING.value, "closed mode: send turn.reference before (or while) the learner speaks")
+            self._fail(
+                turn,
+                ErrorCode.REFERENCE_MISSING.value,
+                "closed mode: send turn.reference before (or while) the learner speaks",
+            )
         elif self._too_short(event.audio):  # a worker would only say so: no job for it
             seconds = len(event.audio) / 2 / self.start.sample_rate
-            self._fail(turn, ErrorCode.AUDIO_TOO_SHORT.value, f"the turn lasts {seconds:.2f} s; at least {MIN_SECONDS} s is needed")
+            self._fail(
+                turn,
+                ErrorCode.AUDIO_TOO_SHORT.value,
+                f"the turn lasts {seconds:.2f} s; at least {MIN_SECONDS} s is needed",
+            )
         elif self.in_flight >= self.limits.max_turns_in_flight:
             self._withdraw(turn)
-            self._fail(turn, ErrorCode.TOO_MANY_TURNS.value, f"{self.limits.max_turns_in_flight} turns of this session are already waiting for assessment")
+            self._fail(
+                turn,
+                ErrorCode.TOO_MANY_TURNS.value,
+                f"{self.limits.max_turns_in_flight} turns of this session are already waiting for assessment",
+            )
         elif spec is not None:  # assessed (or being assessed) since the pause
             self._set_submitted(turn, spec.submitted_at)
             if spec.result is not None:
@@ -467,7 +526,11 @@ class Session:
     def _assessed(self, turn: _Turn, result: JobResult) -> None:
         now = self._clock()
         ended_at = turn.ended_at if turn.ended_at is not None else now
-        latency = {"queue": round(result.queue_ms, 1), "assess": round(result.assess_ms, 1), "total": round((now - ended_at) * 1000.0, 1)}
+        latency = {
+            "queue": round(result.queue_ms, 1),
+            "assess": round(result.assess_ms, 1),
+            "total": round((now - ended_at) * 1000.0, 1),
+        }
         if turn.speculation is not None:
             latency["head_start"] = round((ended_at - turn.speculation.submitted_at) * 1000.0, 1)
         self._done(turn)
@@ -496,7 +559,16 @@ class Session:
         assert self._ending is not None
         failed = sum(self._failures.values())
         rate = self.start.sample_rate if self.start else 16000
-        self._send(SessionEnded(self._ending.reason, self._started, self._started - failed, failed, int(round(self._audio_samples * 1000 / rate)), dict(self._failures)))
+        self._send(
+            SessionEnded(
+                self._ending.reason,
+                self._started,
+                self._started - failed,
+                failed,
+                int(round(self._audio_samples * 1000 / rate)),
+                dict(self._failures),
+            )
+        )
         if self._ending.reason is not SessionEndReason.DISCONNECT:
             self._actions.append(Close(self._ending.close, self._ending.close_reason))
         self.state = SessionState.CLOSED

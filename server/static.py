@@ -91,7 +91,12 @@ def load(name: str) -> StaticFile | None:
 
 def headers_for(name: str, file: StaticFile) -> dict[str, str]:
     """Response headers of a served file."""
-    headers = {"Content-Type": file.content_type, "Cache-Control": "no-cache", "ETag": file.etag, "X-Content-Type-Options": "nosniff"}
+    headers = {
+        "Content-Type": file.content_type,
+        "Cache-Control": "no-cache",
+        "ETag": file.etag,
+        "X-Content-Type-Options": "nosniff",
+    }
     if name == "demo.html":
         headers["Content-Security-Policy"] = DEMO_CSP
         headers["Referrer-Policy"] = "no-referrer"
@@ -102,14 +107,18 @@ def not_modified(file: StaticFile, if_none_match: str | None) -> bool:
     """Whether the client's cached copy (If-None-Match) is current."""
     if not if_none_match:
         return False
-    return if_none_match.strip() == "*" or file.etag in [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return if_none_match.strip() == "*" or file.etag in [
+        tag.strip().removeprefix("W/") for tag in if_none_match.split(",")
+    ]
 
 
 def respond(connection: ServerConnection, request: Request, name: str) -> Response:
     """The response to a GET of a static path (``name`` from :func:`route`): 200, 304 or 404."""
     file = load(name) if name else None
     if file is None:
-        return connection.respond(HTTPStatus.NOT_FOUND, f"not found; the SDK files are {', '.join(SDK_PREFIX + n for n in FILES)}\n")
+        return connection.respond(
+            HTTPStatus.NOT_FOUND, f"not found; the SDK files are {', '.join(SDK_PREFIX + n for n in FILES)}\n"
+        )
     fresh = not_modified(file, request.headers.get("If-None-Match"))
     response = connection.respond(HTTPStatus.NOT_MODIFIED if fresh else HTTPStatus.OK, "")
     del response.headers["Content-Type"], response.headers["Content-Length"]

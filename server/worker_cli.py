@@ -29,7 +29,9 @@ from .runtime import MAX_BATCH, Failed, WorkerOptions, start
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="multipa-worker", description="Assess turns for multipa-server gateways, through an MQTT broker.")
+    parser = argparse.ArgumentParser(
+        prog="multipa-worker", description="Assess turns for multipa-server gateways, through an MQTT broker."
+    )
     add_broker_arguments(parser, broker_help="mqtt://HOST:PORT, or mqtts://HOST:PORT for TLS (MULTIPA_BROKER)")
     add_worker_arguments(parser)
     parser.add_argument("--id", default=None, help="worker name, unique among the workers (default HOST-PID)")
@@ -39,10 +41,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     """What a worker loads and how it runs, shared by multipa-worker and multipa-server."""
-    parser.add_argument("--device", default=core_settings.device(), choices=list(core_settings.DEVICES), help="where every model runs; auto picks CUDA when present (MULTIPA_DEVICE)")
-    parser.add_argument("--batch", type=int, default=settings.batch(), help="most turns a worker assesses together: the encoders and the scoring network run once for them (MULTIPA_BATCH; 1 by default, more on a GPU)")
+    parser.add_argument(
+        "--device",
+        default=core_settings.device(),
+        choices=list(core_settings.DEVICES),
+        help="where every model runs; auto picks CUDA when present (MULTIPA_DEVICE)",
+    )
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=settings.batch(),
+        help="most turns a worker assesses together: the encoders and the scoring network run once for them (MULTIPA_BATCH; 1 by default, more on a GPU)",
+    )
     parser.add_argument("--scorer", default=settings.scorer(), help="scorer checkpoint name or path (MULTIPA_SCORER)")
-    parser.add_argument("--threads", type=int, default=core_settings.threads(), help="CPU threads for the models (0: all cores; MULTIPA_THREADS)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=core_settings.threads(),
+        help="CPU threads for the models (0: all cores; MULTIPA_THREADS)",
+    )
 
 
 def check_batch(batch: int) -> None:
@@ -59,16 +76,26 @@ async def _serve(worker: MqttWorker) -> int:
     runner = asyncio.create_task(worker.run(stop))
     try:
         await asyncio.wait_for(worker._connected.wait(), 30.0)
-        print(f"multipa-worker {worker.id} ready on {worker.device} (batch {worker.batch}); broker {worker.broker.url}, topics under {worker.broker.prefix}/", flush=True)
+        print(
+            f"multipa-worker {worker.id} ready on {worker.device} (batch {worker.batch}); broker {worker.broker.url}, topics under {worker.broker.prefix}/",
+            flush=True,
+        )
     except asyncio.TimeoutError:
-        print(f"multipa-worker {worker.id}: the broker at {worker.broker.url} is not reachable yet; retrying", file=sys.stderr, flush=True)
+        print(
+            f"multipa-worker {worker.id}: the broker at {worker.broker.url} is not reachable yet; retrying",
+            file=sys.stderr,
+            flush=True,
+        )
     await runner
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = settings.validated(build_parser).parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     worker_id = args.id or re.sub(r"[^A-Za-z0-9_.-]", "-", f"{socket.gethostname()}-{os.getpid()}")
     try:
         if not args.broker:
@@ -84,7 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(runtime, Failed):
             print(f"error [{runtime.code}]: {runtime.message}", file=sys.stderr)
             return 2
-        worker = MqttWorker(runtime_batch(runtime, worker_id), broker, worker_id=worker_id, device=runtime.device, batch=args.batch)
+        worker = MqttWorker(
+            runtime_batch(runtime, worker_id), broker, worker_id=worker_id, device=runtime.device, batch=args.batch
+        )
         return asyncio.run(_serve(worker))
     except (ServerError, wire.WireError) as exc:
         print(f"error [{exc.code}]: {exc}", file=sys.stderr)

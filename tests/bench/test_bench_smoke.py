@@ -19,14 +19,26 @@ pytestmark = [pytest.mark.models, pytest.mark.skipif(not DATA.is_dir(), reason=f
 
 
 def bench(script: str, *args: str, timeout: float = 900.0) -> dict:
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.strip(), "a readable table on stderr"
     return json.loads(proc.stdout)
 
 
 def test_latency_against_the_floor(tmp_path):
-    out = bench("latency.py", "--turns", "2", "--gap-s", "2.0", "--variants", "speculate", "--json-out", str(tmp_path / "latency.json"))
+    out = bench(
+        "latency.py",
+        "--turns",
+        "2",
+        "--gap-s",
+        "2.0",
+        "--variants",
+        "speculate",
+        "--json-out",
+        str(tmp_path / "latency.json"),
+    )
     run = out["variants"]["speculate"]
     assert run["turns_assessed"] >= 2 and run["turns_failed"] == 0
     assert run["latency_ms"]["p50"] > 0 and run["floor_ms"]["p50"] > 0
@@ -55,10 +67,26 @@ def test_gpu_skips_without_cuda_and_runs_small_on_the_cpu(tmp_path):
     import torch
 
     if not torch.cuda.is_available():
-        proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "gpu.py")], capture_output=True, text=True, timeout=300, cwd=ROOT
+        )
         assert proc.returncode == 0 and "skipped" in json.loads(proc.stdout)
         assert "no CUDA GPU" in proc.stderr and "--device cpu" in proc.stderr
-    out = bench("gpu.py", "--device", "cpu", "--batches", "1,2", "--turns", "2", "--rounds", "1", "--minutes", "1", "--json-out", str(tmp_path / "gpu.json"))
+    out = bench(
+        "gpu.py",
+        "--device",
+        "cpu",
+        "--batches",
+        "1,2",
+        "--turns",
+        "2",
+        "--rounds",
+        "1",
+        "--minutes",
+        "1",
+        "--json-out",
+        str(tmp_path / "gpu.json"),
+    )
     assert [r["batch"] for r in out["batches"]] == [1, 2] and [r["turns"] for r in out["batches"]] == [2, 2]
     assert all(r["latency_ms"]["p50"] > 0 and r["turns_per_s"] >= 0 for r in out["batches"])
     assert set(out["placement"].values()) == {"cpu"} and {"asr_target", "aligner", "scorer[0]"} <= set(out["placement"])

@@ -69,7 +69,9 @@ class TrapProxy:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
-            threading.Thread(target=self._record, args=(conn,), daemon=True).start()  # a silent socket holds up no other
+            threading.Thread(
+                target=self._record, args=(conn,), daemon=True
+            ).start()  # a silent socket holds up no other
 
     def _record(self, conn: socket.socket) -> None:
         with conn:
@@ -111,10 +113,18 @@ class Chromium:
             raise FileNotFoundError(CHROMIUM)
         self.log_path = profile.parent / "chromium.log"
         self._log = open(self.log_path, "w")
-        mic = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={wav}"]
+        mic = [
+            "--use-fake-ui-for-media-stream",
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}",
+        ]
         self.proxy = TrapProxy()  # everything but loopback (which Chromium never proxies) ends here
         proxy = f"--proxy-server=http://127.0.0.1:{self.proxy.port}"
-        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, *mic, proxy, f"--user-data-dir={profile}", "about:blank"], stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [CHROMIUM, *FLAGS, *mic, proxy, f"--user-data-dir={profile}", "about:blank"],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + timeout
         while not (port_file.is_file() and len(port_file.read_text().split()) == 2):
@@ -124,7 +134,9 @@ class Chromium:
             time.sleep(0.1)
         port, path = port_file.read_text().split()
         self._stack = ExitStack()
-        self._ws = self._stack.enter_context(connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=timeout))
+        self._ws = self._stack.enter_context(
+            connect(f"ws://127.0.0.1:{port}{path}", max_size=None, open_timeout=timeout)
+        )
         self._next_id = 0
         self.events: list[dict[str, Any]] = []
         target = self.call("Target.createTarget", url="about:blank", session=False)["targetId"]
@@ -151,7 +163,14 @@ class Chromium:
 
     def evaluate(self, expression: str, *, timeout: float = 60.0) -> Any:
         """The value of a page expression (promises awaited), or CdpError with the script's exception."""
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True, userGesture=True, timeout=timeout)
+        result = self.call(
+            "Runtime.evaluate",
+            expression=expression,
+            returnByValue=True,
+            awaitPromise=True,
+            userGesture=True,
+            timeout=timeout,
+        )
         if "exceptionDetails" in result:
             details = result["exceptionDetails"]
             raise CdpError(details.get("exception", {}).get("description") or details.get("text"))
@@ -173,11 +192,17 @@ class Chromium:
 
     def open(self, url: str, *, timeout: float = 30.0) -> None:
         self.call("Page.navigate", url=url)
-        self.wait_for("document.readyState === 'complete' && location.href !== 'about:blank'", timeout=timeout, what=f"{url} to load")
+        self.wait_for(
+            "document.readyState === 'complete' && location.href !== 'about:blank'",
+            timeout=timeout,
+            what=f"{url} to load",
+        )
 
     def click(self, selector: str) -> None:
         """A real mouse click (a user gesture) in the middle of the element."""
-        box = self.evaluate(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()")
+        box = self.evaluate(
+            f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()"
+        )
         for kind in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left", clickCount=1)
 
@@ -199,7 +224,13 @@ class Chromium:
 
     def exceptions(self) -> list[str]:
         """Uncaught exceptions of the page's scripts."""
-        return [e["params"]["exceptionDetails"].get("exception", {}).get("description", e["params"]["exceptionDetails"].get("text", "")) for e in self.events if e["method"] == "Runtime.exceptionThrown"]
+        return [
+            e["params"]["exceptionDetails"]
+            .get("exception", {})
+            .get("description", e["params"]["exceptionDetails"].get("text", ""))
+            for e in self.events
+            if e["method"] == "Runtime.exceptionThrown"
+        ]
 
     def close(self) -> None:
         try:

@@ -38,7 +38,15 @@ def three_turns_audio() -> np.ndarray:
     return noisy(audio)
 
 
-async def record(url: str, audio: np.ndarray, *, realtime: bool = True, api_key: str | None = None, chunk_ms: int = 20, note: str = "") -> list[dict[str, Any]]:
+async def record(
+    url: str,
+    audio: np.ndarray,
+    *,
+    realtime: bool = True,
+    api_key: str | None = None,
+    chunk_ms: int = 20,
+    note: str = "",
+) -> list[dict[str, Any]]:
     """One session's lines: a header, then each event as the server sent it."""
     lines: list[dict[str, Any]] = []
     sent = {"samples": 0, "ended": False}
@@ -47,7 +55,13 @@ async def record(url: str, audio: np.ndarray, *, realtime: bool = True, api_key:
     async def receive(ws: Any) -> None:
         try:
             async for message in ws:
-                lines.append({"audio_ms": sent["samples"] * 1000 // RATE, "after_end": sent["ended"], "event": json.loads(message)})
+                lines.append(
+                    {
+                        "audio_ms": sent["samples"] * 1000 // RATE,
+                        "after_end": sent["ended"],
+                        "event": json.loads(message),
+                    }
+                )
         except ConnectionClosed:
             pass
 
@@ -63,7 +77,13 @@ async def record(url: str, audio: np.ndarray, *, realtime: bool = True, api_key:
         sent["ended"] = True
         await ws.send(json.dumps({"type": "session.end"}))
         await asyncio.wait_for(receiver, 300)
-    header = {"recording": "multipa.v1", "sample_rate": RATE, "audio_ms": len(audio) * 1000 // RATE, "realtime": realtime, "note": note}
+    header = {
+        "recording": "multipa.v1",
+        "sample_rate": RATE,
+        "audio_ms": len(audio) * 1000 // RATE,
+        "realtime": realtime,
+        "note": note,
+    }
     return [header, *lines]
 
 
@@ -78,7 +98,13 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         server = ServerProcess(["--workers", "1"], Path(tmp) / "server.log")
         try:
-            note = "speechocean762 " + " ".join(THREE_TURNS[0]) + " joined with silences " + str(THREE_TURNS[1]) + " and a -60 dBFS noise floor, streamed at real time"
+            note = (
+                "speechocean762 "
+                + " ".join(THREE_TURNS[0])
+                + " joined with silences "
+                + str(THREE_TURNS[1])
+                + " and a -60 dBFS noise floor, streamed at real time"
+            )
             lines = asyncio.run(record(server.url, three_turns_audio(), note=note))
         finally:
             server.stop()

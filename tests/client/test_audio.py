@@ -9,7 +9,7 @@ import wave
 import numpy as np
 import pytest
 
-from multipa_client import AudioError, MissingDependency, Resampler, read_file, to_int16
+from multipa_client import AudioError, Resampler, read_file, to_int16
 
 
 def sine(rate: int, seconds: float, hz: float = 440.0, amplitude: float = 0.5) -> np.ndarray:
@@ -17,7 +17,9 @@ def sine(rate: int, seconds: float, hz: float = 440.0, amplitude: float = 0.5) -
     return (amplitude * 32767 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
 
 
-@pytest.mark.parametrize("source, target", [(22050, 16000), (44100, 16000), (8000, 16000), (11025, 48000), (16000, 44100)])
+@pytest.mark.parametrize(
+    "source, target", [(22050, 16000), (44100, 16000), (8000, 16000), (11025, 48000), (16000, 44100)]
+)
 def test_resampling_keeps_a_tone_and_its_length(source, target):
     r = Resampler(source, target)
     out = np.concatenate([r.feed(sine(source, 1.0)), r.flush()])
@@ -65,7 +67,12 @@ def test_wav_files_are_read_with_the_standard_library(tmp_path, width):
     samples = sine(22050, 0.2)
     stereo = np.stack([samples, samples], axis=1)
     wide = stereo.astype(np.int32) << 16
-    raw = {1: ((stereo >> 8) + 128).astype(np.uint8).tobytes(), 2: stereo.tobytes(), 3: np.frombuffer(wide.astype("<i4").tobytes(), np.uint8).reshape(-1, 4)[:, 1:].tobytes(), 4: wide.astype("<i4").tobytes()}[width]
+    raw = {
+        1: ((stereo >> 8) + 128).astype(np.uint8).tobytes(),
+        2: stereo.tobytes(),
+        3: np.frombuffer(wide.astype("<i4").tobytes(), np.uint8).reshape(-1, 4)[:, 1:].tobytes(),
+        4: wide.astype("<i4").tobytes(),
+    }[width]
     path = tmp_path / "tone.wav"
     with wave.open(str(path), "wb") as w:
         w.setnchannels(2)

@@ -21,7 +21,11 @@ from ..server.speech import RATE, silence, utterance
 from ..server.wsclient import ServerProcess, http_get
 from .chromium import Chromium, available
 
-pytestmark = [pytest.mark.models, pytest.mark.browser, pytest.mark.skipif(not available(), reason="needs Debian chromium at /usr/bin/chromium")]
+pytestmark = [
+    pytest.mark.models,
+    pytest.mark.browser,
+    pytest.mark.skipif(not available(), reason="needs Debian chromium at /usr/bin/chromium"),
+]
 
 KEY = "browser-key"
 UTT = "004820045"  # THIS IS A GOOD STEP
@@ -45,7 +49,9 @@ def band_of(score: float) -> str:
 
 @pytest.fixture(scope="module")
 def server(scorer, tmp_path_factory):  # noqa: F811
-    process = ServerProcess(["--workers", "1", "--scorer", scorer, "--api-key", KEY], tmp_path_factory.mktemp("server") / "server.log")
+    process = ServerProcess(
+        ["--workers", "1", "--scorer", scorer, "--api-key", KEY], tmp_path_factory.mktemp("server") / "server.log"
+    )
     # the line after "listening on": where a new user opens the demo
     process.demo = process.proc.stdout.readline().strip().removeprefix("demo: ")
     yield process
@@ -83,7 +89,9 @@ def test_the_sdk_files_are_served_without_a_key(server):
         etag, cache = response.headers["ETag"], response.headers["Cache-Control"]
     assert cache == "no-cache"
     try:
-        urllib.request.urlopen(urllib.request.Request(server.http + "/sdk/multipa.js", headers={"If-None-Match": etag}), timeout=10)
+        urllib.request.urlopen(
+            urllib.request.Request(server.http + "/sdk/multipa.js", headers={"If-None-Match": etag}), timeout=10
+        )
         raise AssertionError("expected 304")
     except urllib.error.HTTPError as exc:
         assert exc.code == 304
@@ -101,26 +109,40 @@ def test_the_demo_page_assesses_what_the_microphone_hears(server, browser, tmp_p
 
     browser.type("#api-key", KEY)
     browser.click("#start")
-    browser.wait_for("document.getElementById('state').dataset.state === 'listening'", timeout=60, what="the session to start")
+    browser.wait_for(
+        "document.getElementById('state').dataset.state === 'listening'", timeout=60, what="the session to start"
+    )
     # the worklet streams real 16 kHz audio: the server hears a turn and the page shows its words
     browser.wait_for(f"{WORDS}.length > 0", timeout=180, what="an assessed turn")
 
-    words = browser.evaluate(f"{WORDS}.map(b => ({{text: b.firstChild.textContent, score: Number(b.dataset.score), cls: b.className, title: b.title}}))")
+    words = browser.evaluate(
+        f"{WORDS}.map(b => ({{text: b.firstChild.textContent, score: Number(b.dataset.score), cls: b.className, title: b.title}}))"
+    )
     assert len(words) >= 3, words  # THIS IS A GOOD STEP, as the ASR heard it
     for w in words:
         assert f"score-{band_of(w['score'])}" in w["cls"], w
         assert str(w["score"]) in w["title"] and " ms, " in w["title"], w  # phone details on hover
     colours = browser.evaluate(f"{WORDS}.map(b => getComputedStyle(b).color)")
     assert colours == [BAND_COLOURS[band_of(w["score"])] for w in words]  # the colour the page's CSS gives each band
-    bars = browser.evaluate("[...document.querySelectorAll('.turn.assessed .bar')].map(b => [b.dataset.aspect, Number(b.dataset.value), b.firstChild.style.width])")
+    bars = browser.evaluate(
+        "[...document.querySelectorAll('.turn.assessed .bar')].map(b => [b.dataset.aspect, Number(b.dataset.value), b.firstChild.style.width])"
+    )
     aspects = {a for a, _, _ in bars}
     assert {"accuracy", "fluency", "prosody", "total"} <= aspects, bars
     for aspect, value, width in bars:
-        assert 0 <= value <= 10 and width.endswith("%") and abs(float(width[:-1]) - value * 10) < 0.6, (aspect, value, width)
+        assert 0 <= value <= 10 and width.endswith("%") and abs(float(width[:-1]) - value * 10) < 0.6, (
+            aspect,
+            value,
+            width,
+        )
 
     # tapping a word lists its phones with times and probabilities
     browser.click(".turn.assessed button.word")
-    rows = browser.wait_for("[...document.querySelectorAll('.turn.assessed .phones tbody tr')].map(r => r.textContent)", timeout=10, what="the phone table")
+    rows = browser.wait_for(
+        "[...document.querySelectorAll('.turn.assessed .phones tbody tr')].map(r => r.textContent)",
+        timeout=10,
+        what="the phone table",
+    )
     # a canonical phone's row has its time and probability; a phone the learner added has a row that says so
     assert rows and any(" ms" in r for r in rows) and all((" ms" in r and "%" in r) or "added" in r for r in rows), rows
 
@@ -146,14 +168,26 @@ def test_the_demo_page_assesses_what_the_microphone_hears(server, browser, tmp_p
     )
     browser.wait_for("window.__reconnects.length === 2", timeout=60, what="a second attempt")
     browser.evaluate("window.multipaDemo.client.options.url = window.__url; true")  # the server is back
-    browser.wait_for(f"window.multipaDemo.client.sessionId !== {json.dumps(first)} && ['listening', 'assessing'].includes(window.multipaDemo.client.state)", timeout=60, what="a new session")
+    browser.wait_for(
+        f"window.multipaDemo.client.sessionId !== {json.dumps(first)} && ['listening', 'assessing'].includes(window.multipaDemo.client.state)",
+        timeout=60,
+        what="a new session",
+    )
     assert browser.evaluate("window.__reconnects.map(r => [r.attempt, r.closeCode])") == [[1, 4000], [2, 1006]]
-    browser.wait_for("document.querySelectorAll('.turn.assessed[data-session=\"2\"] button.word').length > 0", timeout=180, what="an assessed turn after the reconnect")
+    browser.wait_for(
+        "document.querySelectorAll('.turn.assessed[data-session=\"2\"] button.word').length > 0",
+        timeout=180,
+        what="an assessed turn after the reconnect",
+    )
 
     # Stop: session.end, the last feedback, session.ended; microphone and audio context released
-    browser.evaluate("window.__audio = {tracks: window.multipaDemo.client.mediaStream.getTracks(), context: window.multipaDemo.client.audioContext}; true")
+    browser.evaluate(
+        "window.__audio = {tracks: window.multipaDemo.client.mediaStream.getTracks(), context: window.multipaDemo.client.audioContext}; true"
+    )
     browser.click("#start")
-    browser.wait_for("document.getElementById('state').dataset.state === 'closed'", timeout=180, what="the session to end")
+    browser.wait_for(
+        "document.getElementById('state').dataset.state === 'closed'", timeout=180, what="the session to end"
+    )
     summary = browser.evaluate("document.getElementById('summary').textContent")
     assert summary.startswith("Session ended:") and " 0 assessed" not in summary, summary
     released = browser.evaluate("[window.__audio.tracks.map(t => t.readyState), window.__audio.context.state]")
@@ -166,10 +200,17 @@ def test_the_demo_page_assesses_what_the_microphone_hears(server, browser, tmp_p
     browser.click("#closed-mode")
     browser.click("#start")
     browser.wait_for("!!document.querySelector('.turn.assessed .target')", timeout=180, what="a closed-mode turn")
-    assert browser.evaluate("document.querySelector('.turn.assessed .target').textContent") == "Expected: This is a good step."
+    assert (
+        browser.evaluate("document.querySelector('.turn.assessed .target').textContent")
+        == "Expected: This is a good step."
+    )
     assert browser.evaluate("!!document.querySelector('.turn.assessed .bar[data-aspect=\"completeness\"]')")
     browser.click("#start")
-    browser.wait_for("document.getElementById('state').dataset.state === 'closed'", timeout=180, what="the closed-mode session to end")
+    browser.wait_for(
+        "document.getElementById('state').dataset.state === 'closed'",
+        timeout=180,
+        what="the closed-mode session to end",
+    )
     statuses = browser.evaluate("[...document.querySelectorAll('.turn')].map(t => [t.className, t.textContent])")
     assert all("assessed" in c or ("failed" in c and ":" in text) for c, text in statuses), statuses
     assert not any("reference_missing" in text for _, text in statuses), statuses

@@ -20,7 +20,15 @@ OLD = {
 def _new() -> dict:
     doc = copy.deepcopy(OLD)
     word = doc["assessment"]["words"][0]
-    word["phones"][0].update({"ipa": "ɹ", "heard": "L", "heard_ipa": "l", "error": "substitution", "nbest": [{"phone": "L", "ipa": "l", "probability": 0.7}]})
+    word["phones"][0].update(
+        {
+            "ipa": "ɹ",
+            "heard": "L",
+            "heard_ipa": "l",
+            "error": "substitution",
+            "nbest": [{"phone": "L", "ipa": "l", "probability": 0.7}],
+        }
+    )
     word.update({"ipa": "ɹɛd", "errors": ["mispronunciation"], "inserted_phones": [], "stress_check": None})
     doc["assessment"]["diagnosis"] = {
         "errors": [], "insertions": [],
@@ -37,7 +45,11 @@ def _new() -> dict:
 def test_old_messages_parse_and_round_trip_unchanged():
     event = parse_event(OLD)
     assert isinstance(event, TurnAssessed)
-    assert event.assessment.feedback is None and event.assessment.diagnosis is None and event.assessment.words[0].errors is None
+    assert (
+        event.assessment.feedback is None
+        and event.assessment.diagnosis is None
+        and event.assessment.words[0].errors is None
+    )
     assert to_dict(event) == OLD
 
 

@@ -43,7 +43,9 @@ KEY = "sdk-test-key"
 
 @pytest.fixture(scope="module")
 def server(scorer, tmp_path_factory):
-    process = ServerProcess(["--workers", "1", "--scorer", scorer, "--api-key", KEY], tmp_path_factory.mktemp("server") / "server.log")
+    process = ServerProcess(
+        ["--workers", "1", "--scorer", scorer, "--api-key", KEY], tmp_path_factory.mktemp("server") / "server.log"
+    )
     yield process
     assert process.stop() == 0, process.log()[-3000:]
     assert "Traceback" not in process.log()
@@ -78,12 +80,22 @@ def check_turns(events: list, expected: list[tuple[int, int]], tolerance_ms: int
     ended = [e for e in events if isinstance(e, TurnEnded)]
     assert [e.turn_id for e in ended] == started
     for e, (start, end) in zip(assessed, expected):
-        assert abs(e.start_ms - start) <= tolerance_ms and abs(e.end_ms - end) <= tolerance_ms, (e.start_ms, e.end_ms, start, end)
+        assert abs(e.start_ms - start) <= tolerance_ms and abs(e.end_ms - end) <= tolerance_ms, (
+            e.start_ms,
+            e.end_ms,
+            start,
+            end,
+        )
         a = e.assessment
         assert a.transcript.strip() and a.words and all(0 <= w.total <= 10 and w.phones for w in a.words)
         assert 0 <= a.sentence.total <= 10 and e.latency_ms.assess > 0
     summary = events[-1]
-    assert (summary.reason, summary.turns_started, summary.turns_assessed, summary.turns_failed) == ("client", len(expected), len(expected), 0)
+    assert (summary.reason, summary.turns_started, summary.turns_assessed, summary.turns_failed) == (
+        "client",
+        len(expected),
+        len(expected),
+        0,
+    )
     return assessed
 
 
@@ -163,7 +175,11 @@ class Proxy:
 
 def metric(server, name: str) -> float:
     text = http_get(server.http + "/metrics")[2]
-    return sum(float(line.split(" ")[1]) for line in text.splitlines() if line.startswith(name + " ") or line.startswith(name + "{"))
+    return sum(
+        float(line.split(" ")[1])
+        for line in text.splitlines()
+        if line.startswith(name + " ") or line.startswith(name + "{")
+    )
 
 
 def test_a_dropped_connection_resumes_without_assessing_a_turn_twice(server, three_turns):
@@ -181,6 +197,7 @@ def test_a_dropped_connection_resumes_without_assessing_a_turn_twice(server, thr
                 yield audio[i : i + 320]
 
         async with MultipaClient(url, api_key=KEY, reconnect=ReconnectPolicy(initial_delay_s=0.2)) as client:
+
             async def consume():
                 async for event in client.stream(source(), sample_rate=RATE, realtime=True):
                     events.append(event)
@@ -198,7 +215,11 @@ def test_a_dropped_connection_resumes_without_assessing_a_turn_twice(server, thr
     # without a result (30 ms grid); when the cut came before the next turn began, from where
     # the assessed one ended, which is earlier still
     earliest_open = (expected[first.turn_id][0] - 500) // 30 * 30
-    assert first.end_ms // 30 * 30 - 30 <= reconnected.resumed_from_ms <= earliest_open, (reconnected, first.end_ms, earliest_open)
+    assert first.end_ms // 30 * 30 - 30 <= reconnected.resumed_from_ms <= earliest_open, (
+        reconnected,
+        first.end_ms,
+        earliest_open,
+    )
     # the resumed session's VAD sees each onset as the first did: the same turns, give or take a frame
     check_turns([e for e in events if not isinstance(e, Reconnected)], expected, tolerance_ms=30)
     # the server assessed each of the three turns once: nothing resent was assessed again
@@ -218,18 +239,34 @@ def test_a_wrong_or_missing_key_and_a_closed_port(server):
 
 
 def test_the_cli_end_to_end(server, tmp_path):
-    speech = noisy(np.concatenate([np.zeros(RATE // 2, np.int16), utterance("001350134"), np.zeros(RATE, np.int16)]))  # HE IS A BIG BOY
+    speech = noisy(
+        np.concatenate([np.zeros(RATE // 2, np.int16), utterance("001350134"), np.zeros(RATE, np.int16)])
+    )  # HE IS A BIG BOY
     path = write_wav(tmp_path / "boy.wav", speech)
     cli = [sys.executable, "-m", "multipa_client.cli", "stream", server.url, str(path)]
-    readable = subprocess.run([*cli, "--api-key", KEY, "--reference", "HE IS A BIG BOY"], capture_output=True, text=True, timeout=240)
+    readable = subprocess.run(
+        [*cli, "--api-key", KEY, "--reference", "HE IS A BIG BOY"], capture_output=True, text=True, timeout=240
+    )
     assert readable.returncode == 0, readable.stderr
     out = readable.stdout
     assert "turn 1:" in out and "completeness" in out and "session ended (client): 1 turns, 1 assessed, 0 failed" in out
     assert all(word in out for word in ("he", "big", "boy")) and "acc" in out
-    as_json = subprocess.run([*cli, "--json"], capture_output=True, text=True, timeout=240, env={**__import__("os").environ, "MULTIPA_API_KEY": KEY})
+    as_json = subprocess.run(
+        [*cli, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**__import__("os").environ, "MULTIPA_API_KEY": KEY},
+    )
     assert as_json.returncode == 0, as_json.stderr
     events = [json.loads(line) for line in as_json.stdout.splitlines()]
-    assert [e["type"] for e in events] == ["session.started", "turn.started", "turn.ended", "turn.assessed", "session.ended"]
+    assert [e["type"] for e in events] == [
+        "session.started",
+        "turn.started",
+        "turn.ended",
+        "turn.assessed",
+        "session.ended",
+    ]
     assert events[3]["assessment"]["words"][0]["phones"]
     refused = subprocess.run([*cli, "--api-key", "wrong"], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "error [unauthorized]" in refused.stderr
@@ -256,13 +293,16 @@ def test_the_fake_server_plays_what_the_real_server_says(server, tmp_path):
         ours = next(e["event"] for e in shipped.events if e["event"]["type"] == kind)
         theirs = next(e["event"] for e in fresh.events if e["event"]["type"] == kind)
         assert structure(ours) == structure(theirs), kind
+
     # and the client gets the same events from the fake playing the fresh recording as the server sent
     async def go():
         async with MultipaClient("ws://fake/v1/stream", transport=FakeServer(fresh), realtime=False) as client:
             return await collect(client.stream([audio], sample_rate=RATE))
 
     played = [to_dict(e) for e in asyncio.run(go())]
-    assert [{k: v for k, v in e.items() if k != "session_id"} for e in played] == [{k: v for k, v in e["event"].items() if k != "session_id"} for e in fresh.events]
+    assert [{k: v for k, v in e.items() if k != "session_id"} for e in played] == [
+        {k: v for k, v in e["event"].items() if k != "session_id"} for e in fresh.events
+    ]
 
 
 def test_a_server_restart_mid_stream_resumes_on_another_server(server, scorer, three_turns, tmp_path):
@@ -282,6 +322,7 @@ def test_a_server_restart_mid_stream_resumes_on_another_server(server, scorer, t
                 yield audio[i : i + 320]
 
         async with MultipaClient(url, api_key=KEY, reconnect=ReconnectPolicy(initial_delay_s=0.2)) as client:
+
             async def consume():
                 async for event in client.stream(source(), sample_rate=RATE, realtime=True):
                     events.append(event)

@@ -44,12 +44,23 @@ def test_the_recorded_assessment_is_typed_down_to_the_phones():
     lat = assessed[0].latency_ms  # a speculative head start is assessing time spent before the turn ended
     assert lat.total + (lat.head_start or 0.0) >= lat.assess > 0
     started = parse_event(recorded()[0])
-    assert isinstance(started, SessionStarted) and started.vad == VadOptions() and started.limits["max_frame_bytes"] == 131072
+    assert (
+        isinstance(started, SessionStarted)
+        and started.vad == VadOptions()
+        and started.limits["max_frame_bytes"] == 131072
+    )
 
 
 def test_closed_mode_completeness_is_kept():
     event = next(e for e in recorded() if e["type"] == "turn.assessed")
-    event = {**event, "assessment": {**event["assessment"], "mode": "closed", "sentence": {**event["assessment"]["sentence"], "completeness": 8.0}}}
+    event = {
+        **event,
+        "assessment": {
+            **event["assessment"],
+            "mode": "closed",
+            "sentence": {**event["assessment"]["sentence"], "completeness": 8.0},
+        },
+    }
     parsed = parse_event(event)
     assert isinstance(parsed, TurnAssessed) and parsed.assessment.sentence.completeness == 8.0
     assert to_dict(parsed) == event
@@ -62,10 +73,29 @@ def test_an_unknown_event_type_is_passed_through():
 
 
 def test_unknown_fields_are_ignored_and_optional_ones_defaulted():
-    event = parse_event({"type": "turn.failed", "turn_id": 2, "start_ms": 4000, "end_ms": 4200, "code": "audio_too_short", "message": "short", "retry_after_s": 3})
+    event = parse_event(
+        {
+            "type": "turn.failed",
+            "turn_id": 2,
+            "start_ms": 4000,
+            "end_ms": 4200,
+            "code": "audio_too_short",
+            "message": "short",
+            "retry_after_s": 3,
+        }
+    )
     assert event == TurnFailed(2, 4000, 4200, "audio_too_short", "short")
     assert parse_event('{"type": "pong"}') == Pong(None)
-    ended = parse_event({"type": "session.ended", "reason": "client", "turns_started": 0, "turns_assessed": 0, "turns_failed": 0, "audio_ms": 0})
+    ended = parse_event(
+        {
+            "type": "session.ended",
+            "reason": "client",
+            "turns_started": 0,
+            "turns_assessed": 0,
+            "turns_failed": 0,
+            "audio_ms": 0,
+        }
+    )
     assert isinstance(ended, SessionEnded) and ended.failures == {}
 
 
@@ -94,12 +124,58 @@ def test_a_malformed_assessment_says_which_field():
         parse_event(broken)
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8), lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20)
-known = st.sampled_from(["session.started", "turn.started", "turn.ended", "turn.assessed", "turn.failed", "session.ended", "error", "pong", "turn.future"])
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+known = st.sampled_from(
+    [
+        "session.started",
+        "turn.started",
+        "turn.ended",
+        "turn.assessed",
+        "turn.failed",
+        "session.ended",
+        "error",
+        "pong",
+        "turn.future",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)
-@given(kind=known, fields=st.dictionaries(st.sampled_from(["turn_id", "start_ms", "end_ms", "reason", "code", "message", "fatal", "id", "assessment", "latency_ms", "vad", "limits", "session_id", "sample_rate", "mode", "realtime", "turns_started", "turns_assessed", "turns_failed", "audio_ms", "failures"]), json_values))
+@given(
+    kind=known,
+    fields=st.dictionaries(
+        st.sampled_from(
+            [
+                "turn_id",
+                "start_ms",
+                "end_ms",
+                "reason",
+                "code",
+                "message",
+                "fatal",
+                "id",
+                "assessment",
+                "latency_ms",
+                "vad",
+                "limits",
+                "session_id",
+                "sample_rate",
+                "mode",
+                "realtime",
+                "turns_started",
+                "turns_assessed",
+                "turns_failed",
+                "audio_ms",
+                "failures",
+            ]
+        ),
+        json_values,
+    ),
+)
 def test_whatever_a_server_sends_parses_or_raises_invalid_event(kind, fields):
     try:
         event = parse_event(json.dumps({"type": kind, **fields}))

@@ -37,7 +37,9 @@ RECORDED = [line["event"] for line in Recording.load("three_turns").events]
 
 def stream_audio() -> np.ndarray:
     """Noise as long as the recorded stream: the fake never listens, but it compares resent audio."""
-    return np.random.default_rng(7).normal(0, 2000, Recording.load("three_turns").audio_ms * RATE // 1000).astype(np.int16)
+    return (
+        np.random.default_rng(7).normal(0, 2000, Recording.load("three_turns").audio_ms * RATE // 1000).astype(np.int16)
+    )
 
 
 async def chunks(audio: np.ndarray, size: int = 1600):
@@ -45,7 +47,9 @@ async def chunks(audio: np.ndarray, size: int = 1600):
         yield audio[i : i + size]
 
 
-def run(fake: FakeServer, *, reconnect=FAST, reference: str | None = None, during=None) -> tuple[list, BaseException | None]:
+def run(
+    fake: FakeServer, *, reconnect=FAST, reference: str | None = None, during=None
+) -> tuple[list, BaseException | None]:
     async def go():
         events: list = []
         try:
@@ -84,7 +88,9 @@ def test_without_a_drop_the_client_yields_the_recorded_events():
     events, error = run(FakeServer())
     assert error is None
     echo = ("session_id", "realtime")  # the fake's own session id; it echoes the client's realtime=False
-    assert [{k: v for k, v in to_dict(e).items() if k not in echo} for e in events] == [{k: v for k, v in e.items() if k not in echo} for e in RECORDED]
+    assert [{k: v for k, v in to_dict(e).items() if k not in echo} for e in events] == [
+        {k: v for k, v in e.items() if k not in echo} for e in RECORDED
+    ]
 
 
 def test_a_drop_after_turn_one_resends_only_the_turns_without_results():
@@ -99,9 +105,16 @@ def test_a_drop_after_turn_one_resends_only_the_turns_without_results():
     resent = np.frombuffer(bytes(fake.sessions[1].audio), np.int16)
     assert np.array_equal(resent, audio[3660 * RATE // 1000 :])  # turn 1's audio (940-2940 ms) was not sent again
     assessed = {e.turn_id: to_dict(e) for e in events if isinstance(e, TurnAssessed)}
-    assert [assessed[i] for i in (1, 2, 3)] == [e for e in RECORDED if e["type"] == "turn.assessed"]  # the stream's clock and ids
+    assert [assessed[i] for i in (1, 2, 3)] == [
+        e for e in RECORDED if e["type"] == "turn.assessed"
+    ]  # the stream's clock and ids
     summary = events[-1]
-    assert isinstance(summary, SessionEnded) and (summary.turns_started, summary.turns_assessed, summary.turns_failed, summary.audio_ms) == (3, 3, 0, 10200)
+    assert isinstance(summary, SessionEnded) and (
+        summary.turns_started,
+        summary.turns_assessed,
+        summary.turns_failed,
+        summary.audio_ms,
+    ) == (3, 3, 0, 10200)
 
 
 def test_a_drop_while_a_turn_is_open_keeps_its_id_and_sends_its_start_once():
@@ -113,7 +126,10 @@ def test_a_drop_while_a_turn_is_open_keeps_its_id_and_sends_its_start_once():
     recorded = {(e["type"], e.get("turn_id")): e for e in RECORDED}
     for e in events:
         if isinstance(e, (TurnEnded, TurnAssessed)):
-            assert (e.start_ms, e.end_ms) == (recorded[e.type, e.turn_id]["start_ms"], recorded[e.type, e.turn_id]["end_ms"])
+            assert (e.start_ms, e.end_ms) == (
+                recorded[e.type, e.turn_id]["start_ms"],
+                recorded[e.type, e.turn_id]["end_ms"],
+            )
     # the reference of the unanswered first turn is sent again, before its audio
     assert fake.sessions[1].messages[0] == {"type": "turn.reference", "text": "THIS IS A GOOD STEP"}
     assert fake.sessions[1].messages[-1] == {"type": "session.end"}
@@ -181,7 +197,12 @@ def test_results_out_of_order_mute_the_answered_turn_in_the_resent_audio():
     rb = ReplayBuffer(RATE)
     rb.add_audio(np.full(5 * RATE, 1000, np.int16))
     rb.sent = rb.end
-    for event in [TurnStarted(1, 1000), TurnEnded(1, 1000, 2000, "silence"), TurnStarted(2, 2500), TurnEnded(2, 2500, 3500, "silence")]:
+    for event in [
+        TurnStarted(1, 1000),
+        TurnEnded(1, 1000, 2000, "silence"),
+        TurnStarted(2, 2500),
+        TurnEnded(2, 2500, 3500, "silence"),
+    ]:
         rb.on_event(event)
     (out,) = rb.on_event(TurnFailed(2, 2500, 3500, "audio_silent", "quiet"))  # turn 2 answered before turn 1
     assert out.turn_id == 2
@@ -279,9 +300,17 @@ def test_a_server_shutting_down_drains_then_the_stream_resumes_where_it_stopped_
     events, error = run(fake)
     assert error is None and not fake.mismatches
     check_once_each(events, 3)
-    assert [e.type for e in events] == ["session.started", "turn.started", "turn.ended", "turn.assessed", "client.reconnected"] + ["turn.started", "turn.ended"] * 2 + ["turn.assessed"] * 2 + ["session.ended"]
+    assert [e.type for e in events] == [
+        "session.started",
+        "turn.started",
+        "turn.ended",
+        "turn.assessed",
+        "client.reconnected",
+    ] + ["turn.started", "turn.ended"] * 2 + ["turn.assessed"] * 2 + ["session.ended"]
     reconnected = events[4]
-    assert reconnected.resumed_from_ms == 3390 and "shutting_down" in reconnected.cause  # 3400 ms, down to the 30 ms grid
+    assert (
+        reconnected.resumed_from_ms == 3390 and "shutting_down" in reconnected.cause
+    )  # 3400 ms, down to the 30 ms grid
     assert [s.offset_ms for s in fake.sessions] == [0, 3390]
     resent = np.frombuffer(bytes(fake.sessions[1].audio), np.int16)
     assert np.array_equal(resent, stream_audio()[3390 * RATE // 1000 :])
@@ -301,7 +330,9 @@ def test_a_turn_in_progress_at_shutdown_ends_there_and_is_assessed():
 def test_without_reconnect_a_shutdown_ends_the_stream_with_server_error():
     events, error = run(FakeServer(shutdown_after=3), reconnect=False)
     assert isinstance(error, ServerError) and error.code == "shutting_down"
-    assert [e.type for e in events][-3:] == ["error", "turn.assessed", "session.ended"] and events[-1].reason == "shutdown"
+    assert [e.type for e in events][-3:] == ["error", "turn.assessed", "session.ended"] and events[
+        -1
+    ].reason == "shutdown"
 
 
 def test_the_buffer_stays_small_over_a_long_stream():
@@ -311,7 +342,11 @@ def test_the_buffer_stays_small_over_a_long_stream():
         rb.sent = rb.end
         if second % 10 == 5:  # a two-second turn, answered at once
             turn = second // 10 + 1
-            for event in (TurnStarted(turn, (second - 2) * 1000), TurnEnded(turn, (second - 2) * 1000, second * 1000, "silence"), TurnFailed(turn, (second - 2) * 1000, second * 1000, "audio_silent", "")):
+            for event in (
+                TurnStarted(turn, (second - 2) * 1000),
+                TurnEnded(turn, (second - 2) * 1000, second * 1000, "silence"),
+                TurnFailed(turn, (second - 2) * 1000, second * 1000, "audio_silent", ""),
+            ):
                 rb.on_event(event)
         assert len(rb._buf) <= 2 * 7 * RATE  # 5 s retained, trimmed in whole seconds
     assert rb.retain_from() == 115 * RATE // 480 * 480  # the end of the last turn, down to the 30 ms grid

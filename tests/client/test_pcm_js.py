@@ -15,6 +15,8 @@ def test_pcm_helpers_under_node():
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed (the browser test covers the same code in Chromium)")
-    proc = subprocess.run([node, "--test", str(HERE / "test_pcm.mjs")], capture_output=True, text=True, timeout=120, cwd=HERE)
+    proc = subprocess.run(
+        [node, "--test", str(HERE / "test_pcm.mjs")], capture_output=True, text=True, timeout=120, cwd=HERE
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "# fail 0" in proc.stdout and "# pass 0" not in proc.stdout

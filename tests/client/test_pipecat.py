@@ -43,7 +43,10 @@ FRAME_MS = 20
 def audio_frames(samples: np.ndarray, rate: int = RATE, channels: int = 1) -> list[InputAudioRawFrame]:
     """int16 samples (frames x channels when stereo) as 20 ms transport frames."""
     step = rate * FRAME_MS // 1000
-    return [InputAudioRawFrame(audio=samples[i : i + step].tobytes(), sample_rate=rate, num_channels=channels) for i in range(0, len(samples), step)]
+    return [
+        InputAudioRawFrame(audio=samples[i : i + step].tobytes(), sample_rate=rate, num_channels=channels)
+        for i in range(0, len(samples), step)
+    ]
 
 
 def closed_port() -> int:
@@ -105,10 +108,21 @@ def test_server_turns_from_a_48k_stereo_transport_with_rtvi_and_notes():
     stereo = np.stack([mono, mono], axis=1)
     frames = audio_frames(stereo, 48_000, 2)
     tap = Tap(FakeServer("three_turns"))
-    processor = PronunciationProcessor("ws://fake/v1/stream", turns="server", rtvi=True, llm_note=True, note_role="developer", transport=tap, realtime=False, end_timeout_s=120)
+    processor = PronunciationProcessor(
+        "ws://fake/v1/stream",
+        turns="server",
+        rtvi=True,
+        llm_note=True,
+        note_role="developer",
+        transport=tap,
+        realtime=False,
+        end_timeout_s=120,
+    )
     down, _ = asyncio.run(run_test(processor, frames_to_send=[*frames, SleepFrame(sleep=2.0)]))
 
-    assert [f for f in down if isinstance(f, InputAudioRawFrame)] == frames and all(a is b for a, b in zip([f for f in down if isinstance(f, InputAudioRawFrame)], frames))
+    assert [f for f in down if isinstance(f, InputAudioRawFrame)] == frames and all(
+        a is b for a, b in zip([f for f in down if isinstance(f, InputAudioRawFrame)], frames)
+    )
     assessed = [f for f in down if isinstance(f, PronunciationAssessmentFrame)]
     assert [f.event.turn_id for f in assessed] == [1, 2, 3] and all(isinstance(f.event, TurnAssessed) for f in assessed)
     assert all(f.learner_turn is None for f in assessed)  # no user turns in this pipeline
@@ -116,7 +130,9 @@ def test_server_turns_from_a_48k_stereo_transport_with_rtvi_and_notes():
     assert [d["type"] for d in rtvi] == ["pronunciation.assessed"] * 3 and [d["turn_id"] for d in rtvi] == [1, 2, 3]
     assert rtvi[0]["assessment"]["transcript"] == assessed[0].event.assessment.transcript
     notes = [f.messages[0] for f in down if isinstance(f, LLMMessagesAppendFrame)]
-    assert [n["role"] for n in notes] == ["developer"] * 3 and assessed[2].event.assessment.transcript.strip() in notes[2]["content"]
+    assert [n["role"] for n in notes] == ["developer"] * 3 and assessed[2].event.assessment.transcript.strip() in notes[
+        2
+    ]["content"]
     assert not [f for f in down if isinstance(f, PronunciationFailedFrame)]
     # 48 kHz stereo reached the server as 16 kHz mono: the whole stream, give or take the resampler's tail
     assert abs(tap.audio_samples() - recording.audio_ms * 16) <= 16 * FRAME_MS
@@ -136,7 +152,11 @@ def test_no_server_every_learner_turn_fails_and_the_audio_flows_on():
     got_audio = [f for f in down if isinstance(f, InputAudioRawFrame)]
     assert len(got_audio) == len(sent_audio) and all(a is b for a, b in zip(got_audio, sent_audio))
     failed = [f for f in down if isinstance(f, PronunciationFailedFrame)]
-    assert [(f.learner_turn, f.code) for f in failed] == [(1, SERVER_UNAVAILABLE), (2, SERVER_UNAVAILABLE), (3, SERVER_UNAVAILABLE)]
+    assert [(f.learner_turn, f.code) for f in failed] == [
+        (1, SERVER_UNAVAILABLE),
+        (2, SERVER_UNAVAILABLE),
+        (3, SERVER_UNAVAILABLE),
+    ]
     assert [f.data["code"] for f in down if isinstance(f, RTVIServerMessageFrame)] == [SERVER_UNAVAILABLE] * 3
 
 
@@ -147,10 +167,20 @@ def test_pipeline_turns_send_turn_end_after_the_turns_audio_and_the_reference_be
     processor = PronunciationProcessor("ws://fake/v1/stream", transport=tap, pre_roll_ms=100, realtime=False)
     quiet = audio_frames(np.zeros(RATE, np.int16))  # 1 s before the turn: only 100 ms of it is sent
     speech = audio_frames(np.full(RATE, 500, np.int16))
-    frames = [*quiet, PronunciationReferenceFrame("MIKE LIKES THE ORANGE ONE"), UserStartedSpeakingFrame(), *speech, UserStoppedSpeakingFrame(), *quiet, SleepFrame(sleep=0.5)]
+    frames = [
+        *quiet,
+        PronunciationReferenceFrame("MIKE LIKES THE ORANGE ONE"),
+        UserStartedSpeakingFrame(),
+        *speech,
+        UserStoppedSpeakingFrame(),
+        *quiet,
+        SleepFrame(sleep=0.5),
+    ]
     down, _ = asyncio.run(run_test(processor, frames_to_send=frames))
 
-    assert [f for f in down if isinstance(f, PronunciationReferenceFrame)][0].text == "MIKE LIKES THE ORANGE ONE"  # passed on too
+    assert [f for f in down if isinstance(f, PronunciationReferenceFrame)][
+        0
+    ].text == "MIKE LIKES THE ORANGE ONE"  # passed on too
     import json
 
     received = tap.sent
@@ -192,10 +222,19 @@ class Conversation:
 
         # the bot's user side as Pipecat builds it: Silero VAD and its turn strategies in the
         # context aggregator, which broadcasts UserStarted/StoppedSpeakingFrame back to us
-        strategies = UserTurnStrategies(start=[VADUserTurnStartStrategy()], stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.4, wait_for_transcript=False)])
-        user = LLMUserAggregator(context, params=LLMUserAggregatorParams(vad_analyzer=SileroVADAnalyzer(), user_turn_strategies=strategies))
+        strategies = UserTurnStrategies(
+            start=[VADUserTurnStartStrategy()],
+            stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.4, wait_for_transcript=False)],
+        )
+        user = LLMUserAggregator(
+            context, params=LLMUserAggregatorParams(vad_analyzer=SileroVADAnalyzer(), user_turn_strategies=strategies)
+        )
         self.after = Recorder()  # right after our processor: what the rest of the bot gets
-        self.worker = PipelineWorker(Pipeline([processor, self.after, user]), params=PipelineParams(audio_in_sample_rate=RATE), cancel_on_idle_timeout=False)
+        self.worker = PipelineWorker(
+            Pipeline([processor, self.after, user]),
+            params=PipelineParams(audio_in_sample_rate=RATE),
+            cancel_on_idle_timeout=False,
+        )
         self.sent: list[InputAudioRawFrame] = []
 
     async def __aenter__(self) -> "Conversation":
@@ -234,10 +273,18 @@ class Conversation:
             await self.say(np.zeros(RATE // 5, np.int16))
 
     def feedback(self) -> list:
-        return [f for f, _ in self.after.frames if isinstance(f, (PronunciationAssessmentFrame, PronunciationFailedFrame))]
+        return [
+            f for f, _ in self.after.frames if isinstance(f, (PronunciationAssessmentFrame, PronunciationFailedFrame))
+        ]
 
     def turns_ended(self) -> int:
-        return len([f for f, d in self.after.frames if isinstance(f, UserStoppedSpeakingFrame) and d is FrameDirection.UPSTREAM])
+        return len(
+            [
+                f
+                for f, d in self.after.frames
+                if isinstance(f, UserStoppedSpeakingFrame) and d is FrameDirection.UPSTREAM
+            ]
+        )
 
 
 @pytest.mark.models
@@ -253,7 +300,13 @@ def test_a_real_pipeline_with_silero_vad_against_the_real_server_killed_mid_conv
     server = ServerProcess(args, tmp_path / "first.log", timeout=900)
     url = f"ws://127.0.0.1:{port}/v1/stream"
     context = LLMContext(messages=[{"role": "system", "content": "You are an English tutor."}])
-    processor = PronunciationProcessor(url, llm_note=True, rtvi=True, retry_after_s=1.0, reconnect=ReconnectPolicy(attempts=2, initial_delay_s=0.2, max_delay_s=0.5))
+    processor = PronunciationProcessor(
+        url,
+        llm_note=True,
+        rtvi=True,
+        retry_after_s=1.0,
+        reconnect=ReconnectPolicy(attempts=2, initial_delay_s=0.2, max_delay_s=0.5),
+    )
     reference = "HE IS A BIG BOY"
     second = None
 
@@ -269,8 +322,12 @@ def test_a_real_pipeline_with_silero_vad_against_the_real_server_killed_mid_conv
             server.proc.wait(30)
             await talk.say(utterance("000480014"))  # the server is down: this turn fails, nothing stops
             await talk.silence_until(lambda: len(talk.feedback()) == 3 == talk.turns_ended(), 60)
-            restart = asyncio.ensure_future(asyncio.to_thread(ServerProcess, args, tmp_path / "second.log", timeout=900))
-            await talk.silence_until(restart.done, 960)  # the bot goes on while the server starts again, on the same port
+            restart = asyncio.ensure_future(
+                asyncio.to_thread(ServerProcess, args, tmp_path / "second.log", timeout=900)
+            )
+            await talk.silence_until(
+                restart.done, 960
+            )  # the bot goes on while the server starts again, on the same port
             second = restart.result()
             await talk.say(silence(0.5))
             await talk.worker.queue_frame(PronunciationReferenceFrame(reference))  # the bot asked for this sentence
@@ -293,7 +350,9 @@ def test_a_real_pipeline_with_silero_vad_against_the_real_server_killed_mid_conv
     # one frame per learner turn: turns 1, 2, 4 and 5 assessed, turn 3 (server down) failed
     feedback = talk.feedback()
     assert [f.learner_turn for f in feedback] == [1, 2, 3, 4, 5], feedback
-    assert [type(f).__name__ for f in feedback] == ["PronunciationAssessmentFrame"] * 2 + ["PronunciationFailedFrame"] + ["PronunciationAssessmentFrame"] * 2, feedback
+    assert [type(f).__name__ for f in feedback] == ["PronunciationAssessmentFrame"] * 2 + [
+        "PronunciationFailedFrame"
+    ] + ["PronunciationAssessmentFrame"] * 2, feedback
     assert feedback[2].code in (SERVER_UNAVAILABLE, "connection_lost")
     said = [f.event.assessment for f in feedback if isinstance(f, PronunciationAssessmentFrame)]
     assert "good" in said[0].transcript.lower() and "good" in said[1].transcript.lower()

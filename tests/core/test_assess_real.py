@@ -15,7 +15,9 @@ UTT = "000530003"  # development speaker 0053: "MIKE LIKES THE ORANGE ONE"
 
 
 def multipa(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "multipa_core.cli", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "multipa_core.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")

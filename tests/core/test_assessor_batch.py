@@ -72,7 +72,9 @@ def test_every_network_is_on_the_requested_device(assessor):
     found = list(_torch_objects(assessor))
     modules = [m for m in found if isinstance(m, torch.nn.Module)]
     assert len(modules) >= 2  # the scorer's networks and the aligner at least
-    tensors = [t for m in modules for t in [*m.parameters(), *m.buffers()]] + [t for t in found if isinstance(t, torch.Tensor)]
+    tensors = [t for m in modules for t in [*m.parameters(), *m.buffers()]] + [
+        t for t in found if isinstance(t, torch.Tensor)
+    ]
     assert tensors and {t.device.type for t in tensors} == {"cpu"}
     placement = assessor.placement()
     assert {"asr_recognized", "asr_target", "scorer[0]", "aligner", "encoder_layers"} <= set(placement)

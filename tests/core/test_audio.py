@@ -55,7 +55,9 @@ def expected_length(frames: int, rate: int) -> int:
 @pytest.mark.parametrize("container,subtype", ENCODINGS)
 @pytest.mark.parametrize("rate", RATES)
 @pytest.mark.parametrize("channels", (1, 2))
-def test_files_decode_to_16k_mono_float32(tmp_path: Path, container: str, subtype: str, rate: int, channels: int) -> None:
+def test_files_decode_to_16k_mono_float32(
+    tmp_path: Path, container: str, subtype: str, rate: int, channels: int
+) -> None:
     freq = 440.0
     mono = sine(freq, 1.0, rate)
     data = mono if channels == 1 else np.stack([mono, mono], axis=1)

@@ -92,7 +92,9 @@ def test_hubert_preprocessor_config_decides_normalisation(hubert_dir: Path, tmp_
 
 def test_hubert_rejects_other_checkpoint(tmp_path: Path) -> None:
     # A BERT directory is no HuBERT: the feature encoder weights are missing.
-    config = transformers.BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, vocab_size=50)
+    config = transformers.BertConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, vocab_size=50
+    )
     transformers.BertModel(config).save_pretrained(tmp_path)
     with pytest.raises(ModelFilesError, match="not a HuBERT"):
         HubertEmbedder(tmp_path)
@@ -129,7 +131,7 @@ def _save_charsiu(path: Path, labels: list[str], **extra: object) -> Path:
     config = transformers.Wav2Vec2Config(
         feat_extract_norm="group",
         id2label=dict(enumerate(labels)),
-        label2id={l: i for i, l in enumerate(labels)},
+        label2id={name: i for i, name in enumerate(labels)},
         **{**TINY, **extra},
     )
     transformers.Wav2Vec2ForAudioFrameClassification(config).save_pretrained(path)
@@ -217,7 +219,11 @@ def roberta_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ] * 5
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(
-        corpus, vocab_size=300, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"], show_progress=False
+        corpus,
+        vocab_size=300,
+        min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        show_progress=False,
     )
     bpe.save_model(str(path))  # vocab.json, merges.txt
     tokenizer = transformers.RobertaTokenizerFast.from_pretrained(str(path))  # reads vocab.json, merges.txt
@@ -270,7 +276,9 @@ def test_roberta_multi_token_words_pooled(roberta_dir: Path) -> None:
     assert out.shape == (3, 32) and np.isfinite(out).all()
     # Word 1's vector is the mean of its sub-word token vectors.
     with torch.inference_mode():
-        hidden = embed.model(**embed.tokenizer(words, is_split_into_words=True, return_tensors="pt")).last_hidden_state[0]
+        hidden = embed.model(**embed.tokenizer(words, is_split_into_words=True, return_tensors="pt")).last_hidden_state[
+            0
+        ]
     positions = [i for i, w in enumerate(word_ids) if w == 1]
     np.testing.assert_allclose(out[1], hidden[positions].mean(0).numpy(), atol=1e-5)
 

@@ -53,6 +53,7 @@ def test_crossval_holds_each_fold_out_and_resumes(foreign, tmp_path, monkeypatch
             utterances = list(utterances)
             read[-1].update(u.speaker for u in utterances)
             return real(utterances, *args, **kwargs)
+
         return spy
 
     real_train = train_mod.train
@@ -64,11 +65,16 @@ def test_crossval_holds_each_fold_out_and_resumes(foreign, tmp_path, monkeypatch
     monkeypatch.setattr(train_mod, "closed_examples", spying(dataset.closed_examples))
     monkeypatch.setattr(train_mod, "open_examples", spying(dataset.open_examples))
     monkeypatch.setattr(cv_mod, "train", counting_train)
-    recipe = TrainConfig(data=str(root), out="", cache=str(cache), folds=str(folds), epochs=1, members=1, validation_speakers=1)
+    recipe = TrainConfig(
+        data=str(root), out="", cache=str(cache), folds=str(folds), epochs=1, members=1, validation_speakers=1
+    )
     config = cv_mod.CrossvalConfig(recipe=recipe, workdir=str(tmp_path / "cv"))
     report = cv_mod.crossval(config)
 
-    assert read == [{"foreign1", "foreign3"}, {"foreign0", "foreign2"}]  # fold k's speakers never read while it is held out
+    assert read == [
+        {"foreign1", "foreign3"},
+        {"foreign0", "foreign2"},
+    ]  # fold k's speakers never read while it is held out
     for mode in ("open", "closed"):
         s = report[mode]
         assert s["n"] == PICK and s["failed"] == 0
@@ -88,13 +94,21 @@ def test_crossval_holds_each_fold_out_and_resumes(foreign, tmp_path, monkeypatch
     # the shipped scorer bags every fold's networks; nothing is trained again
     read.append(set())
     shipped = cv_mod.ship(config, str(tmp_path / "shipped.pt"), 1.5, report)
-    assert len(read) == 3 and read[-1] == {"foreign0", "foreign1", "foreign2", "foreign3"}  # every speaker, for the probe; no train() ran
+    assert len(read) == 3 and read[-1] == {
+        "foreign0",
+        "foreign1",
+        "foreign2",
+        "foreign3",
+    }  # every speaker, for the probe; no train() ran
     assert shipped["members"] == 2 and shipped["train_utterances"] == PICK and shipped["needs_improvement_k"] == 1.5
     from multipa_core.scorer import Scorer as _Scorer
 
     bagged = _Scorer(str(tmp_path / "shipped.pt"))
     assert len(bagged.nets) == 2 and bagged.metadata["folds"] == [0, 1] and bagged.probe is not None
-    assert bagged.metadata["crossval_estimate"]["open"]["sentence"]["total"]["pcc"]["mean"] == report["open"]["across_folds"]["sentence"]["total"]["pcc"]["mean"]
+    assert (
+        bagged.metadata["crossval_estimate"]["open"]["sentence"]["total"]["pcc"]["mean"]
+        == report["open"]["across_folds"]["sentence"]["total"]["pcc"]["mean"]
+    )
 
     # the needs-improvement rule of a checkpoint is set without retraining
     from multipa_core import cli

@@ -18,7 +18,12 @@ def utterance(words):
         text=" ".join(w for w, _ in words),
         audio_path=Path("/nonexistent.flac"),
         words=[WordLabel(w, ["AH0"], {"accuracy": [a] * 5, "stress": [10.0] * 5, "total": [a] * 5}) for w, a in words],
-        scores={"accuracy": [6, 7, 8, 9, 10], "fluency": [5, 5, 5, 5, 5], "prosodic": [1, 2, 3, 4, 10], "total": [7, 7, 7, 8, 8]},
+        scores={
+            "accuracy": [6, 7, 8, 9, 10],
+            "fluency": [5, 5, 5, 5, 5],
+            "prosodic": [1, 2, 3, 4, 10],
+            "total": [7, 7, 7, 8, 8],
+        },
     )
 
 
@@ -46,17 +51,21 @@ def test_sentence_labels_are_expert_medians():
 
 
 def test_open_word_targets_average_overlapping_reference_words():
-    reference = make_alignment([
-        ("i", [("AY1", 0.0, 0.2, 1.0)]),
-        ("can", [("K", 0.2, 0.3, 1.0), ("AE1", 0.3, 0.5, 1.0)]),
-        ("go", [("G", 0.8, 0.9, 1.0), ("OW1", 0.9, 1.0, 1.0)]),
-    ])
+    reference = make_alignment(
+        [
+            ("i", [("AY1", 0.0, 0.2, 1.0)]),
+            ("can", [("K", 0.2, 0.3, 1.0), ("AE1", 0.3, 0.5, 1.0)]),
+            ("go", [("G", 0.8, 0.9, 1.0), ("OW1", 0.9, 1.0, 1.0)]),
+        ]
+    )
     # ASR_t heard "ican" spanning the first two reference words, then "go", then a word over silence.
-    target = make_alignment([
-        ("ican", [("AY1", 0.0, 0.25, 1.0), ("K", 0.25, 0.5, 1.0)]),
-        ("go", [("G", 0.8, 1.0, 1.0)]),
-        ("uh", [("AH0", 0.6, 0.7, 1.0)]),
-    ])
+    target = make_alignment(
+        [
+            ("ican", [("AY1", 0.0, 0.25, 1.0), ("K", 0.25, 0.5, 1.0)]),
+            ("go", [("G", 0.8, 1.0, 1.0)]),
+            ("uh", [("AH0", 0.6, 0.7, 1.0)]),
+        ]
+    )
     utt = utterance([("I", 10.0), ("CAN", 4.0), ("GO", 7.0)])
     builder = FakeBuilder(reference)
     targets = dataset.open_word_targets(FakeAnalysis(target), utt, builder)
@@ -69,5 +78,7 @@ def test_open_word_targets_average_overlapping_reference_words():
 def test_open_word_targets_unknown_when_reference_alignment_is_incomplete():
     reference = make_alignment([("i", [("AY1", 0.0, 0.2, 1.0)])])
     target = make_alignment([("i", [("AY1", 0.0, 0.2, 1.0)])])
-    targets = dataset.open_word_targets(FakeAnalysis(target), utterance([("I", 9.0), ("GO", 3.0)]), FakeBuilder(reference))
+    targets = dataset.open_word_targets(
+        FakeAnalysis(target), utterance([("I", 9.0), ("GO", 3.0)]), FakeBuilder(reference)
+    )
     assert np.isnan(targets).all()

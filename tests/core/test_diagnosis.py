@@ -14,7 +14,10 @@ from multipa_core.prosody import Pause
 def test_align_phones_substitution_deletion_insertion_empty():
     assert align_phones(["R", "EH1", "D"], ["L", "EH", "D"]) == (["L", "EH", "D"], [])
     assert align_phones(["K", "AE1", "T"], ["K", "AE"]) == (["K", "AE", None], [])
-    assert align_phones(["S", "P", "R", "IH1", "NG"], ["S", "AH", "P", "R", "IH", "NG"]) == (["S", "P", "R", "IH", "NG"], [(1, "AH")])
+    assert align_phones(["S", "P", "R", "IH1", "NG"], ["S", "AH", "P", "R", "IH", "NG"]) == (
+        ["S", "P", "R", "IH", "NG"],
+        [(1, "AH")],
+    )
     assert align_phones([], ["AH"]) == ([], [(0, "AH")])
     assert align_phones(["AH0"], []) == ([None], [])
     assert align_phones([], []) == ([], [])
@@ -39,7 +42,12 @@ def _posteriors(sequence: list[str | None], frames_each: int = 3) -> np.ndarray:
 
 def _word_alignment(phones: list[str], frames_each: int = 3) -> Alignment:
     segs = [PhoneSegment(p, k * frames_each * 0.02, (k + 1) * frames_each * 0.02, 0.9, 0) for k, p in enumerate(phones)]
-    return Alignment([WordSegment("red", segs[0].start, segs[-1].end, list(range(len(phones))))], segs, np.zeros((len(phones), ph.NUM_CLASSES)), len(phones) * frames_each * 0.02)
+    return Alignment(
+        [WordSegment("red", segs[0].start, segs[-1].end, list(range(len(phones))))],
+        segs,
+        np.zeros((len(phones), ph.NUM_CLASSES)),
+        len(phones) * frames_each * 0.02,
+    )
 
 
 def test_free_phones_and_word_diagnosis():
@@ -47,7 +55,11 @@ def test_free_phones_and_word_diagnosis():
     assert free_phones(log_probs) == ["L", "EH", "D"]
     assert free_phones(np.zeros((0, ph.NUM_CLASSES))) == []
     d = diagnose_word(log_probs, _word_alignment(["R", "EH1", "D"]), 0)
-    assert [(p.expected, p.heard, p.error) for p in d.phones] == [("R", "L", "substitution"), ("EH1", "EH", "none"), ("D", "D", "none")]
+    assert [(p.expected, p.heard, p.error) for p in d.phones] == [
+        ("R", "L", "substitution"),
+        ("EH1", "EH", "none"),
+        ("D", "D", "none"),
+    ]
     assert d.errors == [0] and d.phones[0].nbest[0][0] == "L" and len(d.phones[0].nbest) == 3
 
 

@@ -57,13 +57,20 @@ def test_learner_speech(assessor, closed):
     check_diagnosis(doc)
     assert doc["timings_ms"]["diagnosis"] > 0
     flagged = [w for w in doc["words"] if w["needs_improvement"]]
-    assert all("mispronunciation" in w["errors"] or "omission" in w["errors"] for w in flagged)  # a flagged word says why
+    assert all(
+        "mispronunciation" in w["errors"] or "omission" in w["errors"] for w in flagged
+    )  # a flagged word says why
 
 
 def test_multipa_assess_shows_heard_phones_and_feedback():
     if not DATA.is_dir():
         pytest.skip(f"shared data missing at {DATA}")
-    proc = subprocess.run([sys.executable, "-m", "multipa_core.cli", "assess", str(DATA / "audio" / f"{UTT}.flac")], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "multipa_core.cli", "assess", str(DATA / "audio" / f"{UTT}.flac")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "/dʒ/" in proc.stdout and "/ð/" in proc.stdout  # the IPA lines under "orange" and "the"
     assert "syllables per second" in proc.stdout
@@ -91,10 +98,14 @@ def test_espeak_speech_correct_and_with_a_planted_error(assessor, espeak):
 
 
 def test_bad_input_one_word_and_silence(assessor, espeak):
-    one = assessor.assess(diagnosis_eval.espeak_say(diagnosis_eval.espeak_phonemes("hello")), reference="hello").to_dict()
+    one = assessor.assess(
+        diagnosis_eval.espeak_say(diagnosis_eval.espeak_phonemes("hello")), reference="hello"
+    ).to_dict()
     assert len(one["words"]) == 1 and one["diagnosis"]["errors"] == [] and len(one["feedback"]) <= 1
     assert one["diagnosis"]["prosody"]["pauses"] == []
     with pytest.raises(AudioError):  # silence is refused by the audio checks, before any diagnosis
         assessor.assess(np.zeros(32000, np.float32))
-    nothing = assessor.assess(diagnosis_eval.espeak_say(diagnosis_eval.espeak_phonemes("hello")), reference="...").to_dict()
+    nothing = assessor.assess(
+        diagnosis_eval.espeak_say(diagnosis_eval.espeak_phonemes("hello")), reference="..."
+    ).to_dict()
     assert nothing["words"] == [] and nothing["feedback"] == [] and json.dumps(nothing)

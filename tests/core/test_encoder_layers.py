@@ -18,7 +18,11 @@ def _set(spec, path, value):
     obj, parts = spec, path.split("/")
     for part in parts[:-1]:
         base, _, index = part.rpartition("_")
-        obj = getattr(obj, base)[int(index)] if index.isdigit() and isinstance(getattr(obj, base, None), list) else getattr(obj, part)
+        obj = (
+            getattr(obj, base)[int(index)]
+            if index.isdigit() and isinstance(getattr(obj, base, None), list)
+            else getattr(obj, part)
+        )
     setattr(obj, parts[-1], value)
 
 
@@ -34,7 +38,13 @@ def write_tiny_whisper(folder: Path, quantization: str | None = None, seed: int 
         _set(spec, f"{prefix}/beta", (0.1 * rng.standard_normal(WIDTH)).astype(np.float32))
 
     def linear(prefix, rows, cols, *kernel):
-        _set(spec, f"{prefix}/weight", (rng.standard_normal((rows, cols, *kernel)) / np.sqrt(cols * (kernel[0] if kernel else 1))).astype(np.float32))
+        _set(
+            spec,
+            f"{prefix}/weight",
+            (rng.standard_normal((rows, cols, *kernel)) / np.sqrt(cols * (kernel[0] if kernel else 1))).astype(
+                np.float32
+            ),
+        )
         _set(spec, f"{prefix}/bias", (0.05 * rng.standard_normal(rows)).astype(np.float32))
 
     def block(prefix, cross=False):
@@ -93,7 +103,11 @@ def test_last_layer_matches_ctranslate2(tiny):
     encoder = load(tiny)
     assert (encoder.layers, encoder.heads, encoder.width) == (LAYERS, HEADS, WIDTH)
     x = mel()
-    reference = np.asarray(ctranslate2.models.Whisper(str(tiny), device="cpu").encode(ctranslate2.StorageView.from_array(x[None]), to_cpu=True))[0]
+    reference = np.asarray(
+        ctranslate2.models.Whisper(str(tiny), device="cpu").encode(
+            ctranslate2.StorageView.from_array(x[None]), to_cpu=True
+        )
+    )[0]
     hidden = encoder.hidden_states(x, 30 * 16000)
     assert len(hidden) == LAYERS
     mine = encoder._norm(hidden[-1], "encoder/layer_norm").numpy()
@@ -112,7 +126,9 @@ def test_statistics_cover_the_audio_only(tiny):
     x = mel()
     stats = encoder.statistics(x, 16000)  # one second: 100 mel frames, 50 encoder frames
     assert stats.shape == (LAYERS, 2 * WIDTH) and stats.dtype == np.float32
-    np.testing.assert_allclose(stats, encoder.statistics(x[:, :100], 16000), atol=1e-5)  # the frames past the audio are not read
+    np.testing.assert_allclose(
+        stats, encoder.statistics(x[:, :100], 16000), atol=1e-5
+    )  # the frames past the audio are not read
     first = encoder.hidden_states(x, 16000)[0].numpy()
     assert first.shape == (50, WIDTH)
     np.testing.assert_allclose(stats[0], np.concatenate([first.mean(0), first.std(0)]), atol=1e-5)
@@ -135,6 +151,8 @@ def test_unreadable_models_fail_clearly(tiny, tmp_path, damage):
     elif damage == "version":
         (folder / "model.bin").write_bytes((99).to_bytes(4, "little") + raw[4:])
     elif damage == "not-whisper":
-        (folder / "model.bin").write_bytes(raw[:4] + b"\x02\x00x\x00" + (1).to_bytes(4, "little") + (0).to_bytes(4, "little"))
+        (folder / "model.bin").write_bytes(
+            raw[:4] + b"\x02\x00x\x00" + (1).to_bytes(4, "little") + (0).to_bytes(4, "little")
+        )
     with pytest.raises(ModelFilesError):
         load(folder)

@@ -11,8 +11,13 @@ from multipa_core.evaluate import detection, summarize
 
 def utterance(words):
     return Utterance(
-        utt="u1", speaker="s1", text=" ".join(w for w, _ in words), audio_path=Path("/nonexistent.flac"),
-        words=[WordLabel(w, ["AH0"], {"accuracy": [a] * 5, "stress": [10.0] * 5, "total": [a + 0.5] * 5}) for w, a in words],
+        utt="u1",
+        speaker="s1",
+        text=" ".join(w for w, _ in words),
+        audio_path=Path("/nonexistent.flac"),
+        words=[
+            WordLabel(w, ["AH0"], {"accuracy": [a] * 5, "stress": [10.0] * 5, "total": [a + 0.5] * 5}) for w, a in words
+        ],
     )
 
 
@@ -65,7 +70,14 @@ def test_summarize_reports_both_word_rules():
     rng = np.random.default_rng(0)
     s = rng.uniform(0, 10, (20, 4))
     w = rng.uniform(0, 10, (30, 3))
-    arrays = {"sentence_pred": s, "sentence_ref": s + rng.normal(0, 1, s.shape), "word_pred": w, "word_ref": w, "word_lev_pred": w[:10], "word_lev_ref": w[:10] * 2}
+    arrays = {
+        "sentence_pred": s,
+        "sentence_ref": s + rng.normal(0, 1, s.shape),
+        "word_pred": w,
+        "word_ref": w,
+        "word_lev_pred": w[:10],
+        "word_lev_ref": w[:10] * 2,
+    }
     report = summarize(arrays, {"accuracy": 5.0, "total": 5.0})
     assert set(report) == {"sentence", "word", "word_levenshtein", "needs_improvement", "needs_improvement_levenshtein"}
     assert report["word"]["accuracy"]["pcc"] == 1.0 and report["word_levenshtein"]["accuracy"]["pcc"] == 1.0

@@ -23,15 +23,19 @@ def make_alignment(words):
     return Alignment(out, phones, posts, 1.0)
 
 
-TARGET = make_alignment([
-    ("we", [("W", 0.10, 0.18, 0.9), ("IY1", 0.18, 0.30, 0.8)]),
-    ("go", [("G", 0.50, 0.60, 0.3), ("OW1", 0.60, 0.80, 0.7)]),
-    ("now", [("N", 0.90, 0.95, 0.5), ("AW1", 0.95, 1.00, 0.6)]),
-])
-RECOGNIZED = make_alignment([
-    ("we", [("W", 0.12, 0.20, 0.9), ("IY1", 0.20, 0.30, 0.8)]),
-    ("no", [("N", 0.55, 0.62, 0.9), ("OW1", 0.62, 0.80, 0.9)]),
-])
+TARGET = make_alignment(
+    [
+        ("we", [("W", 0.10, 0.18, 0.9), ("IY1", 0.18, 0.30, 0.8)]),
+        ("go", [("G", 0.50, 0.60, 0.3), ("OW1", 0.60, 0.80, 0.7)]),
+        ("now", [("N", 0.90, 0.95, 0.5), ("AW1", 0.95, 1.00, 0.6)]),
+    ]
+)
+RECOGNIZED = make_alignment(
+    [
+        ("we", [("W", 0.12, 0.20, 0.9), ("IY1", 0.20, 0.30, 0.8)]),
+        ("no", [("N", 0.55, 0.62, 0.9), ("OW1", 0.62, 0.80, 0.9)]),
+    ]
+)
 FRAMES = np.random.default_rng(0).normal(size=(50, 8)).astype(np.float32)
 T_TEXT = np.arange(3 * 4, dtype=np.float32).reshape(3, 4)
 R_TEXT = 100 + np.arange(2 * 4, dtype=np.float32).reshape(2, 4)

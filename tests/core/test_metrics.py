@@ -53,7 +53,9 @@ def test_probe_on_both_encoders_and_the_pronunciation_summary():
     x = np.stack([probe.describe(t, "two-encoders-pronunciation") for t in turns])
     assert x.shape == (60, 4 * 16 + 4 * 5 + probe.PRONUNCIATION_SIZE) and np.isfinite(x).all()
     weights = probe.penalty_weights("two-encoders-pronunciation", x.shape[1])
-    assert (weights[-probe.PRONUNCIATION_SIZE :] == probe.PRONUNCIATION_WEIGHT).all() and (weights[: -probe.PRONUNCIATION_SIZE] == 1).all()
+    assert (weights[-probe.PRONUNCIATION_SIZE :] == probe.PRONUNCIATION_WEIGHT).all() and (
+        weights[: -probe.PRONUNCIATION_SIZE] == 1
+    ).all()
     model = probe.fit_ridge(x, x[:, :2], 1.0, "two-encoders-pronunciation")
     np.testing.assert_allclose(model.predict_turns(turns[:3]), model.predict(x[:3]))
     # a column of the pronunciation summary is shrunk less under the same penalty
@@ -96,4 +98,6 @@ def test_probe_on_encoder_layers():
     np.testing.assert_allclose(x[-probe.PRONUNCIATION_SIZE :], base[-probe.PRONUNCIATION_SIZE :])
     np.testing.assert_allclose(x[4 * 16 + 4 * 5 : 4 * 16 + 4 * 5 + 48], turn.encoder_layers.ravel())
     weights = probe.penalty_weights("encoder-layers", x.shape[0])
-    assert (weights[-probe.PRONUNCIATION_SIZE :] == probe.PRONUNCIATION_WEIGHT).all() and (weights[: -probe.PRONUNCIATION_SIZE] == 1).all()
+    assert (weights[-probe.PRONUNCIATION_SIZE :] == probe.PRONUNCIATION_WEIGHT).all() and (
+        weights[: -probe.PRONUNCIATION_SIZE] == 1
+    ).all()

@@ -86,7 +86,16 @@ def test_checkpoint_round_trip(tmp_path):
     thresholds = training_thresholds(labels)
     assert thresholds["accuracy"] == pytest.approx(labels[:, 0].mean() - labels[:, 0].std())
     path = tmp_path / "scorer.pt"
-    save_scorer(str(path), [net, build_scorer(CFG)], CFG, thresholds=thresholds, floor={"accuracy": 1.0}, aligner="multipa-aligner", text_model="minilm-l6", metadata={})
+    save_scorer(
+        str(path),
+        [net, build_scorer(CFG)],
+        CFG,
+        thresholds=thresholds,
+        floor={"accuracy": 1.0},
+        aligner="multipa-aligner",
+        text_model="minilm-l6",
+        metadata={},
+    )
     scorer = Scorer(str(path))
     rng = np.random.default_rng(4)
     item = random_turn(rng, 30, 3)
@@ -110,13 +119,17 @@ def test_text_ablated_network_needs_no_text_embeddings(tmp_path):
     net = build_scorer(cfg)
     rng = np.random.default_rng(5)
     item = random_turn(rng, 30, 3)
-    blank = TurnFeatures(**{**vars(item), "word_text": np.zeros((3, 0), np.float32), "word_text_other": np.zeros((3, 0), np.float32)})
+    blank = TurnFeatures(
+        **{**vars(item), "word_text": np.zeros((3, 0), np.float32), "word_text_other": np.zeros((3, 0), np.float32)}
+    )
     with_text, without = run(net, [item]), run(net, [blank])
     torch.testing.assert_close(with_text["sentence"], without["sentence"], atol=0, rtol=0)
     torch.testing.assert_close(with_text["word"], without["word"], atol=0, rtol=0)
 
     path = tmp_path / "scorer.pt"
-    save_scorer(str(path), [net], cfg, thresholds={}, floor={}, aligner="multipa-aligner", text_model="minilm-l6", metadata={})
+    save_scorer(
+        str(path), [net], cfg, thresholds={}, floor={}, aligner="multipa-aligner", text_model="minilm-l6", metadata={}
+    )
     assert Scorer(str(path)).text_model == NO_TEXT
     vectors = text_embedder(NO_TEXT).many([["a", "b"], []])
     assert [v.shape for v in vectors] == [(2, 0), (0, 0)]

@@ -54,7 +54,10 @@ def test_real_utterances(pipeline, utterances, mode):
         assert f.word_text.shape[0] == len(result.target_alignment.words) > 0
         assert f.phone_post.shape[0] == len(result.target_alignment.phones)
         assert f.frames.shape == (int(np.ceil(len(samples) / 320)), 512)
-        assert f.recognizer_frames.shape == (len(f.frames), 384)  # Whisper tiny.en's encoder, run once for its transcript too
+        assert f.recognizer_frames.shape == (
+            len(f.frames),
+            384,
+        )  # Whisper tiny.en's encoder, run once for its transcript too
         if mode == "closed":
             assert [w.text for w in result.target_alignment.words] == [w.lower() for w in utt.text.split()]
 
@@ -63,7 +66,12 @@ def test_cli_features_json_and_profile():
     if not DATA.is_dir():
         pytest.skip(f"shared data missing at {DATA}")
     wav = DATA / "audio" / f"{UTTS[0]}.flac"
-    proc = subprocess.run([sys.executable, "-m", "multipa_core.cli", "features", str(wav), "--json", "--profile"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "multipa_core.cli", "features", str(wav), "--json", "--profile"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["recognized"]["text"] and doc["target"]["words"]
@@ -78,7 +86,9 @@ def test_cli_features_json_and_profile():
 def test_cli_bad_input_is_a_clear_error(tmp_path, content, code):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(content)
-    proc = subprocess.run([sys.executable, "-m", "multipa_core.cli", "features", str(bad)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "multipa_core.cli", "features", str(bad)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2
     assert f"error [{code}]" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -89,7 +99,9 @@ def test_cli_too_short(tmp_path):
 
     short = tmp_path / "short.wav"
     sf.write(short, (0.1 * np.sin(np.arange(1600) / 5)).astype(np.float32), 16000)
-    proc = subprocess.run([sys.executable, "-m", "multipa_core.cli", "features", str(short)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "multipa_core.cli", "features", str(short)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2 and "error [audio_too_short]" in proc.stderr and "Traceback" not in proc.stderr
 
 

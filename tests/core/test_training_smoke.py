@@ -53,11 +53,21 @@ def test_training_never_reads_development_speakers(monkeypatch, cache, aligner, 
             examples, skipped = real(utterances, *args, **kwargs)
             made.extend(examples)
             return examples, skipped
+
         return spy
 
     monkeypatch.setattr(train_mod, "closed_examples", spying(dataset.closed_examples))
     monkeypatch.setattr(train_mod, "open_examples", spying(dataset.open_examples))
-    config = train_mod.TrainConfig(data=str(DATA), out=str(tmp_path / "scorer.pt"), cache=cache, aligner=str(aligner[0]), epochs=2, limit=6, members=2, transcripts="both")
+    config = train_mod.TrainConfig(
+        data=str(DATA),
+        out=str(tmp_path / "scorer.pt"),
+        cache=cache,
+        aligner=str(aligner[0]),
+        epochs=2,
+        limit=6,
+        members=2,
+        transcripts="both",
+    )
 
     calls = {"n": 0}
     real_save = train_mod.save_scorer

@@ -24,7 +24,22 @@ def scorer(tmp_path_factory) -> str:
     if not DATA.is_dir():
         pytest.skip(f"shared data missing at {DATA}")
     out = tmp_path_factory.mktemp("scorer") / "scorer.pt"
-    command = [sys.executable, "-m", "multipa_core.cli", "train", "--out", str(out), "--aligner", "multipa-aligner", "--limit", "8", "--epochs", "1", "--members", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "multipa_core.cli",
+        "train",
+        "--out",
+        str(out),
+        "--aligner",
+        "multipa-aligner",
+        "--limit",
+        "8",
+        "--epochs",
+        "1",
+        "--members",
+        "1",
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0 and out.is_file(), proc.stderr[-3000:]
     return str(out)

@@ -78,7 +78,9 @@ def test_a_client_that_never_reads_is_disconnected_and_memory_stays_bounded():
         sent = 0
         while time.monotonic() - started < 60:
             try:
-                await greedy.send(json.dumps({"type": "ping", "id": f"{sent}-{padding}"}))  # each pong is 2 kB we never read
+                await greedy.send(
+                    json.dumps({"type": "ping", "id": f"{sent}-{padding}"})
+                )  # each pong is 2 kB we never read
             except ConnectionClosed:
                 closed = True
                 break
@@ -116,7 +118,7 @@ def test_duplicate_headers_get_400_not_500(caplog):
     async def test(server):
         loop = asyncio.get_running_loop()
         auth = b"GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n"
-        etag = b"GET /demo HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"a\"\r\nIf-None-Match: \"b\"\r\n\r\n"
+        etag = b'GET /demo HTTP/1.1\r\nHost: x\r\nIf-None-Match: "a"\r\nIf-None-Match: "b"\r\n\r\n'
         return [await loop.run_in_executor(None, raw_http, server.port, r) for r in (auth, etag)]
 
     for reply in serve(test, api_keys=("k",)):

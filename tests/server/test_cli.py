@@ -7,7 +7,12 @@ import sys
 
 
 def server(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "multipa_server.cli", "--port", "0", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "multipa_server.cli", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_an_unknown_scorer_fails_at_start(tmp_path):
@@ -20,5 +25,11 @@ def test_an_unknown_scorer_fails_at_start(tmp_path):
 def test_bad_options_and_environment():
     proc = server("--workers", "0")
     assert proc.returncode == 2 and "error [config_error]" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "multipa_server.cli"], capture_output=True, text=True, timeout=60, env={"MULTIPA_PORT": "eighty", "PATH": ""})
+    proc = subprocess.run(
+        [sys.executable, "-m", "multipa_server.cli"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"MULTIPA_PORT": "eighty", "PATH": ""},
+    )
     assert proc.returncode == 2 and "MULTIPA_PORT must be an integer" in proc.stderr and "Traceback" not in proc.stderr

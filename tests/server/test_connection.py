@@ -105,10 +105,19 @@ def speech_frames(turns: int, seconds: float = 0.5) -> list:
 START = {"type": "session.start", "sample_rate": RATE, "realtime": False, "vad": {"enabled": False}}
 
 
-def run(pool: WorkerPool, script: Callable[[FakeTransport, asyncio.Event], Awaitable[None]], *, limits: Limits | None = None, drain: float = 5.0, speculate: bool = False) -> FakeTransport:
+def run(
+    pool: WorkerPool,
+    script: Callable[[FakeTransport, asyncio.Event], Awaitable[None]],
+    *,
+    limits: Limits | None = None,
+    drain: float = 5.0,
+    speculate: bool = False,
+) -> FakeTransport:
     async def main() -> FakeTransport:
         transport, shutdown = FakeTransport(), asyncio.Event()
-        conn = Connection(transport, Session("t", limits=limits, speculate=speculate), pool, shutdown=shutdown, drain_timeout_s=drain)
+        conn = Connection(
+            transport, Session("t", limits=limits, speculate=speculate), pool, shutdown=shutdown, drain_timeout_s=drain
+        )
         serving = asyncio.create_task(conn.run())
         await script(transport, shutdown)
         await asyncio.wait_for(serving, 10)
@@ -155,7 +164,11 @@ def test_crashes_and_bugs_become_turn_failures():
 
     t = run(FakePool(behave), script)
     assert_one_terminal_each(t)
-    assert {e["turn_id"]: e["code"] for e in t.of("turn.failed")} == {1: "worker_crashed", 2: "internal_error", 3: "audio_silent"}
+    assert {e["turn_id"]: e["code"] for e in t.of("turn.failed")} == {
+        1: "worker_crashed",
+        2: "internal_error",
+        3: "audio_silent",
+    }
     assert [e["turn_id"] for e in t.of("turn.assessed")] == [4]
     assert "Traceback" not in json.dumps(t.sent)
 
@@ -206,7 +219,9 @@ def test_client_vanishing_mid_turn_withdraws_its_jobs_and_logs_them(caplog):
     assert pool.submitted == ["t/1"] and pool.cancelled == ["t/1"]
     assert not t.of("turn.assessed") and not t.of("turn.failed")  # nobody to send them to ...
     logged = caplog.text
-    assert logged.count('"code":"client_disconnected"') == 2 and '"turn_id":1' in logged and '"turn_id":2' in logged  # ... so they are logged
+    assert (
+        logged.count('"code":"client_disconnected"') == 2 and '"turn_id":1' in logged and '"turn_id":2' in logged
+    )  # ... so they are logged
 
 
 def test_a_send_failing_counts_as_a_disconnect(caplog):
@@ -228,7 +243,15 @@ def test_idle_timeout_closes_the_session():
 
     t = run(FakePool(ok()), script, limits=Limits(idle_timeout_s=0.2))
     assert t.of("error")[0]["code"] == "idle_timeout" and t.closed == (1008, "idle_timeout")
-    assert t.sent[-1] == {"type": "session.ended", "reason": "idle", "turns_started": 0, "turns_assessed": 0, "turns_failed": 0, "audio_ms": 0, "failures": {}}
+    assert t.sent[-1] == {
+        "type": "session.ended",
+        "reason": "idle",
+        "turns_started": 0,
+        "turns_assessed": 0,
+        "turns_failed": 0,
+        "audio_ms": 0,
+        "failures": {},
+    }
 
 
 def test_a_bug_in_the_session_gives_internal_error_not_a_traceback(monkeypatch):
@@ -279,7 +302,9 @@ def vad_conversation(pause_s: float) -> bytes:
     from .speech import silence, utterance
     from .test_segmenter import noisy
 
-    audio = np.concatenate([silence(0.5), utterance("004820045"), silence(pause_s), utterance("001350134"), silence(2.0)])
+    audio = np.concatenate(
+        [silence(0.5), utterance("004820045"), silence(pause_s), utterance("001350134"), silence(2.0)]
+    )
     return noisy(audio).tobytes()
 
 

@@ -15,7 +15,9 @@ KEY = "diagnosis-key"
 
 @pytest.fixture(scope="module")
 def server(scorer, tmp_path_factory):
-    process = ServerProcess(["--workers", "1", "--scorer", scorer, "--api-key", KEY], tmp_path_factory.mktemp("server") / "server.log")
+    process = ServerProcess(
+        ["--workers", "1", "--scorer", scorer, "--api-key", KEY], tmp_path_factory.mktemp("server") / "server.log"
+    )
     yield process
     assert process.stop() == 0, process.log()[-3000:]
 
@@ -33,7 +35,11 @@ def test_turn_assessed_carries_the_diagnosis(server):
     (assessed,) = outcome.of("turn.assessed")
     a = assessed["assessment"]
     assert [w["text"] for w in a["words"]] == ["he", "is", "a", "big", "boy"]
-    assert all(p["ipa"] and p["error"] in ("none", "substitution", "deletion") and p["nbest"] for w in a["words"] for p in w["phones"])
+    assert all(
+        p["ipa"] and p["error"] in ("none", "substitution", "deletion") and p["nbest"]
+        for w in a["words"]
+        for p in w["phones"]
+    )
     assert isinstance(a["feedback"], list) and len(a["feedback"]) <= 3
     assert set(a["diagnosis"]) >= {"errors", "insertions", "prosody"} and a["diagnosis"]["prosody"]["speaking_rate"] > 0
 

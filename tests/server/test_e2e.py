@@ -26,7 +26,10 @@ UTTS = list(UTTERANCES)
 
 @pytest.fixture(scope="module")
 def server(scorer, tmp_path_factory):
-    process = ServerProcess(["--workers", "1", "--scorer", scorer, "--api-key", KEY, "--api-key", "second-key"], tmp_path_factory.mktemp("server") / "server.log")
+    process = ServerProcess(
+        ["--workers", "1", "--scorer", scorer, "--api-key", KEY, "--api-key", "second-key"],
+        tmp_path_factory.mktemp("server") / "server.log",
+    )
     yield process
     assert process.stop() == 0, process.log()[-3000:]
     assert "Traceback" not in process.log()
@@ -59,7 +62,11 @@ def check_assessment(event: dict, *, mode: str = "open") -> None:
     assert abs(a["duration_ms"] - (event["end_ms"] - event["start_ms"])) <= 1
     latency = event["latency_ms"]
     # a speculative turn started assessing head_start ms before turn.ended
-    assert latency["assess"] > 0 and latency["total"] + latency.get("head_start", 0.0) >= latency["assess"] - 1.0 and latency["queue"] >= 0
+    assert (
+        latency["assess"] > 0
+        and latency["total"] + latency.get("head_start", 0.0) >= latency["assess"] - 1.0
+        and latency["queue"] >= 0
+    )
 
 
 def check_conversation(outcome: Outcome, placed, expected) -> None:
@@ -69,16 +76,29 @@ def check_conversation(outcome: Outcome, placed, expected) -> None:
     assessed = sorted(outcome.of("turn.assessed"), key=lambda e: e["turn_id"])
     assert [e["turn_id"] for e in assessed] == [1, 2, 3] and not outcome.of("turn.failed")
     for event, utt in zip(assessed, placed):
-        assert utt.start_ms - 250 <= event["start_ms"] <= utt.speech_start_ms + 150 and event["end_ms"] >= utt.speech_end_ms
+        assert (
+            utt.start_ms - 250 <= event["start_ms"] <= utt.speech_start_ms + 150
+            and event["end_ms"] >= utt.speech_end_ms
+        )
         check_assessment(event)
     summary = outcome.events[-1]
-    assert (summary["reason"], summary["turns_started"], summary["turns_assessed"], summary["turns_failed"]) == ("client", 3, 3, 0)
+    assert (summary["reason"], summary["turns_started"], summary["turns_assessed"], summary["turns_failed"]) == (
+        "client",
+        3,
+        3,
+        0,
+    )
     assert outcome.close_code == 1000
 
 
 def test_a_three_turn_conversation_at_real_time_pace(server, three_turns):
     audio, placed, expected = three_turns
-    outcome = talk(server.url, [start(realtime=True, metadata={"test": "realtime"}), audio, {"type": "session.end"}], realtime=True, headers=AUTH)
+    outcome = talk(
+        server.url,
+        [start(realtime=True, metadata={"test": "realtime"}), audio, {"type": "session.end"}],
+        realtime=True,
+        headers=AUTH,
+    )
     check_conversation(outcome, placed, expected)
     # feedback on a turn arrives while the learner goes on talking: turn 1's result before turn 3 ends
     kinds = [(e["type"], e.get("turn_id")) for e in outcome.events]
@@ -90,7 +110,9 @@ def test_a_three_turn_conversation_at_real_time_pace(server, three_turns):
 
 def test_the_same_conversation_faster_than_real_time(server, three_turns):
     audio, placed, expected = three_turns
-    outcome = talk(server.url + f"?api_key={KEY}", [start(realtime=False), audio, {"type": "session.end"}], chunk_ms=500)
+    outcome = talk(
+        server.url + f"?api_key={KEY}", [start(realtime=False), audio, {"type": "session.end"}], chunk_ms=500
+    )
     check_conversation(outcome, placed, expected)
 
 
@@ -119,8 +141,16 @@ def test_a_closed_mode_turn_with_its_reference(server):
 SPEECH_4S = lambda: noisy(np.concatenate([utterance(UTTS[0]), utterance(UTTS[1])]))[: 4 * RATE]  # noqa: E731
 
 BAD_INPUTS = {
-    "malformed_json": ([start(), "{this is not json", {"type": "ping", "id": "still-there"}, {"type": "session.end"}], False, 1000),
-    "unknown_type": ([start(), {"type": "turn.begin"}, {"type": "ping", "id": "still-there"}, {"type": "session.end"}], False, 1000),
+    "malformed_json": (
+        [start(), "{this is not json", {"type": "ping", "id": "still-there"}, {"type": "session.end"}],
+        False,
+        1000,
+    ),
+    "unknown_type": (
+        [start(), {"type": "turn.begin"}, {"type": "ping", "id": "still-there"}, {"type": "session.end"}],
+        False,
+        1000,
+    ),
     "audio_before_start": ([bytes(640)], True, 1008),
     "odd_length_pcm": ([start(), b"\x00\x01\x02"], True, 1008),
     "unsupported_sample_rate": ([start(sample_rate=22050)], True, 1008),
@@ -168,11 +198,23 @@ def test_bad_input_gets_its_code_and_the_server_keeps_serving(server, code):
         outcome.check_every_turn_finished()
     # a second client is served as usual
     second = talk(server.url, [start(), {"type": "ping", "id": "2"}, {"type": "session.end"}], headers=AUTH)
-    assert [e["type"] for e in second.events] == ["session.started", "pong", "session.ended"] and second.close_code == 1000
+    assert [e["type"] for e in second.events] == [
+        "session.started",
+        "pong",
+        "session.ended",
+    ] and second.close_code == 1000
     assert http_get(server.http + "/healthz")[0] == 200
 
 
-@pytest.mark.parametrize("headers, query", [(None, ""), ({"Authorization": "Bearer wrong"}, ""), (None, "?api_key=wrong"), ({"Authorization": "Basic " + KEY}, "")])
+@pytest.mark.parametrize(
+    "headers, query",
+    [
+        (None, ""),
+        ({"Authorization": "Bearer wrong"}, ""),
+        (None, "?api_key=wrong"),
+        ({"Authorization": "Basic " + KEY}, ""),
+    ],
+)
 def test_connections_without_a_valid_key_are_refused(server, headers, query):
     async def attempt() -> int:
         with pytest.raises(InvalidStatus) as info:
@@ -184,16 +226,27 @@ def test_connections_without_a_valid_key_are_refused(server, headers, query):
 
 
 def test_either_key_in_header_or_query_is_accepted(server):
-    for url, headers in ((server.url + "?api_key=second-key", None), (server.url, {"Authorization": "Bearer second-key"})):
+    for url, headers in (
+        (server.url + "?api_key=second-key", None),
+        (server.url, {"Authorization": "Bearer second-key"}),
+    ):
         outcome = talk(url, [{"type": "session.end"}], headers=headers)
         assert outcome.events[-1]["type"] == "session.ended" and outcome.close_code == 1000
 
 
 def test_two_clients_at_once(server):
-    a, b = (noisy(np.concatenate([np.zeros(RATE // 2, np.int16), utterance(u), np.zeros(RATE, np.int16)]), seed=i) for i, u in enumerate(UTTS[2:4]))
+    a, b = (
+        noisy(np.concatenate([np.zeros(RATE // 2, np.int16), utterance(u), np.zeros(RATE, np.int16)]), seed=i)
+        for i, u in enumerate(UTTS[2:4])
+    )
 
     async def both() -> list[Outcome]:
-        return await asyncio.gather(*(converse(server.url, [start(realtime=False), audio, {"type": "session.end"}], headers=AUTH) for audio in (a, b)))
+        return await asyncio.gather(
+            *(
+                converse(server.url, [start(realtime=False), audio, {"type": "session.end"}], headers=AUTH)
+                for audio in (a, b)
+            )
+        )
 
     outcomes = asyncio.run(both())
     for outcome, utt in zip(outcomes, UTTS[2:4]):
@@ -206,10 +259,15 @@ def test_two_clients_at_once(server):
     assert len(ids) == 2
     status, content_type, text = http_get(server.http + "/metrics")
     assert status == 200 and content_type.startswith("text/plain")
-    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and not line.startswith("#")}
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and not line.startswith("#")
+    }
     assert values["multipa_turns_assessed_total"] >= 2 and values['multipa_workers{state="ready"}'] == 1
     assert values['multipa_turn_latency_seconds_count{stage="assess"}'] >= 2
-    assert values['multipa_turn_latency_seconds_bucket{stage="assess",le="+Inf"}'] == values['multipa_turn_latency_seconds_count{stage="assess"}']
+    assert (
+        values['multipa_turn_latency_seconds_bucket{stage="assess",le="+Inf"}']
+        == values['multipa_turn_latency_seconds_count{stage="assess"}']
+    )
     assert any(k.startswith("multipa_pipeline_stage_seconds_count") for k in values)
 
 

@@ -21,7 +21,13 @@ def test_sigterm_drains_in_flight_turns_then_closes_1001(scorer, tmp_path):
         audio = noisy(np.concatenate([gap[: RATE // 2], a, gap, b, gap, c[: int(1.5 * RATE)]]))
         outcome = talk(
             server.url,
-            [{"type": "session.start", "sample_rate": RATE, "realtime": False}, audio, Wait("turn.started", 3), server.terminate, audio[: RATE // 2]],
+            [
+                {"type": "session.start", "sample_rate": RATE, "realtime": False},
+                audio,
+                Wait("turn.started", 3),
+                server.terminate,
+                audio[: RATE // 2],
+            ],
         )
         assert server.proc.wait(90) == 0
     finally:

@@ -8,7 +8,14 @@ import time
 
 import pytest
 
-from multipa_server.exceptions import AssessmentError, JobTimeoutError, OverloadedError, PoolClosedError, PoolStartError, WorkerCrashedError
+from multipa_server.exceptions import (
+    AssessmentError,
+    JobTimeoutError,
+    OverloadedError,
+    PoolClosedError,
+    PoolStartError,
+    WorkerCrashedError,
+)
 from multipa_server.local_pool import LocalPool, LocalPoolOptions
 from multipa_server.pool import Job
 from multipa_server.worker import WorkerOptions
@@ -59,7 +66,10 @@ def test_waiting_jobs_go_to_a_worker_together_up_to_its_batch(tmp_path):
         assert results[3].assessment["batch"] == 4 and results[4].assessment["batch"] == 1
         assert [r.assessment["job"] for r in results if not isinstance(r, Exception)] == ["w0", "w1", "w3", "w4"]
         # a batch a worker died on: each of its jobs is sent again alone
-        crashed = await asyncio.gather(pool.submit(job("slow", "sleep:0.3")), *(pool.submit(job(f"c{i}", f"crash-once:{tmp_path / 'm'}" if i == 0 else None)) for i in range(3)))
+        crashed = await asyncio.gather(
+            pool.submit(job("slow", "sleep:0.3")),
+            *(pool.submit(job(f"c{i}", f"crash-once:{tmp_path / 'm'}" if i == 0 else None)) for i in range(3)),
+        )
         assert [r.attempts for r in crashed] == [1, 2, 2, 2] and {r.assessment["batch"] for r in crashed[1:]} == {1}
 
     with_pool(test, workers=1, worker=WorkerOptions(batch=4))
@@ -175,7 +185,9 @@ def test_a_worker_that_dies_while_idle_is_replaced_at_once():
             stats = pool.stats()
             if stats.ready == 1 and stats.restarts == 1:
                 break
-        assert (pool.stats().ready, pool.stats().restarts) == (1, 1), "no job was submitted: only the watch can have replaced it"
+        assert (pool.stats().ready, pool.stats().restarts) == (1, 1), (
+            "no job was submitted: only the watch can have replaced it"
+        )
         assert next(s.process.pid for s in pool._slots) != pid
         assert (await pool.submit(job("after"))).assessment["job"] == "after"
 

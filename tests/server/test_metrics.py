@@ -12,7 +12,15 @@ def test_render_counts_events_in_prometheus_text_format():
     m.session_opened()
     m.observe(TurnStarted(1, 0))
     m.observe(TurnStarted(2, 900))
-    m.observe(TurnAssessed(1, 0, 800, {"timings_ms": {"asr_target": 400.0, "score": 2.0}}, {"queue": 10.0, "assess": 1500.0, "total": 1600.0}))
+    m.observe(
+        TurnAssessed(
+            1,
+            0,
+            800,
+            {"timings_ms": {"asr_target": 400.0, "score": 2.0}},
+            {"queue": 10.0, "assess": 1500.0, "total": 1600.0},
+        )
+    )
     m.observe(TurnFailed(2, 900, 1000, 'odd"code\\', "x"))
     m.observe(Error("too_fast", "x", True))
     m.observe(SessionEnded(SessionEndReason.CLIENT, 2, 1, 1, 2500, {}))
@@ -31,4 +39,7 @@ def test_render_counts_events_in_prometheus_text_format():
     assert values['multipa_turn_latency_seconds_bucket{stage="assess",le="+Inf"}'] == "1"
     assert values['multipa_turn_latency_seconds_sum{stage="assess"}'] == "1.5"
     assert values['multipa_pipeline_stage_seconds_count{stage="asr_target"}'] == "1"
-    assert "# TYPE multipa_turn_latency_seconds histogram" in lines and "# TYPE multipa_turn_failures_total counter" in lines
+    assert (
+        "# TYPE multipa_turn_latency_seconds histogram" in lines
+        and "# TYPE multipa_turn_failures_total counter" in lines
+    )

@@ -66,7 +66,9 @@ def test_worker_bad_prefix(capsys):
 
 
 def test_worker_missing_ca_file(capsys, tmp_path):
-    err = config_error(capsys, worker_cli.main, "--broker", "mqtts://127.0.0.1:1", "--ca-file", str(tmp_path / "missing.pem"))
+    err = config_error(
+        capsys, worker_cli.main, "--broker", "mqtts://127.0.0.1:1", "--ca-file", str(tmp_path / "missing.pem")
+    )
     assert "TLS" in err
 
 
@@ -110,17 +112,26 @@ def test_server_with_a_missing_ca_file_fails_at_start(capsys):
 
 
 @pytest.mark.parametrize("module", ["multipa_server.worker_cli", "multipa_server.cli", "multipa_core.cli"])
-@pytest.mark.parametrize("name, value", [("MULTIPA_THREADS", "abc"), ("MULTIPA_THREADS", "-2"), ("MULTIPA_DEVICE", "gpu"), ("MULTIPA_BATCH", "0")])
+@pytest.mark.parametrize(
+    "name, value",
+    [("MULTIPA_THREADS", "abc"), ("MULTIPA_THREADS", "-2"), ("MULTIPA_DEVICE", "gpu"), ("MULTIPA_BATCH", "0")],
+)
 def test_a_bad_environment_variable_is_a_config_error(module, name, value):
     import os
     import subprocess
 
     if module == "multipa_core.cli" and name != "MULTIPA_DEVICE":
-        pytest.skip("multipa's options read only MULTIPA_DEVICE (and MULTIPA_DATA); its threads are read, and checked, as the models load")
+        pytest.skip(
+            "multipa's options read only MULTIPA_DEVICE (and MULTIPA_DATA); its threads are read, and checked, as the models load"
+        )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MULTIPA_")}
-    proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120, env={**env, name: value})
+    proc = subprocess.run(
+        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120, env={**env, name: value}
+    )
     assert proc.returncode == 2, proc.stderr
-    assert proc.stdout == "" and proc.stderr.startswith("error [config_error]: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stdout == "" and proc.stderr.startswith("error [config_error]: ") and proc.stderr.count("\n") == 1, (
+        proc.stderr
+    )
     assert name in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -25,7 +25,21 @@ class WorkerProcess(ChildProcess):
     """``multipa-worker`` as a subprocess, ready once it says so."""
 
     def __init__(self, broker_url: str, name: str, scorer: str, log: Path, *extra: str) -> None:
-        command = [sys.executable, "-m", "multipa_server.worker_cli", "--broker", broker_url, "--id", name, "--scorer", scorer, "--threads", "1", "-v", *extra]
+        command = [
+            sys.executable,
+            "-m",
+            "multipa_server.worker_cli",
+            "--broker",
+            broker_url,
+            "--id",
+            name,
+            "--scorer",
+            scorer,
+            "--threads",
+            "1",
+            "-v",
+            *extra,
+        ]
         super().__init__(f"worker {name}", command, log, "ready on")
         self.name = name
 
@@ -52,7 +66,9 @@ def workers(broker, scorer, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gateway(broker, workers, tmp_path_factory):
-    process = ServerProcess(["--broker", broker.url, "--job-deadline", "30"], tmp_path_factory.mktemp("gateway") / "server.log")
+    process = ServerProcess(
+        ["--broker", broker.url, "--job-deadline", "30"], tmp_path_factory.mktemp("gateway") / "server.log"
+    )
     yield process
     assert process.stop() == 0, process.log()[-3000:]
     assert "Traceback" not in process.log()
@@ -68,7 +84,9 @@ def one_turn(utt: str) -> list:
 
 def test_two_workers_share_the_turns_of_concurrent_sessions(gateway, workers):
     async def sessions():
-        return await asyncio.gather(*(converse(gateway.url, one_turn(UTTS[i % len(UTTS)]), chunk_ms=250) for i in range(6)))
+        return await asyncio.gather(
+            *(converse(gateway.url, one_turn(UTTS[i % len(UTTS)]), chunk_ms=250) for i in range(6))
+        )
 
     outcomes = asyncio.run(sessions())
     for outcome in outcomes:
@@ -76,7 +94,10 @@ def test_two_workers_share_the_turns_of_concurrent_sessions(gateway, workers):
         assessed = outcome.of("turn.assessed")
         assert len(assessed) == 1 and not outcome.of("turn.failed"), outcome.events
         assert assessed[0]["assessment"]["words"] and outcome.close_code == 1000
-    assert workers["wa"].answered() >= 1 and workers["wb"].answered() >= 1, (workers["wa"].answered(), workers["wb"].answered())
+    assert workers["wa"].answered() >= 1 and workers["wb"].answered() >= 1, (
+        workers["wa"].answered(),
+        workers["wb"].answered(),
+    )
 
 
 def test_a_worker_killed_mid_turn_the_other_assesses_it_once(gateway, workers, broker, scorer, tmp_path):
@@ -96,7 +117,16 @@ def test_a_worker_killed_mid_turn_the_other_assesses_it_once(gateway, workers, b
                     break
             time.sleep(0.01)
 
-    script = [start(realtime=False), silence(0.3), utterance(UTTS[0]), silence(1.0), kill_the_one_assessing, Wait("turn.ended"), {"type": "turn.end"}, {"type": "session.end"}]
+    script = [
+        start(realtime=False),
+        silence(0.3),
+        utterance(UTTS[0]),
+        silence(1.0),
+        kill_the_one_assessing,
+        Wait("turn.ended"),
+        {"type": "turn.end"},
+        {"type": "session.end"},
+    ]
     outcome = talk(gateway.url, script, chunk_ms=250)
     assert killed, "no worker accepted the turn"
     outcome.check_every_turn_finished()
@@ -128,7 +158,9 @@ def test_the_broker_restarted_during_a_session(gateway, workers, broker):
 
 
 def test_no_worker_at_all_fails_turns_after_the_deadline(broker, tmp_path):
-    server = ServerProcess(["--broker", broker.url, "--prefix", "nobody/v1", "--job-deadline", "2"], tmp_path / "server.log")
+    server = ServerProcess(
+        ["--broker", broker.url, "--prefix", "nobody/v1", "--job-deadline", "2"], tmp_path / "server.log"
+    )
     try:
         began = time.monotonic()
         outcome = talk(server.url, one_turn(UTTS[1]), chunk_ms=250, timeout=60)

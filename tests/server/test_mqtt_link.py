@@ -60,11 +60,17 @@ def test_credential_options_win_over_the_url_and_none_falls_back_to_it():
 
 
 def test_other_fields_pass_through():
-    options = broker_options("mqtts://h:8884", ca_file="/ca.pem", cert_file="/c.pem", key_file="/k.pem", prefix="site-a/multipa")
-    assert options == BrokerOptions(host="h", port=8884, tls=True, ca_file="/ca.pem", cert_file="/c.pem", key_file="/k.pem", prefix="site-a/multipa")
+    options = broker_options(
+        "mqtts://h:8884", ca_file="/ca.pem", cert_file="/c.pem", key_file="/k.pem", prefix="site-a/multipa"
+    )
+    assert options == BrokerOptions(
+        host="h", port=8884, tls=True, ca_file="/ca.pem", cert_file="/c.pem", key_file="/k.pem", prefix="site-a/multipa"
+    )
 
 
-@pytest.mark.parametrize("url", ["http://h", "ws://h:1883", "mqtt://", "mqtt://:1883", "mqtt://h/path", "mqtt://h:1883/a/b", ""])
+@pytest.mark.parametrize(
+    "url", ["http://h", "ws://h:1883", "mqtt://", "mqtt://:1883", "mqtt://h/path", "mqtt://h:1883/a/b", ""]
+)
 def test_bad_urls_are_config_errors(url):
     assert "invalid broker URL" in str(config_error(url))
 

@@ -42,9 +42,21 @@ class Fake:
         out = []
         for j in jobs:
             if j.reference == "reject me":
-                out.append(wire.ResultMessage(j.id, j.attempt, self.name, 1.0, code="audio_silent", message="the turn is silent"))
+                out.append(
+                    wire.ResultMessage(
+                        j.id, j.attempt, self.name, 1.0, code="audio_silent", message="the turn is silent"
+                    )
+                )
             else:
-                out.append(wire.ResultMessage(j.id, j.attempt, self.name, 1.0, assessment={"turn": j.turn, "worker": self.name, "batch": len(jobs)}))
+                out.append(
+                    wire.ResultMessage(
+                        j.id,
+                        j.attempt,
+                        self.name,
+                        1.0,
+                        assessment={"turn": j.turn, "worker": self.name, "batch": len(jobs)},
+                    )
+                )
         return out
 
 
@@ -133,7 +145,12 @@ def test_a_worker_gone_mid_job_is_replaced_and_its_late_answer_ignored(mosquitto
         stuck_worker._taking = False
         await stuck_worker._client.unsubscribe(wire.jobs_subscription("t/gone"))
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as other:
-            await other.publish(wire.status_topic("t/gone", "stuck"), wire.encode_status(wire.WorkerStatus("stuck", "offline")), qos=1, retain=True)
+            await other.publish(
+                wire.status_topic("t/gone", "stuck"),
+                wire.encode_status(wire.WorkerStatus("stuck", "offline")),
+                qos=1,
+                retain=True,
+            )
         await until(lambda: pool.stats().workers == 0)
         workers.start(Fake("healthy"))
         result = await pending
@@ -273,7 +290,13 @@ def test_garbage_on_the_topics_hurts_nobody(mosquitto):
         await pool.start()
         await until(lambda: pool.stats().ready == 1)
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as rogue:
-            for payload in (b"", b"MPAW", b"\xff" * 100, wire.encode(wire.CancelMessage("x"))[:-1], b"MPAW\x01J\x00\x00\x00\x02{}"):
+            for payload in (
+                b"",
+                b"MPAW",
+                b"\xff" * 100,
+                wire.encode(wire.CancelMessage("x"))[:-1],
+                b"MPAW\x01J\x00\x00\x00\x02{}",
+            ):
                 await rogue.publish(wire.jobs_topic("t/garbage"), payload, qos=1)
                 await rogue.publish(pool._results, payload, qos=1)
                 await rogue.publish(wire.status_topic("t/garbage", "odd"), payload, qos=1)
@@ -293,7 +316,9 @@ def test_session_events_are_published_when_asked(mosquitto):
         await pool.start()
         async with aiomqtt.Client("127.0.0.1", mosquitto.port) as listener:
             await listener.subscribe(wire.events_topic("t/events", "+"), qos=1)
-            event = SessionEnded(reason=SessionEndReason.CLIENT, turns_started=0, turns_assessed=0, turns_failed=0, audio_ms=0)
+            event = SessionEnded(
+                reason=SessionEndReason.CLIENT, turns_started=0, turns_assessed=0, turns_failed=0, audio_ms=0
+            )
             pool.publish_event("abc123", event)
             message = await asyncio.wait_for(anext(aiter(listener.messages)), 5)
             assert str(message.topic) == "t/events/sessions/abc123/events"
@@ -372,7 +397,9 @@ def test_tls_with_the_brokers_ca_and_a_clear_failure_without_it(tmp_path):
             stop.set()
             await task
             # the system's CAs do not know this broker: the start fails, it does not hang
-            untrusted = MqttPool(MqttPoolOptions(broker=broker_options(broker.url, prefix="t/tls"), connect_timeout_s=2.0))
+            untrusted = MqttPool(
+                MqttPoolOptions(broker=broker_options(broker.url, prefix="t/tls"), connect_timeout_s=2.0)
+            )
             with pytest.raises(Exception) as failure:
                 await untrusted.start()
             assert failure.value.code == "worker_start_failed"

@@ -17,7 +17,9 @@ JOB = JobMessage("g1-7", "sess/3", 1, 16000, 1_700_000_000.5, PCM)
 ASSESSMENT = {"transcript": "MIKE", "score": 0.82, "phones": [{"ipa": "m", "ok": True}], "note": None}
 
 
-def frame(kind: bytes, header, body: bytes = b"", *, magic: bytes = b"MPAW", schema: int = 1, length: int | None = None) -> bytes:
+def frame(
+    kind: bytes, header, body: bytes = b"", *, magic: bytes = b"MPAW", schema: int = 1, length: int | None = None
+) -> bytes:
     """A frame built by hand, so that it can break any rule."""
     raw = header if isinstance(header, bytes) else json.dumps(header).encode()
     return struct.pack(">4sBcI", magic, schema, kind, len(raw) if length is None else length) + raw + body
@@ -30,7 +32,14 @@ def job_header(**changes) -> dict:
 
 
 def result_header(**changes) -> dict:
-    header = {"id": "g1-7", "attempt": 2, "worker": "gpu-1", "assess_ms": 12.5, "code": "audio_silent", "message": "no speech"}
+    header = {
+        "id": "g1-7",
+        "attempt": 2,
+        "worker": "gpu-1",
+        "assess_ms": 12.5,
+        "code": "audio_silent",
+        "message": "no speech",
+    }
     header.update(changes)
     return {k: v for k, v in header.items() if v is not ...}
 
@@ -70,7 +79,12 @@ def test_every_message_kind_round_trips(message):
 
 
 def test_frame_layout_names_the_kind_and_the_header_length():
-    for message, kind in [(JOB, b"J"), (Accepted("a", 1, "w"), b"A"), (ResultMessage("a", 1, "w", 0.0, code="x", message=""), b"R"), (CancelMessage("a"), b"C")]:
+    for message, kind in [
+        (JOB, b"J"),
+        (Accepted("a", 1, "w"), b"A"),
+        (ResultMessage("a", 1, "w", 0.0, code="x", message=""), b"R"),
+        (CancelMessage("a"), b"C"),
+    ]:
         payload = w.encode(message)
         magic, schema, got, length = struct.unpack_from(">4sBcI", payload)
         assert (magic, schema, got) == (b"MPAW", 1, kind)
@@ -96,7 +110,15 @@ def test_a_failed_result_with_an_empty_message_round_trips():
 def test_worker_status_round_trips_and_is_plain_json():
     status = WorkerStatus("gpu-1", "online", device="cuda", batch=8, host="box", pid=4242)
     payload = w.encode_status(status)
-    assert json.loads(payload) == {"worker": "gpu-1", "state": "online", "device": "cuda", "batch": 8, "host": "box", "pid": 4242, "schema": 1}
+    assert json.loads(payload) == {
+        "worker": "gpu-1",
+        "state": "online",
+        "device": "cuda",
+        "batch": 8,
+        "host": "box",
+        "pid": 4242,
+        "schema": 1,
+    }
     assert w.decode_status(payload) == status
     offline = WorkerStatus("gpu-1", "offline")
     assert w.decode_status(w.encode_status(offline)) == offline
@@ -137,7 +159,15 @@ def test_a_header_length_beyond_the_payload_is_rejected():
 
 @pytest.mark.parametrize(
     "raw",
-    [b"{not json", b"\xff\xfe{}", b"", b'{"id": NaN}', b'{"id": Infinity}', b'{"id": -Infinity}', b"[" * 100_000 + b"]" * 100_000],
+    [
+        b"{not json",
+        b"\xff\xfe{}",
+        b"",
+        b'{"id": NaN}',
+        b'{"id": Infinity}',
+        b'{"id": -Infinity}',
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
     ids=["syntax", "not-utf8", "empty", "nan", "infinity", "minus-infinity", "deep-nesting"],
 )
 def test_a_header_that_is_not_json_is_rejected(raw):
@@ -217,7 +247,15 @@ def test_a_result_with_both_an_assessment_and_a_code_is_rejected():
 
 @pytest.mark.parametrize(
     "changes",
-    [{"code": ...}, {"code": ""}, {"code": None}, {"code": 500}, {"message": ...}, {"message": 5}, {"code": ..., "message": ...}],
+    [
+        {"code": ...},
+        {"code": ""},
+        {"code": None},
+        {"code": 500},
+        {"message": ...},
+        {"message": 5},
+        {"code": ..., "message": ...},
+    ],
     ids=["no-code", "empty-code", "null-code", "int-code", "no-message", "int-message", "neither"],
 )
 def test_a_failed_result_needs_a_code_and_a_message(changes):
@@ -237,7 +275,9 @@ def test_assess_times_beyond_a_float_are_rejected(literal):
 
 @pytest.mark.parametrize("attempt", [0, -1, 101, True, False, 1.0, "1", None, ...])
 def test_bad_attempts_are_rejected(attempt):
-    assert "attempt" in str(rejected(frame(b"A", {k: v for k, v in {"id": "a", "attempt": attempt, "worker": "w"}.items() if v is not ...})))
+    assert "attempt" in str(
+        rejected(frame(b"A", {k: v for k, v in {"id": "a", "attempt": attempt, "worker": "w"}.items() if v is not ...}))
+    )
     assert "attempt" in str(rejected(frame(b"J", job_header(attempt=attempt), PCM)))
 
 
@@ -357,8 +397,23 @@ messages = st.one_of(
         reference=st.none() | st.text(min_size=1, max_size=30).filter(str.strip),
     ),
     st.builds(Accepted, id=ids, attempt=st.integers(1, 100), worker=ids),
-    st.builds(ResultMessage, id=ids, attempt=st.integers(1, 100), worker=ids, assess_ms=st.floats(0, 1e6), assessment=st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3)),
-    st.builds(ResultMessage, id=ids, attempt=st.integers(1, 100), worker=ids, assess_ms=st.floats(0, 1e6), code=st.text(min_size=1, max_size=10), message=st.text(max_size=20)),
+    st.builds(
+        ResultMessage,
+        id=ids,
+        attempt=st.integers(1, 100),
+        worker=ids,
+        assess_ms=st.floats(0, 1e6),
+        assessment=st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+    ),
+    st.builds(
+        ResultMessage,
+        id=ids,
+        attempt=st.integers(1, 100),
+        worker=ids,
+        assess_ms=st.floats(0, 1e6),
+        code=st.text(min_size=1, max_size=10),
+        message=st.text(max_size=20),
+    ),
     st.builds(CancelMessage, id=ids),
 )
 
@@ -388,7 +443,24 @@ def test_damaged_frames_decode_or_raise_wire_error(message, data):
 
 
 @settings(max_examples=300, deadline=None)
-@given(messages, st.sampled_from(["deadline", "assess_ms", "attempt", "sample_rate", "id", "worker", "code", "message", "assessment", "reference"]), st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5) | st.lists(st.integers(), max_size=2))
+@given(
+    messages,
+    st.sampled_from(
+        [
+            "deadline",
+            "assess_ms",
+            "attempt",
+            "sample_rate",
+            "id",
+            "worker",
+            "code",
+            "message",
+            "assessment",
+            "reference",
+        ]
+    ),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5) | st.lists(st.integers(), max_size=2),
+)
 def test_any_header_value_decodes_or_raises_wire_error(message, field, value):
     fields = {k: v for k, v in asdict(message).items() if v is not None}
     body = fields.pop("pcm", b"")
@@ -398,7 +470,17 @@ def test_any_header_value_decodes_or_raises_wire_error(message, field, value):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=200) | st.builds(lambda s: json.dumps(s).encode(), st.dictionaries(st.sampled_from(["worker", "state", "device", "batch", "host", "pid", "schema", "x"]), st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5), max_size=8)))
+@given(
+    st.binary(max_size=200)
+    | st.builds(
+        lambda s: json.dumps(s).encode(),
+        st.dictionaries(
+            st.sampled_from(["worker", "state", "device", "batch", "host", "pid", "schema", "x"]),
+            st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
+            max_size=8,
+        ),
+    )
+)
 def test_arbitrary_statuses_decode_or_raise_wire_error(data):
     try:
         result = w.decode_status(data)
@@ -429,7 +511,16 @@ def test_worker_of_status_topic_inverts_status_topic(prefix):
 
 @pytest.mark.parametrize(
     "topic",
-    ["multipa/v1/workers//status", "multipa/v1/workers/a/b/status", "multipa/v1/workers/status", "other/workers/w/status", "multipa/v1/workers/w/state", "multipa/v1/jobs", "multipa/v1/workers/w/status/x", ""],
+    [
+        "multipa/v1/workers//status",
+        "multipa/v1/workers/a/b/status",
+        "multipa/v1/workers/status",
+        "other/workers/w/status",
+        "multipa/v1/workers/w/state",
+        "multipa/v1/jobs",
+        "multipa/v1/workers/w/status/x",
+        "",
+    ],
 )
 def test_worker_of_status_topic_rejects_other_topics(topic):
     with pytest.raises(WireError):

@@ -12,8 +12,14 @@ from multipa_server.exceptions import ProtocolError
 
 CODES = {c.value for c in p.ErrorCode}
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=20)
+json_scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
 
 
 def parse(data):
@@ -45,7 +51,16 @@ def test_session_start_with_every_field():
         "channels": 1,
         "mode": "closed",
         "realtime": False,
-        "vad": {"enabled": True, "aggressiveness": 3, "onset_ms": 150, "hangover_ms": 900, "min_turn_ms": 400, "max_turn_ms": 15000, "pre_roll_ms": 300, "post_roll_ms": 100},
+        "vad": {
+            "enabled": True,
+            "aggressiveness": 3,
+            "onset_ms": 150,
+            "hangover_ms": 900,
+            "min_turn_ms": 400,
+            "max_turn_ms": 15000,
+            "pre_roll_ms": 300,
+            "post_roll_ms": 100,
+        },
         "metadata": {"learner": "x", "nested": [1, {"a": None}]},
     }
     msg = parse(json.dumps(doc))
@@ -56,7 +71,10 @@ def test_session_start_with_every_field():
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ('{"type": "turn.reference", "text": "MIKE LIKES THE ORANGE ONE"}', p.TurnReference("MIKE LIKES THE ORANGE ONE")),
+        (
+            '{"type": "turn.reference", "text": "MIKE LIKES THE ORANGE ONE"}',
+            p.TurnReference("MIKE LIKES THE ORANGE ONE"),
+        ),
         ('{"type": "turn.end"}', p.TurnEnd()),
         ('{"type": "session.end"}', p.SessionEnd()),
         ('{"type": "ping"}', p.Ping()),
@@ -120,15 +138,33 @@ def test_errors_name_the_message_type_when_readable():
 
 
 def test_reference_length_limit():
-    assert code_of(json.dumps({"type": "turn.reference", "text": "A" * (p.MAX_REFERENCE_CHARS + 1)})) == "invalid_message"
+    assert (
+        code_of(json.dumps({"type": "turn.reference", "text": "A" * (p.MAX_REFERENCE_CHARS + 1)})) == "invalid_message"
+    )
     assert parse(json.dumps({"type": "turn.reference", "text": "A" * p.MAX_REFERENCE_CHARS})).text.startswith("A")
 
 
 def test_codes_and_close_codes_are_stable():
     """Clients switch on these strings and numbers: changing one is a protocol version bump."""
     assert p.PROTOCOL_VERSION == "multipa.v1"
-    assert {c.name: int(c) for c in p.CloseCode} == {"NORMAL": 1000, "GOING_AWAY": 1001, "POLICY_VIOLATION": 1008, "MESSAGE_TOO_BIG": 1009, "INTERNAL_ERROR": 1011}
-    assert {"malformed_json", "unknown_type", "audio_before_start", "odd_length_pcm", "unsupported_sample_rate", "frame_too_large", "too_fast", "overloaded", "worker_crashed"} <= CODES
+    assert {c.name: int(c) for c in p.CloseCode} == {
+        "NORMAL": 1000,
+        "GOING_AWAY": 1001,
+        "POLICY_VIOLATION": 1008,
+        "MESSAGE_TOO_BIG": 1009,
+        "INTERNAL_ERROR": 1011,
+    }
+    assert {
+        "malformed_json",
+        "unknown_type",
+        "audio_before_start",
+        "odd_length_pcm",
+        "unsupported_sample_rate",
+        "frame_too_large",
+        "too_fast",
+        "overloaded",
+        "worker_crashed",
+    } <= CODES
 
 
 def test_every_code_is_documented():
@@ -158,7 +194,28 @@ def test_arbitrary_bytes_raise_only_protocol_errors(data):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from([*p.CLIENT_MESSAGES, "bogus", ""]), st.dictionaries(st.sampled_from(["sample_rate", "encoding", "channels", "mode", "vad", "realtime", "metadata", "protocol", "text", "id", "extra"]), json_values, max_size=6))
+@given(
+    st.sampled_from([*p.CLIENT_MESSAGES, "bogus", ""]),
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "sample_rate",
+                "encoding",
+                "channels",
+                "mode",
+                "vad",
+                "realtime",
+                "metadata",
+                "protocol",
+                "text",
+                "id",
+                "extra",
+            ]
+        ),
+        json_values,
+        max_size=6,
+    ),
+)
 def test_arbitrary_json_objects_raise_only_protocol_errors(kind, fields):
     doc = {"type": kind, **fields}
     for data in (json.dumps(doc), json.dumps(doc).encode()):
@@ -171,7 +228,13 @@ def test_arbitrary_json_objects_raise_only_protocol_errors(kind, fields):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from([f.name for f in p.VadOptions.__dataclass_fields__.values()] + ["junk"]), json_values, max_size=8))
+@given(
+    st.dictionaries(
+        st.sampled_from([f.name for f in p.VadOptions.__dataclass_fields__.values()] + ["junk"]),
+        json_values,
+        max_size=8,
+    )
+)
 def test_arbitrary_vad_options_raise_only_protocol_errors(vad):
     try:
         parse(json.dumps({"type": "session.start", "sample_rate": 16000, "vad": vad}))
@@ -195,20 +258,61 @@ def _valid_vad(draw):
 
 text = st.text(max_size=30)
 client_messages = st.one_of(
-    st.builds(p.SessionStart, sample_rate=st.sampled_from(p.SAMPLE_RATES), mode=st.sampled_from(p.Mode), vad=st.composite(lambda draw: _valid_vad(draw))(), realtime=st.booleans(), metadata=st.dictionaries(st.text(max_size=8), json_values, max_size=3)),
+    st.builds(
+        p.SessionStart,
+        sample_rate=st.sampled_from(p.SAMPLE_RATES),
+        mode=st.sampled_from(p.Mode),
+        vad=st.composite(lambda draw: _valid_vad(draw))(),
+        realtime=st.booleans(),
+        metadata=st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+    ),
     # a reference holds a word that can be scored, whatever surrounds it
-    st.builds(p.TurnReference, text=st.tuples(st.from_regex(r"[A-Za-z0-9]{1,8}", fullmatch=True), st.text(max_size=40)).map(" ".join)),
+    st.builds(
+        p.TurnReference,
+        text=st.tuples(st.from_regex(r"[A-Za-z0-9]{1,8}", fullmatch=True), st.text(max_size=40)).map(" ".join),
+    ),
     st.just(p.TurnEnd()),
     st.just(p.SessionEnd()),
     st.builds(p.Ping, id=st.none() | text),
 )
 server_events = st.one_of(
-    st.builds(p.SessionStarted, session_id=text, sample_rate=st.sampled_from(p.SAMPLE_RATES), mode=st.sampled_from(p.Mode), realtime=st.booleans(), vad=st.just(p.VadOptions()), limits=st.dictionaries(text, st.integers(0, 10**6), max_size=3)),
+    st.builds(
+        p.SessionStarted,
+        session_id=text,
+        sample_rate=st.sampled_from(p.SAMPLE_RATES),
+        mode=st.sampled_from(p.Mode),
+        realtime=st.booleans(),
+        vad=st.just(p.VadOptions()),
+        limits=st.dictionaries(text, st.integers(0, 10**6), max_size=3),
+    ),
     st.builds(p.TurnStarted, turn_id=st.integers(1, 10**6), start_ms=st.integers(0, 10**8)),
-    st.builds(p.TurnEnded, turn_id=st.integers(1), start_ms=st.integers(0), end_ms=st.integers(0), reason=st.sampled_from(p.TurnEndReason)),
-    st.builds(p.TurnAssessed, turn_id=st.integers(1), start_ms=st.integers(0), end_ms=st.integers(0), assessment=st.dictionaries(text, json_values, max_size=4), latency_ms=st.dictionaries(text, st.floats(0, 1e6), max_size=3)),
-    st.builds(p.TurnFailed, turn_id=st.integers(1), start_ms=st.integers(0), end_ms=st.integers(0), code=text, message=text),
-    st.builds(p.SessionEnded, reason=st.sampled_from(p.SessionEndReason), turns_started=st.integers(0), turns_assessed=st.integers(0), turns_failed=st.integers(0), audio_ms=st.integers(0), failures=st.dictionaries(text, st.integers(0), max_size=3)),
+    st.builds(
+        p.TurnEnded,
+        turn_id=st.integers(1),
+        start_ms=st.integers(0),
+        end_ms=st.integers(0),
+        reason=st.sampled_from(p.TurnEndReason),
+    ),
+    st.builds(
+        p.TurnAssessed,
+        turn_id=st.integers(1),
+        start_ms=st.integers(0),
+        end_ms=st.integers(0),
+        assessment=st.dictionaries(text, json_values, max_size=4),
+        latency_ms=st.dictionaries(text, st.floats(0, 1e6), max_size=3),
+    ),
+    st.builds(
+        p.TurnFailed, turn_id=st.integers(1), start_ms=st.integers(0), end_ms=st.integers(0), code=text, message=text
+    ),
+    st.builds(
+        p.SessionEnded,
+        reason=st.sampled_from(p.SessionEndReason),
+        turns_started=st.integers(0),
+        turns_assessed=st.integers(0),
+        turns_failed=st.integers(0),
+        audio_ms=st.integers(0),
+        failures=st.dictionaries(text, st.integers(0), max_size=3),
+    ),
     st.builds(p.Error, code=st.sampled_from(sorted(CODES)), message=text, fatal=st.booleans()),
     st.builds(p.Pong, id=st.none() | text),
 )

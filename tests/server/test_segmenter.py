@@ -180,7 +180,10 @@ def test_push_to_talk_turns_follow_turn_end_only():
     events = seg.feed(first[:3200])
     assert events == [SegmentStarted(1, 0)]
     events = seg.feed(first[3200:])  # the silences do not end the turn; 4.2 s > max: one split
-    assert [(type(e), getattr(e, "reason", None)) for e in events] == [(SegmentEnded, TurnEndReason.MAX_LENGTH), (SegmentStarted, None)]
+    assert [(type(e), getattr(e, "reason", None)) for e in events] == [
+        (SegmentEnded, TurnEndReason.MAX_LENGTH),
+        (SegmentStarted, None),
+    ]
     assert events[0].end_ms == 4000 and events[1].start_ms == 4000
     (end,) = seg.end_turn()
     assert end.reason is TurnEndReason.CLIENT and end.end_ms == seg.received_ms
@@ -205,7 +208,11 @@ def test_a_pause_predicts_the_turn_the_hangover_then_ends(stream):
     last_pause = {e.index: e for e in paused}
     assert sorted(last_pause) == sorted(i for i, e in ended.items() if e.reason is TurnEndReason.SILENCE)
     for index, pause in last_pause.items():
-        assert (pause.start_ms, pause.end_ms, pause.audio) == (ended[index].start_ms, ended[index].end_ms, ended[index].audio)
+        assert (pause.start_ms, pause.end_ms, pause.audio) == (
+            ended[index].start_ms,
+            ended[index].end_ms,
+            ended[index].audio,
+        )
         assert events.index(pause) < events.index(ended[index])
 
 
@@ -224,7 +231,10 @@ def test_speech_after_a_pause_makes_it_stale():
 
 
 def test_no_pause_without_vad_or_before_the_turn_is_announced():
-    push_to_talk = run(np.concatenate([silence(0.3), utterance("004820045"), silence(1.0)]).tobytes(), options=VadOptions(enabled=False))
+    push_to_talk = run(
+        np.concatenate([silence(0.3), utterance("004820045"), silence(1.0)]).tobytes(),
+        options=VadOptions(enabled=False),
+    )
     assert not [e for e in push_to_talk if isinstance(e, SegmentPaused)]
     blip = run(np.concatenate([silence(0.5), utterance("004820045")[:3000], silence(1.5)]).tobytes())
     assert not blip
@@ -232,7 +242,9 @@ def test_no_pause_without_vad_or_before_the_turn_is_announced():
 
 def white_noise(seconds: float, seed: int = 1) -> np.ndarray:
     """Sound webrtcvad takes for speech all along (no pause the hang-over could end a turn on)."""
-    return np.clip(np.random.default_rng(seed).normal(0.0, 4000.0, int(round(seconds * RATE))), -32768, 32767).astype(np.int16)
+    return np.clip(np.random.default_rng(seed).normal(0.0, 4000.0, int(round(seconds * RATE))), -32768, 32767).astype(
+        np.int16
+    )
 
 
 def test_session_end_between_vad_frames_still_splits_at_max_turn_length():
@@ -255,7 +267,9 @@ def test_session_end_between_vad_frames_still_splits_at_max_turn_length():
         events += seg.flush() if end == "flush" else seg.end_turn()
         check_pairing(events)
         found = turns(events)
-        assert found and all(t.end_ms - t.start_ms <= 30000 and len(t.audio) <= 2 * limit for t in found), [(t.start_ms, t.end_ms) for t in found]
+        assert found and all(t.end_ms - t.start_ms <= 30000 and len(t.audio) <= 2 * limit for t in found), [
+            (t.start_ms, t.end_ms) for t in found
+        ]
         assert found[0].reason is TurnEndReason.MAX_LENGTH and found[0].end_ms - found[0].start_ms == 30000
 
 
@@ -266,7 +280,9 @@ def test_hangover_close_on_the_frame_that_crosses_the_limit_keeps_within_it():
     events = run(pcm, options=options)
     check_pairing(events)
     found = turns(events)
-    assert found and all(t.end_ms - t.start_ms <= 30000 and len(t.audio) <= 2 * 30000 * RATE // 1000 for t in found), [(t.start_ms, t.end_ms) for t in found]
+    assert found and all(t.end_ms - t.start_ms <= 30000 and len(t.audio) <= 2 * 30000 * RATE // 1000 for t in found), [
+        (t.start_ms, t.end_ms) for t in found
+    ]
     for pause in (e for e in events if isinstance(e, SegmentPaused)):
         assert pause.end_ms - pause.start_ms <= 30000
 
@@ -293,14 +309,23 @@ def vad_settings(draw):
     rate=st.sampled_from([8000, 16000, 44100]),
     options=vad_settings(),
     pieces=st.lists(st.tuples(st.booleans(), st.integers(1, 1500)), min_size=1, max_size=3),  # (sound?, ms)
-    chunks=st.lists(st.integers(1, 4000).map(lambda n: n if n > 40 else 41 - n), min_size=1, max_size=6),  # frame sizes in samples, cycled
+    chunks=st.lists(
+        st.integers(1, 4000).map(lambda n: n if n > 40 else 41 - n), min_size=1, max_size=6
+    ),  # frame sizes in samples, cycled
     turn_ends=st.sets(st.integers(0, 60), max_size=6),  # after which frames the client sends turn.end
     last=st.sampled_from(["flush", "end_turn", "end_turn+flush"]),
 )
 def test_no_turn_ever_exceeds_max_turn_ms(rate, options, pieces, chunks, turn_ends, last):
     """Whatever the audio, its framing, the settings and the end messages: no turn outgrows max_turn_ms."""
     rng = np.random.default_rng(len(pieces))
-    audio = np.concatenate([rng.normal(0.0, 4000.0, ms * rate // 1000).clip(-32768, 32767).astype(np.int16) if loud else np.zeros(ms * rate // 1000, np.int16) for loud, ms in pieces]).tobytes()
+    audio = np.concatenate(
+        [
+            rng.normal(0.0, 4000.0, ms * rate // 1000).clip(-32768, 32767).astype(np.int16)
+            if loud
+            else np.zeros(ms * rate // 1000, np.int16)
+            for loud, ms in pieces
+        ]
+    ).tobytes()
     seg = Segmenter(rate, options)
     events: list = []
     at, i = 0, 0

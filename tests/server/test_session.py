@@ -94,7 +94,9 @@ def check_invariants(rec: Recorder) -> None:
     assert ended == [len(events) - 1], "session.ended is sent once, last"
     summary = events[-1]
     assert summary["turns_started"] == len(started)
-    assert summary["turns_assessed"] == len(rec.of("turn.assessed")) and summary["turns_failed"] == len(rec.of("turn.failed"))
+    assert summary["turns_assessed"] == len(rec.of("turn.assessed")) and summary["turns_failed"] == len(
+        rec.of("turn.failed")
+    )
     closes = [a for a in rec.actions if isinstance(a, Close)]
     assert len(closes) <= 1 and (not closes or rec.actions[-1] is closes[0])
     submitted = [a.turn_id for a in rec.actions if isinstance(a, Submit) and not a.speculative]
@@ -135,7 +137,9 @@ def test_a_three_turn_conversation_in_real_time(speech):
     assert [e["reason"] for e in rec.of("turn.ended")] == ["silence"] * 3
     assert [s.turn_id for s in rec.pending] == [1, 2, 3]
     for submit, utt in zip(rec.pending, placed):
-        assert submit.job.sample_rate == RATE and submit.job.reference is None and submit.job.id == f"s1/{submit.turn_id}"
+        assert (
+            submit.job.sample_rate == RATE and submit.job.reference is None and submit.job.id == f"s1/{submit.turn_id}"
+        )
         assert utt.start_ms - 250 <= rec.of("turn.ended")[submit.turn_id - 1]["start_ms"] <= utt.speech_start_ms + 150
     text(session, "session.end")
     rec.take()
@@ -273,7 +277,15 @@ def test_audio_before_start_is_fatal():
     fatal_case(lambda s: s.receive_audio(bytes(640)), "audio_before_start", CloseCode.POLICY_VIOLATION)
 
 
-@pytest.mark.parametrize("field, value, code", [("sample_rate", 22050, "unsupported_sample_rate"), ("encoding", "opus", "unsupported_format"), ("protocol", "multipa.v0", "unsupported_version"), ("mode", "both", "invalid_message")])
+@pytest.mark.parametrize(
+    "field, value, code",
+    [
+        ("sample_rate", 22050, "unsupported_sample_rate"),
+        ("encoding", "opus", "unsupported_format"),
+        ("protocol", "multipa.v0", "unsupported_version"),
+        ("mode", "both", "invalid_message"),
+    ],
+)
 def test_a_bad_session_start_is_fatal(field, value, code):
     fatal_case(lambda s: start(s, **{field: value}), code, CloseCode.POLICY_VIOLATION)
 
@@ -360,7 +372,14 @@ def test_non_fatal_errors_keep_the_session():
     session.receive_text('{"type": "turn.reference", "text": ""}')
     text(session, "ping", id="7")
     rec.take()
-    assert [e["code"] for e in rec.of("error")] == ["invalid_state", "unknown_type", "invalid_state", "invalid_state", "malformed_json", "invalid_message"]
+    assert [e["code"] for e in rec.of("error")] == [
+        "invalid_state",
+        "unknown_type",
+        "invalid_state",
+        "invalid_state",
+        "malformed_json",
+        "invalid_message",
+    ]
     assert not any(e["fatal"] for e in rec.of("error"))
     assert rec.of("pong") == [{"type": "pong", "id": "7"}] and session.state is SessionState.STREAMING
 
@@ -431,7 +450,12 @@ def test_shutdown_finishes_the_open_turn_then_closes_going_away(speech):
     session.shutdown()
     session.receive_audio(pcm[half : half + 3200])  # already on the wire: ignored
     rec.take()
-    assert rec.of("error")[-1] == {"type": "error", "code": "shutting_down", "message": rec.of("error")[-1]["message"], "fatal": True}
+    assert rec.of("error")[-1] == {
+        "type": "error",
+        "code": "shutting_down",
+        "message": rec.of("error")[-1]["message"],
+        "fatal": True,
+    }
     assert open_turns == 1 and rec.of("turn.ended")[-1]["reason"] == "session_end"
     while rec.pending:
         rec.resolve()
@@ -493,7 +517,11 @@ def test_a_turn_is_submitted_at_the_pause_and_that_job_is_its_assessment(speech)
     assert [s.speculative for s in submits] == [True] * 3, "no second job once the turn ends where it paused"
     for submit in submits:  # each was sent before its turn.ended, 450 ms of hang-over earlier
         sent = rec.actions.index(submit)
-        ended = next(i for i, a in enumerate(rec.actions) if isinstance(a, Send) and a.event.type == "turn.ended" and a.event.turn_id == submit.turn_id)
+        ended = next(
+            i
+            for i, a in enumerate(rec.actions)
+            if isinstance(a, Send) and a.event.type == "turn.ended" and a.event.turn_id == submit.turn_id
+        )
         assert sent < ended and submit.job.id == f"sp/{submit.turn_id}~1"
     clock.t += 0.5
     while rec.pending:
@@ -645,8 +673,15 @@ def test_a_reference_with_no_scorable_word_is_rejected_naming_the_field(referenc
     text(session, "turn.end")
     rec.take()
     errors = rec.of("error")
-    assert errors and errors[0]["code"] == "invalid_message" and "turn.reference text" in errors[0]["message"] and not errors[0]["fatal"]
-    assert not [a for a in rec.actions if isinstance(a, Submit)]  # the turn has no reference: reference_missing, no score
+    assert (
+        errors
+        and errors[0]["code"] == "invalid_message"
+        and "turn.reference text" in errors[0]["message"]
+        and not errors[0]["fatal"]
+    )
+    assert not [
+        a for a in rec.actions if isinstance(a, Submit)
+    ]  # the turn has no reference: reference_missing, no score
     assert [e["code"] for e in rec.of("turn.failed")] == ["reference_missing"]
 
 
@@ -657,7 +692,11 @@ def test_an_unreadable_first_message_is_a_fatal_malformed_start():
     session.receive_text('{"type": "session.start", "sample_rate": 16000')
     rec.take()
     assert rec.of("error")[0]["code"] == "malformed_json" and rec.of("error")[0]["fatal"]
-    assert session.state is SessionState.CLOSED and isinstance(rec.actions[-1], Close) and rec.actions[-1].code is CloseCode.POLICY_VIOLATION
+    assert (
+        session.state is SessionState.CLOSED
+        and isinstance(rec.actions[-1], Close)
+        and rec.actions[-1].code is CloseCode.POLICY_VIOLATION
+    )
     later = Session("t")  # once started, a malformed message is only rejected
     start(later)
     later.actions()

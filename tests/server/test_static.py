@@ -8,7 +8,15 @@ from multipa_server import static
 def test_routes_map_to_listed_names_only():
     assert static.route("/demo") == static.route("/demo/") == "demo.html"
     assert static.route("/sdk/multipa.js") == "multipa.js"
-    for path in ["/sdk/../app.py", "/sdk/%2e%2e/app.py", "/sdk/js/multipa.js", "/sdk/", "/sdk/__init__.py", "/sdk/package.json", "/sdk/multipa.js/"]:
+    for path in [
+        "/sdk/../app.py",
+        "/sdk/%2e%2e/app.py",
+        "/sdk/js/multipa.js",
+        "/sdk/",
+        "/sdk/__init__.py",
+        "/sdk/package.json",
+        "/sdk/multipa.js/",
+    ]:
         assert static.route(path) == "", path
     assert static.route("/healthz") is None and static.route("/sdkx/multipa.js") is None
 
@@ -19,7 +27,11 @@ def test_every_listed_file_is_installed_with_its_type():
         assert file is not None and file.body, name
         assert file.content_type == content_type
         headers = static.headers_for(name, file)
-        assert headers["Cache-Control"] == "no-cache" and headers["ETag"] == file.etag and headers["X-Content-Type-Options"] == "nosniff"
+        assert (
+            headers["Cache-Control"] == "no-cache"
+            and headers["ETag"] == file.etag
+            and headers["X-Content-Type-Options"] == "nosniff"
+        )
     assert static.FILES["pcm-worklet.js"].startswith("text/javascript")
     assert "Content-Security-Policy" in static.headers_for("demo.html", static.load("demo.html"))
     assert static.load("../app.py") is None and static.load("") is None

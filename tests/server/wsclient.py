@@ -54,7 +54,16 @@ class Wait:
     count: int = 1
 
 
-async def converse(url: str, script: list, *, realtime: bool = False, rate: int = RATE, chunk_ms: int = 20, headers: dict | None = None, timeout: float = 180.0) -> Outcome:
+async def converse(
+    url: str,
+    script: list,
+    *,
+    realtime: bool = False,
+    rate: int = RATE,
+    chunk_ms: int = 20,
+    headers: dict | None = None,
+    timeout: float = 180.0,
+) -> Outcome:
     """Play ``script`` (dicts: JSON messages; int16 arrays: audio in chunks, paced at real
     time if ``realtime``; bytes: one raw frame; Wait; a callable: called) and collect events
     until the server closes."""
@@ -145,7 +154,13 @@ class ServerProcess(ChildProcess):
     """``multipa-server`` as a subprocess on a free port."""
 
     def __init__(self, args: list[str], log: Path, *, timeout: float = 300.0) -> None:
-        super().__init__("the server", [sys.executable, "-m", "multipa_server.cli", "--port", "0", *args], log, r"listening on (ws://\S+)", timeout=timeout)
+        super().__init__(
+            "the server",
+            [sys.executable, "-m", "multipa_server.cli", "--port", "0", *args],
+            log,
+            r"listening on (ws://\S+)",
+            timeout=timeout,
+        )
         self.url = self.ready.group(1)
         self.http = self.url.replace("ws://", "http://").rsplit("/v1/", 1)[0]
 
@@ -159,4 +174,3 @@ def http_get(url: str) -> tuple[int, str, str]:
             return response.status, response.headers.get("Content-Type", ""), response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers.get("Content-Type", ""), exc.read().decode()
-
