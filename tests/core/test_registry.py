@@ -140,6 +140,56 @@ def test_missing_explicit_path(tmp_path: Path) -> None:
     assert str(info.value)
 
 
+# --- specs are data --------------------------------------------------------------------
+
+
+def test_every_spec_says_where_its_files_are() -> None:
+    for spec in registry.KNOWN.values():
+        assert spec.source in registry.SOURCES, spec
+        if spec.source == "checkpoint":
+            assert not spec.packages and (registry.CHECKPOINTS / spec.path).is_file()
+        else:
+            assert spec.packages and spec.path, spec
+    assert registry.KNOWN["whisper-base"].source == "parts"
+    assert registry.KNOWN["whisper-base"].packages == registry._BASE_PARTS
+
+
+def fake_package(root: Path, name: str, files: dict[str, bytes]) -> None:
+    (root / name / "weights").mkdir(parents=True)
+    (root / name / "__init__.py").write_text("")
+    for file, content in files.items():
+        (root / name / "weights" / file).write_bytes(content)
+
+
+def test_a_new_model_is_one_spec_and_no_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A packaged model and a model split across packages resolve from their specs alone."""
+    fake_package(tmp_path, "fake_whisper_one", {"model.bin": b"w", "config.json": b"{}", "vocabulary.txt": b""})
+    fake_package(tmp_path, "fake_whisper_a", {"model.bin.part1": b"abc", "config.json": b"{}", "tokenizer.json": b""})
+    fake_package(tmp_path, "fake_whisper_b", {"model.bin.part2": b"def"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("MULTIPA_CACHE_DIR", str(tmp_path / "cache"))
+    one = registry.ModelSpec(
+        "whisper-one", "whisper", "a test model", source="package", path="weights", packages=("fake_whisper_one",)
+    )
+    split = registry.ModelSpec(
+        "whisper-split", "whisper", "a split test model", "parts", "weights", ("fake_whisper_a", "fake_whisper_b")
+    )
+    for spec in (one, split):
+        monkeypatch.setitem(registry.KNOWN, spec.name, spec)
+    assert registry.resolve("whisper-one", kind="whisper") == tmp_path / "fake_whisper_one" / "weights"
+    joined = registry.resolve("whisper-split", kind="whisper")
+    assert joined == tmp_path / "cache" / "models" / "whisper-split-6"
+    assert (joined / "model.bin").read_bytes() == b"abcdef"
+    assert sorted(p.name for p in joined.iterdir()) == sorted(["config.json", MANIFEST, "model.bin", "tokenizer.json"])
+
+
+def test_a_spec_with_an_unknown_source_is_a_bug(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = registry.ModelSpec("whisper-odd", "whisper", "odd", source="download", path="x")
+    monkeypatch.setitem(registry.KNOWN, spec.name, spec)
+    with pytest.raises(ValueError, match="download"):
+        registry.resolve("whisper-odd")
+
+
 # --- the joined Whisper base model ----------------------------------------------------
 
 
