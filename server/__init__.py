@@ -7,7 +7,8 @@ assessed by worker processes; feedback events go back on the same connection.
 Modules, in the order data flows: :mod:`~multipa_server.protocol` (messages,
 pure), :mod:`~multipa_server.segmenter` (VAD turns, pure),
 :mod:`~multipa_server.session` (per-connection state machine, pure),
-:mod:`~multipa_server.connection` (its asyncio adapter),
+:mod:`~multipa_server.connection` (its asyncio adapter, over any
+:mod:`~multipa_server.transport`; :mod:`~multipa_server.memory_transport` is an in-memory one),
 :mod:`~multipa_server.pool` (the worker pool interface),
 :mod:`~multipa_server.local_pool` and :mod:`~multipa_server.worker` (the
 embedded pool), :mod:`~multipa_server.metrics`, :mod:`~multipa_server.app`

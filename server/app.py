@@ -29,12 +29,13 @@ from urllib.parse import parse_qs
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers, MultipleValuesError
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from . import static
 from .connection import Connection
-from .exceptions import ConfigError
+from .exceptions import ConfigError, TransportClosed
 from .metrics import Metrics
 from .pool import WorkerPool
 from .protocol import PROTOCOL_VERSION, ServerEvent
@@ -173,7 +174,7 @@ class Server:
 
         try:
             await Connection(
-                ws,
+                WebsocketTransport(ws),
                 session,
                 self.pool,
                 shutdown=self._shutdown,
@@ -286,6 +287,46 @@ class Server:
         # compare every pair in constant time: no early exit that timing could reveal
         matches = [hmac.compare_digest(o.encode(), k.encode()) for o in offered for k in self.options.api_keys]
         return any(matches)
+
+
+class WebsocketTransport:
+    """websockets' server connection as a :class:`~multipa_server.transport.Transport`.
+
+    Its ``ConnectionClosed`` becomes :class:`~multipa_server.exceptions.TransportClosed`
+    with the close code and reason the client sent (1006 when it sent none), and
+    ``abort`` drops the TCP connection under it.
+    """
+
+    def __init__(self, ws: ServerConnection) -> None:
+        self.ws = ws
+
+    async def receive(self) -> str | bytes:
+        try:
+            return await self.ws.recv()
+        except ConnectionClosed as exc:
+            raise _closed(exc) from None
+
+    async def send(self, message: str) -> None:
+        try:
+            await self.ws.send(message)
+        except ConnectionClosed as exc:
+            raise _closed(exc) from None
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        try:
+            await self.ws.close(code, reason)
+        except ConnectionClosed:
+            pass
+
+    def abort(self) -> None:
+        self.ws.transport.abort()
+
+
+def _closed(exc: ConnectionClosed) -> TransportClosed:
+    frame = exc.rcvd  # the client's close frame; none when the TCP connection just dropped
+    if frame is None:
+        return TransportClosed(str(exc), close_code=1006)
+    return TransportClosed(str(exc), close_code=frame.code, reason=frame.reason)
 
 
 def _respond(connection: ServerConnection, status: HTTPStatus, text: str, content_type: str | None = None) -> Response:

@@ -1,7 +1,10 @@
-"""Serves one websocket: moves frames, events and jobs between the socket, a Session and the pool.
+"""Serves one client connection: moves messages, events and jobs between its transport, a Session and the pool.
 
 Every protocol decision is the :class:`~multipa_server.session.Session`'s; this
-adapter only does the I/O it asks for. One reader task feeds the session, one
+adapter only does the I/O it asks for, over any
+:class:`~multipa_server.transport.Transport` (a websocket in
+:mod:`~multipa_server.app`, a :mod:`~multipa_server.memory_transport` pipe
+in process); it imports no websocket library. One reader task feeds the session, one
 writer task sends its events in order, one task per submitted turn waits on the
 pool. Whatever ends the connection (session.end, an error, the idle timeout,
 shutdown, the client vanishing), the session accounts for every turn, and when
@@ -13,33 +16,23 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, Callable, Protocol, Union
+from typing import Any, Callable, Union
 
-from websockets.exceptions import ConnectionClosed
-
-from .exceptions import PoolError
+from .exceptions import PoolError, TransportClosed
 from .pool import Job, WorkerPool
 from .protocol import CloseCode, ErrorCode, ServerEvent, SessionStarted, TurnAssessed, TurnFailed, serialize
 from .session import Action, Cancel, Close, Send, Session, SessionState, Submit
+from .transport import Transport
 
 log = logging.getLogger(__name__)
-
-
-class Transport(Protocol):
-    """What the adapter needs of a websocket (websockets' ServerConnection has it)."""
-
-    async def recv(self) -> Union[str, bytes]: ...
-
-    async def send(self, message: str) -> None: ...
-
-    async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
 class Connection:
     """Drives one session until it is closed.
 
     Args:
-        transport: the websocket.
+        transport: the client's connection (a websocket, or anything with the
+            :class:`~multipa_server.transport.Transport` methods).
         session: its protocol state machine.
         pool: where turns are assessed.
         shutdown: set when the server stops: the session drains and closes with 1001.
@@ -99,12 +92,12 @@ class Connection:
             if self.session.state is SessionState.AWAITING_START:
                 timeout = min(limits.idle_timeout_s, max(0.0, start_deadline - loop.time()))
             try:
-                message = await asyncio.wait_for(self.transport.recv(), timeout)
+                message = await asyncio.wait_for(self.transport.receive(), timeout)
             except asyncio.TimeoutError:
                 starting = self.session.state is SessionState.AWAITING_START and loop.time() >= start_deadline
                 self._step(self.session.start_timeout if starting else self.session.idle)
                 continue
-            except ConnectionClosed:
+            except TransportClosed:
                 self._disconnected()
                 return
             if isinstance(message, str):
@@ -120,7 +113,7 @@ class Connection:
             if isinstance(item, Close):
                 try:
                     await self.transport.close(int(item.code), item.reason)
-                except ConnectionClosed:
+                except TransportClosed:
                     pass
                 return
             try:
@@ -129,7 +122,7 @@ class Connection:
                 self._lost(item)
                 self._slow()
                 return
-            except ConnectionClosed:
+            except TransportClosed:
                 self._lost(item)
                 while not self._outbox.empty():
                     self._lost(self._outbox.get_nowait())
@@ -245,12 +238,10 @@ class Connection:
             await asyncio.wait_for(
                 self.transport.close(int(CloseCode.POLICY_VIOLATION), ErrorCode.SLOW_CONSUMER.value), 5.0
             )
-        except (asyncio.TimeoutError, ConnectionClosed):
+        except (asyncio.TimeoutError, TransportClosed):
             pass
         finally:
-            tcp = getattr(self.transport, "transport", None)  # websockets' asyncio transport
-            if tcp is not None:
-                tcp.abort()  # the close frame could not get through a full buffer
+            self.transport.abort()  # the close frame could not get through a full buffer
 
     def _lost(self, item: Union[ServerEvent, Close, None]) -> None:
         if isinstance(item, (TurnAssessed, TurnFailed)):

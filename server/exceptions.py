@@ -14,6 +14,7 @@ machine-readable ``code`` (the one a client sees in an ``error`` or
     │   ├── PoolClosedError           code: shutting_down
     │   ├── PoolStartError            code: worker_start_failed
     │   └── AssessmentError           code: from multipa_core (audio_too_short, audio_silent, ...)
+    ├── TransportClosed               code: client_disconnected (the peer of a connection is gone)
     └── ConfigError                   code: config_error
 """
 
@@ -87,6 +88,23 @@ class AssessmentError(PoolError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class TransportClosed(ServerError):
+    """A transport's peer is gone, or the connection was closed: raised by ``receive`` and ``send``.
+
+    Args:
+        message: what happened, for the log.
+        close_code: the websocket close code that ended it (1006: dropped without a close).
+        reason: the close reason, if any.
+    """
+
+    code = "client_disconnected"
+
+    def __init__(self, message: str = "the connection is closed", *, close_code: int = 1006, reason: str = "") -> None:
+        super().__init__(message)
+        self.close_code = close_code
+        self.reason = reason
 
 
 class ConfigError(ServerError):

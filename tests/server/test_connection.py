@@ -1,4 +1,4 @@
-"""The asyncio adapter with in-memory fakes: a transport and pools that delay, drop and crash."""
+"""The asyncio adapter over an in-memory pipe (no websocket), with pools that delay, drop and crash."""
 
 from __future__ import annotations
 
@@ -10,47 +10,39 @@ from typing import Awaitable, Callable
 
 import numpy as np
 import pytest
-from websockets.exceptions import ConnectionClosedError
 
 from multipa_server.connection import Connection
-from multipa_server.exceptions import AssessmentError, WorkerCrashedError
+from multipa_server.exceptions import AssessmentError, TransportClosed, WorkerCrashedError
+from multipa_server.memory_transport import memory_pipe
 from multipa_server.pool import Job, JobResult, PoolStats, WorkerPool
 from multipa_server.session import Limits, Session
 
 RATE = 16_000
-GONE = object()
 
 
-class FakeTransport:
-    """A websocket in memory: the test puts client frames in, reads what the server sent."""
+class FakeClient:
+    """The client's end of a memory pipe: the test sends frames, ``sent`` collects what the server sent."""
 
-    def __init__(self) -> None:
-        self.incoming: asyncio.Queue = asyncio.Queue()
+    def __init__(self, capacity: int = 0) -> None:
+        self.server, self.end = memory_pipe(capacity)  # the server's end goes to the Connection
         self.sent: list[dict] = []
-        self.closed: tuple[int, str] | None = None
-        self.fail_sends = False
+        self.closed: tuple[int, str] | None = None  # the server's close code and reason, once read
+        self.reading = True
 
-    def client(self, *frames) -> None:
+    async def client(self, *frames) -> None:
         for frame in frames:
-            self.incoming.put_nowait(json.dumps(frame) if isinstance(frame, dict) else frame)
+            await self.end.send(json.dumps(frame) if isinstance(frame, dict) else frame)
 
-    def vanish(self) -> None:
-        self.incoming.put_nowait(GONE)
-
-    async def recv(self):
-        item = await self.incoming.get()
-        if item is GONE:
-            raise ConnectionClosedError(None, None)
-        return item
-
-    async def send(self, message: str) -> None:
-        if self.fail_sends or self.closed:
-            raise ConnectionClosedError(None, None)
-        self.sent.append(json.loads(message))
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        self.closed = (code, reason)
-        self.incoming.put_nowait(GONE)
+    async def read(self) -> None:
+        """Collect the server's messages until it closes (the test's client reads while ``reading``)."""
+        while True:
+            while not self.reading:
+                await asyncio.sleep(0.01)
+            try:
+                self.sent.append(json.loads(await self.end.receive()))
+            except TransportClosed as closed:
+                self.closed = (closed.close_code, closed.reason)
+                return
 
     def of(self, kind: str) -> list[dict]:
         return [e for e in self.sent if e["type"] == kind]
@@ -107,26 +99,36 @@ START = {"type": "session.start", "sample_rate": RATE, "realtime": False, "vad":
 
 def run(
     pool: WorkerPool,
-    script: Callable[[FakeTransport, asyncio.Event], Awaitable[None]],
+    script: Callable[[FakeClient, asyncio.Event], Awaitable[None]],
     *,
     limits: Limits | None = None,
     drain: float = 5.0,
     speculate: bool = False,
-) -> FakeTransport:
-    async def main() -> FakeTransport:
-        transport, shutdown = FakeTransport(), asyncio.Event()
+    capacity: int = 0,
+    send_timeout: float = 30.0,
+) -> FakeClient:
+    async def main() -> FakeClient:
+        client, shutdown = FakeClient(capacity), asyncio.Event()
         conn = Connection(
-            transport, Session("t", limits=limits, speculate=speculate), pool, shutdown=shutdown, drain_timeout_s=drain
+            client.server,
+            Session("t", limits=limits, speculate=speculate),
+            pool,
+            shutdown=shutdown,
+            drain_timeout_s=drain,
+            send_timeout_s=send_timeout,
         )
-        serving = asyncio.create_task(conn.run())
-        await script(transport, shutdown)
+        serving, reading = asyncio.create_task(conn.run()), asyncio.create_task(client.read())
+        await script(client, shutdown)
         await asyncio.wait_for(serving, 10)
-        return transport
+        await client.server.close()  # as websockets does when the handler returns (a no-op after the server's close)
+        client.reading = True
+        await asyncio.wait_for(reading, 10)
+        return client
 
     return asyncio.run(main())
 
 
-def assert_one_terminal_each(transport: FakeTransport) -> None:
+def assert_one_terminal_each(transport: FakeClient) -> None:
     started = [e["turn_id"] for e in transport.of("turn.started")]
     terminal = Counter(e["turn_id"] for e in transport.sent if e["type"] in ("turn.assessed", "turn.failed"))
     assert started and set(terminal) == set(started) and set(terminal.values()) == {1}, (started, terminal)
@@ -139,8 +141,8 @@ def test_results_out_of_order_each_delivered_once():
     async def behave(job: Job) -> JobResult:
         return await ok(delays[turn_of(job)])(job)
 
-    async def script(t: FakeTransport, _: asyncio.Event) -> None:
-        t.client(START, *speech_frames(3), {"type": "session.end"})
+    async def script(t: FakeClient, _: asyncio.Event) -> None:
+        await t.client(START, *speech_frames(3), {"type": "session.end"})
 
     t = run(FakePool(behave), script)
     assert_one_terminal_each(t)
@@ -159,8 +161,8 @@ def test_crashes_and_bugs_become_turn_failures():
             raise AssessmentError("audio_silent", "the audio is silent")
         return await ok()(job)
 
-    async def script(t: FakeTransport, _: asyncio.Event) -> None:
-        t.client(START, *speech_frames(4), {"type": "session.end"})
+    async def script(t: FakeClient, _: asyncio.Event) -> None:
+        await t.client(START, *speech_frames(4), {"type": "session.end"})
 
     t = run(FakePool(behave), script)
     assert_one_terminal_each(t)
@@ -174,8 +176,10 @@ def test_crashes_and_bugs_become_turn_failures():
 
 
 def test_shutdown_drains_in_flight_turns_then_closes_1001():
-    async def script(t: FakeTransport, shutdown: asyncio.Event) -> None:
-        t.client(START, *speech_frames(1), np.full(RATE // 2, 1000, dtype=np.int16).tobytes())  # turn 2 still open
+    async def script(t: FakeClient, shutdown: asyncio.Event) -> None:
+        await t.client(
+            START, *speech_frames(1), np.full(RATE // 2, 1000, dtype=np.int16).tobytes()
+        )  # turn 2 still open
         while len(t.of("turn.started")) < 2:
             await asyncio.sleep(0.01)
         shutdown.set()
@@ -193,8 +197,8 @@ def test_a_dropped_job_fails_at_the_drain_timeout():
         await asyncio.Event().wait()
         raise AssertionError
 
-    async def script(t: FakeTransport, shutdown: asyncio.Event) -> None:
-        t.client(START, *speech_frames(2))
+    async def script(t: FakeClient, shutdown: asyncio.Event) -> None:
+        await t.client(START, *speech_frames(2))
         while len(t.of("turn.ended")) < 2:
             await asyncio.sleep(0.01)
         shutdown.set()
@@ -207,11 +211,11 @@ def test_a_dropped_job_fails_at_the_drain_timeout():
 
 
 def test_client_vanishing_mid_turn_withdraws_its_jobs_and_logs_them(caplog):
-    async def script(t: FakeTransport, _: asyncio.Event) -> None:
-        t.client(START, *speech_frames(1), np.full(RATE // 2, 1000, dtype=np.int16).tobytes())
+    async def script(t: FakeClient, _: asyncio.Event) -> None:
+        await t.client(START, *speech_frames(1), np.full(RATE // 2, 1000, dtype=np.int16).tobytes())
         while not t.of("turn.ended") or len(t.of("turn.started")) < 2:
             await asyncio.sleep(0.01)
-        t.vanish()
+        t.end.abort()  # the client vanishes
 
     pool = FakePool(ok(5.0))
     with caplog.at_level(logging.INFO, logger="multipa_server.connection"):
@@ -225,11 +229,15 @@ def test_client_vanishing_mid_turn_withdraws_its_jobs_and_logs_them(caplog):
 
 
 def test_a_send_failing_counts_as_a_disconnect(caplog):
-    async def script(t: FakeTransport, _: asyncio.Event) -> None:
-        t.client(START, *speech_frames(1))
+    async def script(t: FakeClient, _: asyncio.Event) -> None:
+        await t.client(START, *speech_frames(1))
         while not t.of("turn.ended"):
             await asyncio.sleep(0.01)
-        t.fail_sends = True
+
+        async def refuse(message: str) -> None:
+            raise TransportClosed("the peer is gone")
+
+        t.server.send = refuse  # the client's side still looks open: only the send fails
 
     pool = FakePool(ok(0.2))
     with caplog.at_level(logging.WARNING, logger="multipa_server.connection"):
@@ -237,9 +245,18 @@ def test_a_send_failing_counts_as_a_disconnect(caplog):
     assert "left before receiving turn.assessed of turn 1" in caplog.text
 
 
+def test_a_client_that_does_not_read_is_closed_with_slow_consumer_then_dropped():
+    async def script(t: FakeClient, _: asyncio.Event) -> None:
+        t.reading = False  # two unread events fill the pipe; the third send blocks
+        await t.client(START, *speech_frames(1))
+
+    t = run(FakePool(ok()), script, capacity=2, send_timeout=0.3)
+    assert t.closed == (1008, "slow_consumer") and t.sent == []  # the abort dropped what was unread
+
+
 def test_idle_timeout_closes_the_session():
-    async def script(t: FakeTransport, _: asyncio.Event) -> None:
-        t.client(START)
+    async def script(t: FakeClient, _: asyncio.Event) -> None:
+        await t.client(START)
 
     t = run(FakePool(ok()), script, limits=Limits(idle_timeout_s=0.2))
     assert t.of("error")[0]["code"] == "idle_timeout" and t.closed == (1008, "idle_timeout")
@@ -260,8 +277,8 @@ def test_a_bug_in_the_session_gives_internal_error_not_a_traceback(monkeypatch):
 
     monkeypatch.setattr(Session, "receive_audio", broken)
 
-    async def script(t: FakeTransport, _: asyncio.Event) -> None:
-        t.client(START, b"\x00\x00")
+    async def script(t: FakeClient, _: asyncio.Event) -> None:
+        await t.client(START, b"\x00\x00")
 
     t = run(FakePool(ok()), script)
     assert t.of("error")[-1]["code"] == "internal_error" and t.closed == (1011, "internal_error")
@@ -280,8 +297,8 @@ def test_many_turns_with_random_delays_and_failures(turns):
             raise WorkerCrashedError("crashed")
         return await ok()(job)
 
-    async def script(t: FakeTransport, _: asyncio.Event) -> None:
-        t.client(START, *speech_frames(turns), {"type": "session.end"})
+    async def script(t: FakeClient, _: asyncio.Event) -> None:
+        await t.client(START, *speech_frames(turns), {"type": "session.end"})
 
     t = run(FakePool(behave), script, limits=Limits(max_turns_in_flight=turns))
     assert_one_terminal_each(t)
@@ -312,12 +329,12 @@ def test_speculative_jobs_run_on_idle_workers_and_stale_ones_are_cancelled():
     pcm = vad_conversation(0.1)
     start = {**START, "vad": {"enabled": True, "hangover_ms": 1500}}
 
-    async def script(t: FakeTransport, _: asyncio.Event) -> None:
-        t.client(start)
+    async def script(t: FakeClient, _: asyncio.Event) -> None:
+        await t.client(start)
         for i in range(0, len(pcm), 3200):  # 100 ms frames, a little faster than real time
-            t.client(pcm[i : i + 3200])
+            await t.client(pcm[i : i + 3200])
             await asyncio.sleep(0.01)
-        t.client({"type": "session.end"})
+        await t.client({"type": "session.end"})
 
     pool = FakePool(ok(1.0))
     t = run(pool, script, speculate=True)
@@ -342,14 +359,14 @@ def test_a_skipped_speculation_submits_the_turn_in_the_same_step():
     assert len(frame) <= Limits().max_frame_bytes
     start = {**START, "vad": {"enabled": True}}
 
-    async def script(t: FakeTransport, _: asyncio.Event) -> None:
-        t.client(start, frame)  # then nothing
+    async def script(t: FakeClient, _: asyncio.Event) -> None:
+        await t.client(start, frame)  # then nothing
         for _ in range(200):
             if t.of("turn.assessed"):
                 break
             await asyncio.sleep(0.01)
         assert t.of("turn.assessed"), f"the turn waited for the client's next message: {busy.submitted}"
-        t.client({"type": "session.end"})
+        await t.client({"type": "session.end"})
 
     busy = BusyPool(ok(0.0))
     t = run(busy, script, speculate=True)
