@@ -6,6 +6,10 @@ a version. So fields the SDK does not know are ignored, an event type it does
 not know becomes an :class:`UnknownEvent` (never an error), and only a known
 event with a missing or ill-typed field raises :class:`InvalidEvent`.
 
+Score aspects are lenient too: a sentence or word score this SDK has no field
+for (a newer server's aspect) is kept, by its wire name, in ``extra``; the
+``scores`` property gives every aspect of a word or a sentence in one mapping.
+
 Times (``start_ms``, ``end_ms``) of turn events are milliseconds of the
 client's stream from its first sample; word and phone times inside an
 :class:`Assessment` are relative to the turn's start.
@@ -71,6 +75,12 @@ class Word:
     )
     inserted_phones: tuple[dict[str, Any], ...] = ()  # phones heard but not in the word: position, phone, ipa
     stress_check: dict[str, Any] | None = None  # expected_syllable, heard_syllable, ok; None when it cannot be told
+    extra: dict[str, float] = field(default_factory=dict)  # aspect scores this SDK has no field for (a newer server)
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """Every aspect score of the word by its wire name: accuracy, stress, total and those in ``extra``."""
+        return {"accuracy": self.accuracy, "stress": self.stress, "total": self.total, **self.extra}
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,15 @@ class SentenceScores:
     prosody: float
     total: float
     completeness: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)  # aspect scores this SDK has no field for (a newer server)
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """Every aspect score by its wire name: the four (five when closed) above and those in ``extra``."""
+        known = {"accuracy": self.accuracy, "fluency": self.fluency, "prosody": self.prosody, "total": self.total}
+        if self.completeness is not None:
+            known["completeness"] = self.completeness
+        return {**known, **self.extra}
 
 
 @dataclass(frozen=True)
@@ -266,6 +285,20 @@ def _numbers(value: dict[str, Any], where: str) -> dict[str, float]:
     }
 
 
+_WORD_NUMBERS = ("start_ms", "end_ms", "accuracy", "stress", "total")  # a word's number fields that have a field here
+_SENTENCE_ASPECTS = ("accuracy", "fluency", "prosody", "total", "completeness")
+
+
+def _extra_scores(doc: dict[str, Any], known: tuple[str, ...]) -> dict[str, float]:
+    """The number fields of a word or sentence object that are not in ``known``: aspects of a
+    newer server (``docs/protocol.md``: every other number there is an aspect score)."""
+    return {
+        k: float(v)
+        for k, v in doc.items()
+        if k not in known and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+
+
 def _phone(doc: dict[str, Any]) -> Phone:
     w = "phone"
     return Phone(
@@ -284,6 +317,7 @@ def _word(doc: dict[str, Any]) -> Word:
         _get(doc, "needs_improvement", bool, w, False), phones, _get(doc, "ipa", str, w, None),
         tuple(e for e in doc["errors"] if isinstance(e, str)) if isinstance(doc.get("errors"), list) else None,
         tuple(p for p in _get(doc, "inserted_phones", list, w, []) if isinstance(p, dict)), _get(doc, "stress_check", dict, w, None),
+        _extra_scores(doc, _WORD_NUMBERS),
     )  # fmt: skip
 
 
@@ -297,6 +331,7 @@ def parse_assessment(doc: dict[str, Any]) -> Assessment:
         _get(s, "prosody", float, "sentence"),
         _get(s, "total", float, "sentence"),
         _get(s, "completeness", float, "sentence", None),
+        _extra_scores(s, _SENTENCE_ASPECTS),
     )
     words = tuple(_word(x) for x in _get(doc, "words", list, w) if isinstance(x, dict))
     return Assessment(_get(doc, "mode", str, w), _get(doc, "transcript", str, w), _get(doc, "target_transcript", str, w), sentence, words, _get(doc, "duration_ms", int, w), _numbers(_get(doc, "timings_ms", dict, w, {}), "timings_ms"),
@@ -417,7 +452,11 @@ def _plain(value: Any) -> Any:
             drop |= {"heard", "heard_ipa", "error", "nbest"}  # a phone from a server without the diagnosis
         if "needs_improvement" in value and value.get("errors") is None:
             drop |= {"errors", "inserted_phones", "stress_check"}
-        return {k: _plain(v) for k, v in value.items() if k not in drop}
+        extra = value.get("extra") if "total" in value else None  # a word's or a sentence's unknown aspects ...
+        if isinstance(extra, dict):
+            drop.add("extra")
+        plain = {k: _plain(v) for k, v in value.items() if k not in drop}
+        return {**plain, **extra} if isinstance(extra, dict) else plain  # ... go back beside the known ones
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value

@@ -7,11 +7,10 @@
  * server that diagnoses, the table shows each expected sound beside the one heard
  * (IPA), the words carry their error types, and the feedback sentences follow the turn.
  */
-import { MultipaClient } from "./multipa.js";
+import { MultipaClient, SENTENCE_ASPECTS, WORD_ASPECTS, aspectScores } from "./multipa.js";
 
 const $ = (id) => document.getElementById(id);
 const STATE_TEXT = { idle: "Ready", connecting: "Connecting…", listening: "Listening", assessing: "Assessing…", stopping: "Finishing…", closed: "Stopped" };
-const SENTENCE_ASPECTS = ["accuracy", "fluency", "prosody", "completeness", "total"];
 
 let client = null;
 let session = 0; // counts sessions (a reconnect opens a new one): element ids stay unique
@@ -92,10 +91,12 @@ function wordButton(word, index, detailsId) {
   const needs = word.needs_improvement;
   const phones = word.phones.map((p) => `${sound(p)}${p.error && p.error !== "none" ? ` → heard ${heardText(p)}` : ""} ${p.start_ms}–${p.end_ms} ms, ${Math.round(p.probability * 100)} %`).join("\n");
   const errors = (word.errors ?? []).map((e) => ERROR_TEXT[e] ?? e);
+  // aspects a newer server adds (docs/protocol.md) follow the three this page knows
+  const more = aspectScores(word, WORD_ASPECTS).filter(([aspect]) => !WORD_ASPECTS.includes(aspect)).map(([aspect, value]) => `, ${aspect} ${fmt(value)}`).join("");
   const button = el("button", {
     type: "button",
     class: `word score-${band(word.total)}${needs ? " needs" : ""}`,
-    title: `${word.text}${word.ipa ? ` /${word.ipa}/` : ""}: total ${fmt(word.total)}, accuracy ${fmt(word.accuracy)}, stress ${fmt(word.stress)}${needs ? " (needs improvement)" : ""}${errors.length ? ` [${errors.join(", ")}]` : ""}\n${phones}`,
+    title: `${word.text}${word.ipa ? ` /${word.ipa}/` : ""}: total ${fmt(word.total)}, accuracy ${fmt(word.accuracy)}, stress ${fmt(word.stress)}${more}${needs ? " (needs improvement)" : ""}${errors.length ? ` [${errors.join(", ")}]` : ""}\n${phones}`,
     "aria-expanded": "false",
     "aria-controls": detailsId,
     dataset: { score: fmt(word.total), index: String(index), errors: (word.errors ?? []).join(" ") },
@@ -126,9 +127,7 @@ function renderWords(node, assessment) {
 
 function renderBars(sentence) {
   const bars = el("div", { class: "bars", role: "group", "aria-label": "Sentence scores" });
-  for (const aspect of SENTENCE_ASPECTS) {
-    if (!(aspect in sentence)) continue;
-    const value = sentence[aspect];
+  for (const [aspect, value] of aspectScores(sentence, SENTENCE_ASPECTS)) { // known ones first, then any a newer server adds
     const fill = el("div", { class: `bar-fill score-${band(value)}` });
     fill.style.width = `${Math.max(0, Math.min(10, value)) * 10}%`;
     bars.append(

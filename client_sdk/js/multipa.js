@@ -26,6 +26,27 @@ export const PROTOCOL_VERSION = "multipa.v1";
 /** The protocol's server events, each dispatched as a CustomEvent of that name with the message as `detail`. */
 export const EVENT_TYPES = Object.freeze(["session.started", "turn.started", "turn.ended", "turn.assessed", "turn.failed", "session.ended", "error", "pong"]);
 
+/** The score aspects this SDK knows, in display order (multipa_core/aspects.py; `completeness`: closed turns only). */
+export const SENTENCE_ASPECTS = Object.freeze(["accuracy", "fluency", "prosody", "completeness", "total"]);
+export const WORD_ASPECTS = Object.freeze(["accuracy", "stress", "total"]);
+const WORD_TIMES = new Set(["start_ms", "end_ms"]); // a word's only numbers that are not scores
+
+/**
+ * The aspect scores of a `sentence` or a word object as `[name, value]` pairs: the known
+ * aspects present, in `known`'s order, then any other (a newer server's, docs/protocol.md),
+ * in the order they came. Every number there is an aspect score except a word's times;
+ * anything that is not a number is left out, so this never throws on what a server adds.
+ * @param {object} scores - `assessment.sentence` or one of `assessment.words`
+ * @param {readonly string[]} [known=SENTENCE_ASPECTS] - WORD_ASPECTS for a word
+ * @returns {Array<[string, number]>}
+ */
+export function aspectScores(scores, known = SENTENCE_ASPECTS) {
+  const isScore = ([name, value]) => typeof value === "number" && Number.isFinite(value) && !WORD_TIMES.has(name);
+  const entries = Object.entries(scores ?? {}).filter(isScore);
+  const byName = new Map(entries);
+  return [...known.filter((name) => byName.has(name)).map((name) => [name, byName.get(name)]), ...entries.filter(([name]) => !known.includes(name))];
+}
+
 /**
  * Client states, dispatched as a `state` event with `detail: {state, previous}`.
  * - `idle`: before start()

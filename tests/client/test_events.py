@@ -66,6 +66,35 @@ def test_closed_mode_completeness_is_kept():
     assert to_dict(parsed) == event
 
 
+def test_aspects_the_sdk_does_not_know_are_kept_and_serialised_back():
+    """A newer server may score more aspects: the SDK keeps them in ``extra`` and never raises."""
+    event = next(e for e in recorded() if e["type"] == "turn.assessed")
+    a = event["assessment"]
+    words = [{**a["words"][0], "intonation": 6.5, "linking": 9}, *a["words"][1:]]
+    event = {**event, "assessment": {**a, "sentence": {**a["sentence"], "rhythm": 7.25}, "words": words}}
+    parsed = parse_event(json.dumps(event))
+    assert isinstance(parsed, TurnAssessed)
+    sentence, word = parsed.assessment.sentence, parsed.assessment.words[0]
+    assert sentence.extra == {"rhythm": 7.25} and sentence.completeness is None
+    assert sentence.scores == {
+        **{k: a["sentence"][k] for k in ("accuracy", "fluency", "prosody", "total")},
+        "rhythm": 7.25,
+    }
+    assert word.extra == {"intonation": 6.5, "linking": 9.0} and parsed.assessment.words[1].extra == {}
+    assert word.scores == {"accuracy": word.accuracy, "stress": word.stress, "total": word.total, **word.extra}
+    assert to_dict(parsed) == event  # the unknown aspects go back where they came from
+
+
+def test_a_closed_turns_scores_include_completeness_and_unknown_sentence_numbers_are_aspects():
+    event = next(e for e in recorded() if e["type"] == "turn.assessed")
+    a = event["assessment"]
+    sentence = {**a["sentence"], "completeness": 8.0, "pace": 3, "note": "not a score", "flag": True}
+    parsed = parse_event({**event, "assessment": {**a, "mode": "closed", "sentence": sentence}})
+    assert isinstance(parsed, TurnAssessed)
+    assert parsed.assessment.sentence.extra == {"pace": 3.0}  # numbers only: a string or a boolean is no score
+    assert parsed.assessment.sentence.scores["completeness"] == 8.0
+
+
 def test_an_unknown_event_type_is_passed_through():
     message = {"type": "turn.hint", "turn_id": 2, "text": "slow down"}
     event = parse_event(json.dumps(message))
