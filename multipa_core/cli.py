@@ -95,18 +95,29 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import EvalConfig, evaluate, format_table
 
-    report = evaluate(
-        EvalConfig(
-            data=args.data,
-            mode=args.mode,
-            limit=args.limit,
-            part=args.part,
-            fold=args.fold,
-            model=args.model,
-            cache=args.cache,
-            probe_blend=not args.no_probe_blend,
-        )
+    every_fold = args.fold == "all"
+    try:
+        fold = -1 if every_fold else int(args.fold)
+    except ValueError:
+        raise MultipaError(f"--fold takes a fold number or 'all', not {args.fold!r}") from None
+    config = EvalConfig(
+        data=args.data,
+        mode=args.mode,
+        limit=args.limit,
+        part=args.part,
+        fold=fold,
+        model=args.model,
+        cache=args.cache,
+        probe_blend=not args.no_probe_blend,
+        per_speaker=args.per_speaker,
+        diagnose=not args.no_diagnosis,
     )
+    if every_fold:
+        from .crossval import evaluate_folds
+
+        report = evaluate_folds(config)
+    else:
+        report = evaluate(config)
     print(json.dumps(report) if args.json else format_table(report))
     return 0
 
@@ -337,10 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--fold",
-        type=int,
-        default=-1,
-        help="only the speakers of this cross-validation fold (multipa_core/splits/speechocean762-folds.json)",
+        default="-1",
+        help="only the speakers of this cross-validation fold (multipa_core/splits/speechocean762-folds.json); "
+        "on a bagged checkpoint that records its folds, with the network trained without them and no probe "
+        "blend; 'all': every fold so, pooled",
     )
+    p.add_argument("--per-speaker", type=int, default=0, help="first N utterances of each speaker only (0: all)")
+    p.add_argument("--no-diagnosis", action="store_true", help="leave the diagnosis' word flag and error types out")
     p.add_argument(
         "--model", default="multipa-scorer", help="scorer checkpoint name or path, or 'probe' for the ridge baseline"
     )

@@ -218,6 +218,54 @@ def crossval(config: CrossvalConfig) -> dict[str, Any]:
     return report
 
 
+DETECTORS = ("needs_improvement", "needs_improvement_levenshtein")
+
+
+def evaluate_folds(config: EvalConfig, folds: tuple[int, ...] = ()) -> dict[str, Any]:
+    """``multipa evaluate --fold all``: each fold evaluated as ``config`` says with ``fold`` set
+    (on a bagged checkpoint, its own network and no probe blend), then pooled: the metrics
+    of every held-out prediction together (each fold's words flagged with that fold's
+    thresholds), and mean ± sd across folds.
+
+    Returns:
+        the pooled report; ``per_fold`` holds each fold's own report.
+    """
+    started = time.time()
+    chosen = list(folds) or list(range(len(data.load_folds(config.folds))))
+    reports, loaded = [], []
+    for f in chosen:
+        log.info("fold %d", f)
+        report, arrays = evaluate_with_predictions(replace(config, fold=f))
+        reports.append(report)
+        loaded.append(arrays)
+    shared = [k for k in loaded[0] if all(k in a for a in loaded)]
+    pooled = {k: np.concatenate([a[k] for a in loaded]) for k in shared}
+    levels = ("sentence", "word", "word_levenshtein")
+    out: dict[str, Any] = {
+        "n": sum(r["n"] for r in reports),
+        "failed": sum(r["failed"] for r in reports),
+        "mode": config.mode,
+        "folds": chosen,
+        "per_speaker": config.per_speaker,
+        "cross_validated": all(r.get("cross_validated") for r in reports),
+        "probe_blend": any(r.get("probe_blend") for r in reports),
+        **summarize(pooled, {}),
+        "across_folds": {level: _across(reports, level) for level in levels},
+    }
+    for key in DETECTORS:
+        if all(key in r for r in reports):
+            out["across_folds"][key] = {m: _spread([r[key][m] for r in reports]) for m in ("precision", "recall", "f1")}
+    if all("diagnosis" in r for r in reports):
+        out["across_folds"]["diagnosis"] = {
+            rule: {m: _spread([r["diagnosis"][rule][m] for r in reports]) for m in ("precision", "recall", "f1")}
+            for rule in ("detection", "detection_levenshtein")
+        }
+    out["per_fold"] = reports
+    out["seconds"] = round(time.time() - started, 1)
+    out["seconds_per_utterance"] = round(out["seconds"] / max(1, out["n"]), 4)
+    return out
+
+
 def format_table(report: dict[str, Any]) -> str:
     """A readable table: PCC and SCC mean ± sd across folds, per mode and aspect."""
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import audio as audio_io
+from .diagnosis import ERROR_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +242,47 @@ def cached_inputs(utt: str, roots: list[str]) -> dict[str, Any] | None:
 
 
 DETECTORS = ("needs_improvement", "phone_error", "mispronunciation", "any_error")
+# the error types a target word can carry (monotone is the turn's; an insertion is a word said beyond the target's)
+WORD_TYPES = tuple(t for t in ERROR_TYPES if t not in ("monotone", "insertion"))
+TURN_TYPES = ("monotone", "insertion")  # counted per turn: whether it is monotone, how many words were inserted
+# the diagnosis' "this word has a problem": the error types that say a word was said wrongly (omission: closed mode)
+PROBLEM_TYPES = ("mispronunciation", "omission")
+
+
+def word_error_matrix(
+    analysis: Any, words: np.ndarray, thresholds: dict[str, float], samples: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The diagnosis of an analysed turn as arrays, for scoring it against labels.
+
+    Args:
+        analysis: the pipeline's ``TurnAnalysis``.
+        words: the scorer's word scores (W, 3), in the order of ``model.WORD_HEADS``.
+        thresholds: the needs-improvement thresholds the turn is judged with.
+        samples: the turn's audio (16 kHz), for the break types and monotone (None: left out).
+
+    Returns:
+        per target word, 1.0 where it has each error type of :data:`WORD_TYPES` (W, types),
+        and the turn's :data:`TURN_TYPES` (monotone 0/1, the number of inserted words).
+    """
+    from .diagnosis import diagnose_turn
+    from .model import WORD_HEADS
+    from .scorer import needs_improvement
+
+    scores = [{h: float(row[i]) for i, h in enumerate(WORD_HEADS)} for row in words]
+    needs = [needs_improvement(s, thresholds) for s in scores]
+    found = diagnose_turn(analysis, [s["accuracy"] for s in scores], needs, samples)
+    out = np.zeros((len(scores), len(WORD_TYPES)))
+    for i, kinds in enumerate(found.word_errors):
+        out[i] = [t in kinds for t in WORD_TYPES]
+    return out, np.array([float("monotone" in found.errors), float(len(found.insertions))])
+
+
+def problem_flags(word_errors: np.ndarray) -> np.ndarray:
+    """The diagnosis' word flag from :func:`word_error_matrix` rows: a :data:`PROBLEM_TYPES` type (NaN rows stay NaN)."""
+    columns = [WORD_TYPES.index(t) for t in PROBLEM_TYPES]
+    flags = (word_errors[:, columns] > 0).any(axis=1).astype(float)
+    flags[np.isnan(word_errors).any(axis=1)] = np.nan
+    return flags
 
 
 def _prf(pred: np.ndarray, gold: np.ndarray) -> dict[str, Any]:

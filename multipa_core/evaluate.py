@@ -10,8 +10,19 @@ insertions and deletions left out (the open-response literature's rule). Closed
 mode gives the reference text: its words are scored directly (both rules are the
 same). Sentence targets are the median of the five experts. The needs-improvement
 flags are measured as a detector of words whose expert median accuracy is below
-10 (precision, recall, F1). An utterance that fails is logged with its
-id, counted, and given the lowest training scores (the paper's rule).
+10 (precision, recall, F1), and so is the diagnosis' word flag (a word whose
+error type is ``mispronunciation``, or ``omission`` in closed mode; see
+:mod:`multipa_core.diagnosis`), with the count of each error type. An utterance
+that fails is logged with its id, counted, and given the lowest training scores
+(the paper's rule).
+
+Cross-validation: ``fold`` on a bagged checkpoint that records its folds (the
+shipped scorer: network K trained without the speakers of fold K) scores the fold
+with its own network alone, the probe blend left out (it was refitted on every
+speaker) and the needs-improvement thresholds taken from the other folds' word
+labels; ``per_speaker`` keeps the first N utterances of each speaker, a
+deterministic subsample. :func:`multipa_core.crossval.evaluate_folds` runs every
+fold so and pools them.
 
 ASR outputs and encoder frames come from the shared feature cache, so a second
 evaluation of the same folder costs only the aligner, the features and the
@@ -60,6 +71,8 @@ class EvalConfig:
     model: str = "multipa-scorer"  # scorer checkpoint, or "probe" for the ridge baseline
     probe_blend: bool = True  # False: the checkpoint's networks alone, its ridge probe left out (an ablation)
     cache: str = ""  # feature cache root ("" = the default cache directory)
+    per_speaker: int = 0  # first N utterances of each speaker only, in the folder's order (0 = all)
+    diagnose: bool = True  # also run the diagnosis and score its word flag and error types
 
 
 def _utterances(config: EvalConfig) -> list[data.Utterance]:
@@ -72,6 +85,14 @@ def _utterances(config: EvalConfig) -> list[data.Utterance]:
         items = [u for u in items if u.speaker in speakers]
     else:
         items = data.select(items, "all" if config.part == "auto" else config.part)
+    if config.per_speaker:
+        seen: dict[str, int] = {}
+        kept = []
+        for u in items:
+            seen[u.speaker] = seen.get(u.speaker, 0) + 1
+            if seen[u.speaker] <= config.per_speaker:
+                kept.append(u)
+        items = kept
     return items[: config.limit] if config.limit else items
 
 
@@ -84,21 +105,26 @@ def evaluate_with_predictions(config: EvalConfig) -> tuple[dict[str, Any], dict[
     """The report and the arrays behind it: ``sentence_pred``/``sentence_ref`` (n, 4),
     ``word_pred``/``word_ref`` (words, 3) by the overlap rule and ``word_lev_pred``/
     ``word_lev_ref`` by the Levenshtein rule, in the order of the heads (for plots and
-    cross-validation)."""
+    cross-validation); with a scorer, ``word_needs`` (words,) the needs-improvement flags,
+    and with the diagnosis ``word_errors`` (words, types of ``diagnosis_eval.WORD_TYPES``;
+    NaN where the diagnosis could not run) and ``turn_errors`` (n, ``TURN_TYPES``)."""
     if config.mode not in ("open", "closed"):
         raise MultipaError(f"mode must be open or closed, not {config.mode!r}")
     started = time.time()
     cache_root = config.cache or str(settings.cache_dir() / "features")
     utterances = _utterances(config)
-    scorer = None if config.model == "probe" else _scorer(config)
+    scorer, checkpoint = (None, {}) if config.model == "probe" else _scorer(config)
     layers = scorer is not None and scorer.encoder_layers
     pre = precompute(
         utterances, None, cache_root, recognized=True, target=config.mode == "open", layers=layers, desc="ASR"
     )
+    diagnosed: list[tuple[np.ndarray, np.ndarray]] = []
     if scorer is None:
         predictions, failed = _probe_predictions(utterances, pre, cache_root)
     else:
         predictions, failed = _scorer_predictions(utterances, pre, config, scorer)
+        if config.diagnose:
+            diagnosed = _diagnosed(utterances, pre, config, scorer, predictions)
     sentence_pred = np.array([p[0] for p in predictions])
     sentence_ref = (
         np.stack([sentence_labels(u) for u in utterances]) if utterances else np.zeros((0, len(SENTENCE_HEADS)))
@@ -108,11 +134,17 @@ def evaluate_with_predictions(config: EvalConfig) -> tuple[dict[str, Any], dict[
         arrays[f"{name}_pred"] = np.concatenate([p[1] for p in predictions]) if predictions else NO_WORDS
         arrays[f"{name}_ref"] = np.concatenate([p[index] for p in predictions]) if predictions else NO_WORDS
     thresholds = scorer.thresholds if scorer is not None else {}
+    if scorer is not None:
+        arrays["word_needs"] = needs_flags(arrays["word_pred"], thresholds)
+    if diagnosed:
+        arrays["word_errors"] = np.concatenate([d[0] for d in diagnosed])
+        arrays["turn_errors"] = np.stack([d[1] for d in diagnosed])
     report = summarize(arrays, thresholds)
     report = {
         "n": len(utterances),
         "failed": failed,
         "mode": config.mode,
+        **checkpoint,
         **report,
         "seconds_per_utterance": round((time.time() - started) / max(1, len(utterances)), 4),
     }
@@ -133,6 +165,11 @@ def summarize(arrays: dict[str, np.ndarray], thresholds: dict[str, float]) -> di
     if thresholds:
         report["needs_improvement"] = detection(arrays["word_pred"], arrays["word_ref"], thresholds)
         report["needs_improvement_levenshtein"] = detection(arrays["word_lev_pred"], arrays["word_lev_ref"], thresholds)
+    elif "word_needs" in arrays:  # pooled folds, each judged with its own thresholds
+        report["needs_improvement"] = flag_detection(arrays["word_needs"], arrays["word_ref"])
+        report["needs_improvement_levenshtein"] = flag_detection(arrays["word_needs"], arrays["word_lev_ref"])
+    if "word_errors" in arrays:
+        report["diagnosis"] = diagnosis_detection(arrays)
     return report
 
 
@@ -143,15 +180,29 @@ def detection(word_pred: np.ndarray, word_ref: np.ndarray, thresholds: dict[str,
     """The needs-improvement flags as a detector of words the experts scored below 10 in
     accuracy: precision, recall and F1 over the words with a label, and the precision
     of flagging every word (the base rate)."""
+    return {
+        **flag_detection(needs_flags(word_pred, thresholds), word_ref),
+        "thresholds": {k: round(v, 4) for k, v in thresholds.items()},
+    }
+
+
+def needs_flags(word_pred: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
+    """The needs-improvement flag (0/1) of each row of word scores."""
     from .scorer import needs_improvement
 
-    known = np.isfinite(word_ref[:, 0])
-    pred, ref = word_pred[known], word_ref[known]
-    truth = ref[:, 0] < NEEDS_WORK_BELOW
-    flagged = np.array(
-        [needs_improvement({h: float(row[i]) for i, h in enumerate(WORD_HEADS)}, thresholds) for row in pred],
-        dtype=bool,
+    return np.array(
+        [needs_improvement({h: float(row[i]) for i, h in enumerate(WORD_HEADS)}, thresholds) for row in word_pred],
+        dtype=float,
     )
+
+
+def flag_detection(flags: np.ndarray, word_ref: np.ndarray) -> dict[str, Any]:
+    """Word flags (0/1, NaN: no verdict) as a detector of words the experts scored below 10
+    in accuracy: precision, recall and F1 over the words with a label and a verdict, and
+    the precision of flagging every word (the base rate)."""
+    known = np.isfinite(word_ref[:, 0]) & np.isfinite(flags)
+    truth = word_ref[known, 0] < NEEDS_WORK_BELOW
+    flagged = flags[known] > 0
     hits = int(np.sum(flagged & truth))
     precision = hits / int(flagged.sum()) if flagged.any() else None
     recall = hits / int(truth.sum()) if truth.any() else None
@@ -166,7 +217,41 @@ def detection(word_pred: np.ndarray, word_ref: np.ndarray, thresholds: dict[str,
         "flagged": int(flagged.sum()),
         "true_positives": hits,
         "precision_flagging_every_word": r(truth.mean()) if len(truth) else None,
-        "thresholds": {k: round(v, 4) for k, v in thresholds.items()},
+    }
+
+
+def diagnosis_detection(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The diagnosis' word flag as a detector (both word rules), and each error type's count
+    and the share of its words that the experts scored below 10."""
+    from .diagnosis_eval import PROBLEM_TYPES, TURN_TYPES, WORD_TYPES, problem_flags
+
+    errors = arrays["word_errors"]
+    flags = problem_flags(errors)
+    known = np.isfinite(flags)
+    truth = arrays["word_ref"][:, 0] < NEEDS_WORK_BELOW
+    labelled = known & np.isfinite(arrays["word_ref"][:, 0])
+    types: dict[str, Any] = {}
+    for k, name in enumerate(WORD_TYPES):
+        has = known & (np.nan_to_num(errors[:, k]) > 0)
+        hits = int(np.sum(has & labelled & truth))
+        with_label = int(np.sum(has & labelled))
+        types[name] = {
+            "words": int(has.sum()),
+            "labelled": with_label,
+            "below_10": hits,
+            "precision": round(hits / with_label, 4) if with_label else None,
+        }
+    turns = arrays.get("turn_errors", np.zeros((0, len(TURN_TYPES))))
+    types["insertion"] = {"words": int(turns[:, TURN_TYPES.index("insertion")].sum()) if len(turns) else 0}
+    types["monotone"] = {"turns": int(turns[:, TURN_TYPES.index("monotone")].sum()) if len(turns) else 0}
+    return {
+        "word_flag": " or ".join(PROBLEM_TYPES),
+        "words": int(len(flags)),
+        "not_diagnosed": int((~known).sum()),
+        "turns": int(len(turns)),
+        "detection": flag_detection(flags, arrays["word_ref"]),
+        "detection_levenshtein": flag_detection(flags, arrays["word_lev_ref"]),
+        "error_types": types,
     }
 
 
@@ -180,13 +265,79 @@ Prediction = tuple[
 ]  # sentence (aspects,), words (W, aspects), word targets by overlap and by Levenshtein (W, aspects)
 
 
-def _scorer(config: EvalConfig) -> Any:
+def _scorer(config: EvalConfig) -> tuple[Any, dict[str, Any]]:
+    """The scorer, and what the report says of it: with ``fold`` on a bagged checkpoint
+    that records its folds, only the networks trained without that fold, no probe blend
+    and thresholds from the other folds' word labels (a cross-validated evaluation)."""
     from .scorer import Scorer
 
     scorer = Scorer(config.model)
     if not config.probe_blend:
         scorer.probe = None
-    return scorer
+    folds = scorer.metadata.get("folds") or []
+    if config.fold < 0 or config.fold not in folds or len(scorer.nets) % len(folds):
+        return scorer, {"cross_validated": False, "probe_blend": scorer.probe is not None}
+    per_fold = len(scorer.nets) // len(folds)  # the bag is the folds' networks in the order of ``folds``
+    at = folds.index(config.fold) * per_fold
+    scorer.nets = scorer.nets[at : at + per_fold]
+    scorer.probe = None  # refitted on every speaker: it has seen this fold
+    k = float(scorer.metadata.get("needs_improvement_k", 1.0))
+    scorer.thresholds = _fold_thresholds(config, k)
+    return scorer, {
+        "cross_validated": True,
+        "member": config.fold,
+        "members": per_fold,
+        "probe_blend": False,
+        "thresholds_from": "mean - k sd of the other folds' word labels",
+        "needs_improvement_k": k,
+    }
+
+
+def _fold_thresholds(config: EvalConfig, k: float) -> dict[str, float]:
+    """The needs-improvement thresholds of the speakers outside ``config.fold``."""
+    from .scorer import training_thresholds
+
+    held = set(data.load_folds(config.folds)[config.fold])
+    labels = [word_labels(u) for u in data.load_utterances(config.data) if u.speaker not in held]
+    return training_thresholds(np.concatenate(labels), k)
+
+
+def _diagnosed(
+    utterances: list[data.Utterance], pre: Any, config: EvalConfig, scorer: Any, predictions: list[Prediction]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each utterance's diagnosis (``diagnosis_eval.word_error_matrix``) with the scores
+    it was given; NaN rows where the turn cannot be analysed again word for word."""
+    from . import audio as audio_io
+    from .diagnosis_eval import TURN_TYPES, WORD_TYPES, word_error_matrix
+    from .pipeline import FeatureBuilder
+
+    builder = FeatureBuilder(aligner=scorer.aligner, text_model=scorer.text_model)
+    out = []
+    skipped = 0
+    for utt, p in zip(tqdm(utterances, desc=f"diagnosis ({config.mode})", unit="utt", dynamic_ncols=True), predictions):
+        words = p[1]
+        found = (np.full((len(words), len(WORD_TYPES)), np.nan), np.full(len(TURN_TYPES), np.nan))
+        if len(words) and utt.utt in pre.frames and utt.utt in pre.recognized:
+            try:
+                target = pre.target[utt.utt] if config.mode == "open" else Transcript(utt.text)
+                samples = audio_io.load(utt.audio_path)
+                analysis = builder.analyze(
+                    pre.frames[utt.utt].astype(np.float32),
+                    target,
+                    pre.recognized[utt.utt],
+                    mode=config.mode,
+                    duration=len(samples) / 16000,
+                    recognizer_frames=pre.recognizer_frames.get(utt.utt),
+                )
+                if len(analysis.target_alignment.words) == len(words):
+                    found = word_error_matrix(analysis, words, scorer.thresholds, samples)
+            except MultipaError as exc:
+                log.warning("utterance %s: no diagnosis: %s", utt.utt, exc)
+        skipped += bool(len(words)) and bool(np.isnan(found[0]).any())
+        out.append(found)
+    if skipped:
+        log.warning("%d utterances could not be diagnosed word for word", skipped)
+    return out
 
 
 def _scorer_predictions(
@@ -304,4 +455,17 @@ def format_table(report: dict[str, Any]) -> str:
             lines.append(
                 f"{label:<26} precision {cell(d['precision'])}  recall {cell(d['recall'])}  F1 {cell(d['f1'])}  ({d['flagged']} flagged of {d['words']} words, {d['need_work']} need work)"
             )
+    diagnosis = report.get("diagnosis")
+    if diagnosis:
+        for key, label in (("detection", "diagnosis flag"), ("detection_levenshtein", "diagnosis flag (lev.)")):
+            d = diagnosis[key]
+            lines.append(
+                f"{label:<26} precision {cell(d['precision'])}  recall {cell(d['recall'])}  F1 {cell(d['f1'])}  ({d['flagged']} flagged of {d['words']} words)"
+            )
+        counts = ", ".join(f"{k} {v.get('words', v.get('turns'))}" for k, v in diagnosis["error_types"].items())
+        lines.append(f"{'error types':<26} {counts}")
+    if report.get("cross_validated"):
+        lines.insert(
+            1, f"cross-validated: fold {report.get('member', report.get('folds'))}'s own network, no probe blend"
+        )
     return "\n".join(lines)
