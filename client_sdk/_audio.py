@@ -42,7 +42,7 @@ def read_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
             if "unknown format" not in str(exc):  # WAVE_FORMAT_FLOAT/EXTENSIBLE: let soundfile try
                 raise AudioError(f"{p}: not a readable WAV file ({exc})") from None
     try:
-        import soundfile as sf  # type: ignore[import-untyped]
+        import soundfile as sf
     except ImportError:
         raise MissingDependency(
             f"{p}: reading {p.suffix or 'this'} files needs soundfile (pip install soundfile); WAV works without it"

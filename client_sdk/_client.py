@@ -15,7 +15,7 @@ import json
 import os
 import random
 from dataclasses import asdict, dataclass
-from typing import Any, AsyncIterator, Union
+from typing import Any, AsyncGenerator, AsyncIterator, Union
 
 import numpy as np
 
@@ -122,7 +122,7 @@ class MultipaClient:
 
     # --- streams ---------------------------------------------------------------------
 
-    def stream_file(self, path: str | os.PathLike[str], *, realtime: bool | None = None) -> AsyncIterator[Event]:
+    def stream_file(self, path: str | os.PathLike[str], *, realtime: bool | None = None) -> AsyncGenerator[Event, None]:
         """Stream a WAV (or, with soundfile, FLAC/OGG) file; events as they come.
 
         Args:
@@ -136,7 +136,9 @@ class MultipaClient:
         samples, rate = read_file(path)
         return self.stream(_chunks(samples, rate * self.chunk_ms // 1000), sample_rate=rate, realtime=realtime)
 
-    async def stream(self, chunks: Any, *, sample_rate: int, realtime: bool | None = None) -> AsyncIterator[Event]:
+    async def stream(
+        self, chunks: Any, *, sample_rate: int, realtime: bool | None = None
+    ) -> AsyncGenerator[Event, None]:
         """Stream audio; events as they come, ending with ``session.ended``.
 
         Args:
@@ -158,7 +160,7 @@ class MultipaClient:
 
     def stream_microphone(
         self, *, sample_rate: int = DEFAULT_RATE, block_ms: int = 20, device: int | str | None = None
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         """Stream the microphone (needs the ``mic`` extra) until the iterator is closed.
 
         Raises:

@@ -43,7 +43,7 @@ class SyncClient:
                     return
         finally:
             if events is not None:
-                loop.run_until_complete(events.aclose())  # type: ignore[attr-defined]
+                loop.run_until_complete(events.aclose())
             loop.run_until_complete(client.close())
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()

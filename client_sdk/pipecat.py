@@ -34,7 +34,7 @@ import collections
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Union
 
 import numpy as np
 
@@ -63,6 +63,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingDependency(
         f"multipa_client.pipecat needs Pipecat: pip install 'multipa-live[pipecat]' ({exc})"
     ) from None
+
+if TYPE_CHECKING:  # the OpenAI message types, which Pipecat imports under type checking only
+    from pipecat.processors.aggregators.llm_context import LLMStandardMessage
 
 __all__ = [
     "SERVER_UNAVAILABLE",
@@ -308,7 +311,7 @@ class PronunciationProcessor(FrameProcessor):
             await self.cancel_task(task)
 
     async def cleanup(self) -> None:
-        await super().cleanup()
+        await super().cleanup()  # type: ignore[no-untyped-call]  # Pipecat's cleanup has no annotations
         await self._stop()
 
     # --- the background task ----------------------------------------------------------
@@ -466,9 +469,13 @@ class PronunciationProcessor(FrameProcessor):
                 data = {**to_dict(event), "type": "pronunciation.assessed", "learner_turn": frame.learner_turn}
                 await self.push_frame(RTVIServerMessageFrame(data=data))
             if self.llm_note:
-                append = LLMMessagesAppendFrame(
-                    messages=[{"role": self._note_role, "content": self._note(frame)}], run_llm=False
-                )
+                note = self._note(frame)
+                message: LLMStandardMessage
+                if self._note_role == "system":
+                    message = {"role": "system", "content": note}
+                else:
+                    message = {"role": "developer", "content": note}
+                append = LLMMessagesAppendFrame(messages=[message], run_llm=False)
                 append.interruptible = False  # a barge-in must not drop the note
                 await self.push_frame(append)
         elif isinstance(event, TurnFailed):

@@ -14,8 +14,9 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class ArrayCache:
 
     def __init__(self, root: str | Path, namespace: str) -> None:
         self.dir = Path(root) / _SAFE.sub("_", namespace)
-        self._memory: dict[str, Any] = {}
+        self._memory: dict[tuple[str, str], Any] = {}  # (kind, key): entries kept when the disk is not writable
         self._writable = True
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -50,7 +51,7 @@ class ArrayCache:
 
     def get_array(self, key: str) -> np.ndarray | None:
         if ("a", key) in self._memory:
-            return self._memory[("a", key)]  # type: ignore[no-any-return]
+            return self._memory[("a", key)]
         path = self._path(key, ".npy")
         try:
             return np.load(path)
@@ -63,7 +64,7 @@ class ArrayCache:
     def get_arrays(self, key: str) -> dict[str, np.ndarray] | None:
         """A named group of arrays (one ``.npz`` file)."""
         if ("z", key) in self._memory:
-            return self._memory[("z", key)]  # type: ignore[no-any-return]
+            return self._memory[("z", key)]
         try:
             with np.load(self._path(key, ".npz")) as archive:
                 return {name: archive[name] for name in archive.files}
@@ -71,7 +72,8 @@ class ArrayCache:
             return None
 
     def put_arrays(self, key: str, value: dict[str, np.ndarray]) -> None:
-        self._write(key, ".npz", lambda handle: np.savez(handle, **value), ("z", key), value)
+        # allow_pickle named (at its default) so that no array of ``value`` can be taken for it
+        self._write(key, ".npz", lambda handle: np.savez(handle, allow_pickle=True, **value), ("z", key), value)
 
     def get_json(self, key: str) -> Any:
         if ("j", key) in self._memory:
@@ -85,7 +87,9 @@ class ArrayCache:
         text = json.dumps(value).encode()
         self._write(key, ".json", lambda handle: handle.write(text), ("j", key), value)
 
-    def _write(self, key: str, suffix: str, writer: Any, memory_key: Any, value: Any) -> None:
+    def _write(
+        self, key: str, suffix: str, writer: Callable[[IO[bytes]], object], memory_key: tuple[str, str], value: Any
+    ) -> None:
         if self._writable:
             tmp: str | None = None
             try:

@@ -16,7 +16,9 @@ of them, like the Whisper frames; a classifier with a finer frame rate (Charsiu'
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -35,7 +37,9 @@ from .errors import ModelFilesError
 MIN_SHARED_PHONES = 30  # fewer phones in common than this: not an English ARPAbet classifier
 
 
-def label_matrix(id2label: dict[int, str], *, source: str = "the model") -> tuple[np.ndarray, list[str]]:
+def label_matrix(
+    id2label: Mapping[int, str] | Mapping[str, str], *, source: str = "the model"
+) -> tuple[np.ndarray, list[str]]:
     """(num_labels, NUM_CLASSES) 0/1 matrix sending each label's probability to its class.
 
     Returns the matrix and the sorted list of our phones the labels cover.
@@ -111,11 +115,14 @@ class CharsiuPosteriors:
         except (OSError, ValueError, KeyError) as exc:
             raise ModelFilesError(f"cannot read a wav2vec2 config from {self.path}: {exc}") from exc
         # Check the labels before loading the (possibly large) weights.
-        self.matrix, self.covered = label_matrix(config.id2label, source=str(self.path))
+        # transformers types id2label as optional; a loaded config always has one (two labels by default)
+        self.matrix, self.covered = label_matrix(config.id2label or {}, source=str(self.path))
         try:
-            model, info = Wav2Vec2ForAudioFrameClassification.from_pretrained(
+            loaded = Wav2Vec2ForAudioFrameClassification.from_pretrained(
                 str(self.path), config=config, local_files_only=True, output_loading_info=True
             )
+            # transformers types from_pretrained as returning the model alone, output_loading_info or not
+            model, info = cast("tuple[Wav2Vec2ForAudioFrameClassification, dict[str, Any]]", loaded)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelFilesError(f"cannot load a Charsiu frame classifier from {self.path}: {exc}") from exc
         check_loaded(

@@ -138,7 +138,7 @@ def diagnose_word(log_probs: np.ndarray, alignment: Alignment, word: int, *, con
         error = "deletion" if got is None else "none" if got == ph.base(canonical[k]) else "substitution"
         if confirm and error == "deletion" and seg.probability >= DELETION_BELOW:
             got, error = ph.base(canonical[k]), "none"
-        elif confirm and error == "substitution":
+        elif confirm and got is not None and error == "substitution":
             mean = probs[a:b].mean(axis=0)
             if mean[ph.index(got) + 1] <= mean[ph.index(canonical[k]) + 1]:
                 got, error = ph.base(canonical[k]), "none"

@@ -260,7 +260,7 @@ class MqttPool(WorkerPool):
             from paho.mqtt.packettypes import PacketTypes
             from paho.mqtt.properties import Properties
 
-            properties = Properties(PacketTypes.PUBLISH)
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho: no annotations
             properties.ResponseTopic = self._results
             properties.CorrelationData = correlation.encode()
         try:

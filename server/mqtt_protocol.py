@@ -24,7 +24,7 @@ import json
 import math
 import struct
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from .exceptions import ServerError
 from .protocol import MAX_REFERENCE_CHARS, SAMPLE_RATES
@@ -166,7 +166,7 @@ def encode(message: Message) -> bytes:
     """The frame of a message."""
     kind = next(k for k, cls in _KINDS.items() if isinstance(message, cls))
     fields = asdict(message)
-    body = fields.pop("pcm", b"")
+    body: bytes = fields.pop("pcm", b"")
     header = json.dumps(
         {k: v for k, v in fields.items() if v is not None}, separators=(",", ":"), allow_nan=False
     ).encode()
@@ -217,7 +217,7 @@ def _job(header: dict[str, Any], pcm: bytes) -> JobMessage:
     if type(rate) is not int or rate not in SAMPLE_RATES:
         raise WireError(f"sample_rate must be one of {SAMPLE_RATES}")
     deadline = header.get("deadline")
-    if type(deadline) not in (int, float) or not abs(deadline) < 1e300:  # not math.isfinite: it overflows on a huge int
+    if not _is_number(deadline) or not abs(deadline) < 1e300:  # not math.isfinite: it overflows on a huge int
         raise WireError("deadline must be a number (unix seconds)")
     reference = header.get("reference")
     if reference is not None and (
@@ -232,7 +232,7 @@ def _job(header: dict[str, Any], pcm: bytes) -> JobMessage:
 def _result(header: dict[str, Any]) -> ResultMessage:
     _only(header, {"id", "attempt", "worker", "assess_ms", "assessment", "code", "message"})
     assess_ms = header.get("assess_ms")
-    if type(assess_ms) not in (int, float) or not 0 <= assess_ms < 1e300:
+    if not _is_number(assess_ms) or not 0 <= assess_ms < 1e300:
         raise WireError("assess_ms must be a non-negative number")
     assessment, code, message = header.get("assessment"), header.get("code"), header.get("message")
     if assessment is not None:
@@ -271,6 +271,11 @@ def _attempt(header: dict[str, Any]) -> int:
     if type(value) is not int or not 1 <= value <= 100:
         raise WireError("attempt must be an integer from 1 to 100")
     return value
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    """A JSON number: an int or a float, not a bool (``true`` is no number here)."""
+    return type(value) in (int, float)
 
 
 def _no_constant(name: str) -> Any:

@@ -161,7 +161,7 @@ class MqttWorker:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        properties = Properties(PacketTypes.PUBLISH)
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho: no annotations
         properties.CorrelationData = correlation
         client = self._client
         if client is not None:

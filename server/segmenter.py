@@ -290,7 +290,7 @@ class _Resampler:
     """PCM16 frames to another rate: scipy's polyphase filter, designed once, not per frame."""
 
     def __init__(self, source: int, target: int) -> None:
-        from scipy.signal import firwin  # type: ignore[import-untyped]
+        from scipy.signal import firwin
 
         g = gcd(source, target)
         self.up, self.down = target // g, source // g
@@ -312,7 +312,7 @@ class _Vad(Protocol):
 
 def _make_vad(aggressiveness: int) -> _Vad:
     try:
-        import webrtcvad  # type: ignore[import-untyped]
+        import webrtcvad
     except ImportError:
         raise ConfigError(
             "webrtcvad is missing; install the server extra: pip install 'multipa-live[server]'"
