@@ -101,7 +101,7 @@ def run_fold(config: CrossvalConfig, fold: int) -> dict[str, dict[str, Any]]:
             probe_blend=config.probe_blend,
         )
         report, arrays = evaluate_with_predictions(evaluation)
-        np.savez(arrays_path, **arrays)
+        np.savez(arrays_path, allow_pickle=True, **arrays)  # allow_pickle named: no array is taken for it
         report_path.write_text(json.dumps(report, indent=1) + "\n")
         reports[mode] = report
     return reports

@@ -218,7 +218,9 @@ class FeaturePipeline:
         timings: list[dict[str, float]] = [{} for _ in turns]
         with _timed_all(timings, "mel"):
             mels = [self.asr.asr_t.features(samples) for samples, _ in turns]
-        recognized_mels = mels if self._shared_mel else [None] * len(turns)
+        recognized_mels: Sequence[np.ndarray | None] = mels
+        if not self._shared_mel:
+            recognized_mels = [None] * len(turns)
         side = self._side.submit(self._recognize_many, turns, recognized_mels) if self._side is not None else None
         with _timed_all(timings, "encode_target"):
             encodings = self.asr.asr_t.encode_many(mels)
@@ -267,13 +269,13 @@ class FeaturePipeline:
                 continue
             out.append(analysis)
         wall = time.perf_counter() - started  # wall time: ASR_r overlaps the stages above, and a batch ends together
-        for analysis in out:
-            if isinstance(analysis, TurnAnalysis):
-                analysis.timings["total"] = wall
+        for outcome in out:
+            if isinstance(outcome, TurnAnalysis):
+                outcome.timings["total"] = wall
         return out
 
     def _recognize_many(
-        self, turns: list[tuple[np.ndarray, str | None]], mels: list[np.ndarray | None]
+        self, turns: list[tuple[np.ndarray, str | None]], mels: Sequence[np.ndarray | None]
     ) -> list[tuple[Transcript, np.ndarray, float]]:
         """ASR_r's transcript of each turn, its encoder frames (the encoder runs once for the batch,
         for both) and the seconds it took (the batch's encoding and the turn's decoding)."""

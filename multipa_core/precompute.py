@@ -106,7 +106,7 @@ def precompute(
                     if t_cache is not None and t_doc is None:
                         t_doc = asr.asr_t.transcribe(samples, features=mel, encoder_output=encoding).to_dict()
                         t_cache.put_json(utt.utt, t_doc)
-                if r_cache is not None and (r_doc is None or r_array is None):
+                if r_cache is not None and r_frames is not None and (r_doc is None or r_array is None):
                     transcript, r_array = asr.asr_r.transcribe_with_frames(samples)
                     r_array = r_array.astype(np.float16)
                     r_frames.put_array(utt.utt, r_array)
@@ -121,8 +121,9 @@ def precompute(
                 log.warning("utterance %s failed: %s", utt.utt, exc)
                 out.failed.append(utt.utt)
                 continue
+        assert array is not None  # read from the cache, or computed above
         out.frames[utt.utt] = array
-        if r_doc is not None:
+        if r_doc is not None and r_array is not None:  # the two come together
             out.recognized[utt.utt] = transcript_from_dict(r_doc)
             out.recognizer_frames[utt.utt] = r_array
         if t_doc is not None:

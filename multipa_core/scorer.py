@@ -59,11 +59,10 @@ class Scorer:
         self.text_model: str = NO_TEXT if "text" in self.config.ablate else state.get("text_model", "minilm-l6")
         self.metadata: dict[str, Any] = state.get("metadata", {})
         blend = state.get("probe")
-        self.probe = (
-            Ridge(**{k: v if k in ("alpha", "inputs") else np.asarray(v) for k, v in blend["ridge"].items()})
-            if blend
-            else None
+        ridge: dict[str, Any] = (
+            {k: v if k in ("alpha", "inputs") else np.asarray(v) for k, v in blend["ridge"].items()} if blend else {}
         )
+        self.probe = Ridge(**ridge) if blend else None
         self.probe_weight = np.asarray(blend["weight"], dtype=np.float64) if blend else None
         self._torch = torch
 
@@ -81,7 +80,7 @@ class Scorer:
         with torch.inference_mode():
             outs = [net(batch) for net in self.nets]
         sentence = torch.stack([o["sentence"] for o in outs]).mean(0).float().cpu().numpy() * SCALE
-        if self.probe is not None:
+        if self.probe is not None and self.probe_weight is not None:  # the two come together
             sentence = (1.0 - self.probe_weight) * sentence + self.probe_weight * self.probe.predict_turns(items)
         sentence = sentence.clip(0, SCALE)
         words = (torch.stack([o["word"] for o in outs]).mean(0).float().cpu().numpy() * SCALE).clip(0, SCALE)

@@ -129,7 +129,9 @@ def prepare(config: TrainConfig) -> tuple[list[Example], list[Example], list[str
         train_utts + val_utts, None, cache_root, recognized=True, target=asr, layers=layers, desc="ASR train+validation"
     )
     builder = FeatureBuilder(aligner=config.aligner, text_model=training_text_model(config))
-    train_ex, val_ex, skipped = [], [], list(pre.failed)
+    train_ex: list[Example] = []
+    val_ex: list[Example] = []
+    skipped = list(pre.failed)
     makers = [
         (kind, make)
         for kind, make in (("reference", closed_examples), ("asr", open_examples))

@@ -23,7 +23,6 @@ from .exceptions import ServerError
 from .local_pool import LocalPool, LocalPoolOptions
 from .mqtt_link import add_broker_arguments, broker_from_args
 from .mqtt_pool import MqttPool, MqttPoolOptions
-from .pool import WorkerPool
 from .session import Limits
 from .runtime import WorkerOptions
 from .worker_cli import add_worker_arguments, check_batch
@@ -103,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 async def serve(options: ServerOptions, pool_options: LocalPoolOptions | MqttPoolOptions) -> int:
     """Run until SIGTERM/SIGINT; the exit status."""
     if isinstance(pool_options, MqttPoolOptions):
-        pool: WorkerPool = MqttPool(pool_options)
+        pool = MqttPool(pool_options)
         server = Server(pool, options, publish=pool.publish_event if pool_options.publish_events else None)
         where = f"workers over MQTT at {pool_options.broker.url}"
     else:

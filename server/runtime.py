@@ -64,12 +64,19 @@ class Failed:
 
 
 class JobAudio(Protocol):
-    """What the runtime reads of a job (a pool :class:`~multipa_server.pool.Job` or an MQTT job)."""
+    """What the runtime reads of a job (a pool :class:`~multipa_server.pool.Job` or an MQTT job).
 
-    id: str
-    pcm: bytes
-    sample_rate: int
-    reference: str | None
+    Read-only properties, so that frozen dataclasses (the MQTT job) match.
+    """
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def pcm(self) -> bytes: ...
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def reference(self) -> str | None: ...
 
 
 class Runtime:
