@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from . import checkpoint_models, registry
 from . import phones as ph
-from . import registry
 
 FRAME_SECONDS = 0.02
 
@@ -30,7 +30,7 @@ FRAME_SECONDS = 0.02
 class AlignerConfig:
     """Shape of the phone-posterior network."""
 
-    input_dim: int = 512  # encoder frame size (Whisper base)
+    input_dim: int = checkpoint_models.DEFAULT_FRAME_DIM  # ASR_t's encoder frame size (Whisper base: 512)
     channels: int = 256  # width of the convolutional stack
     kernel: int = 5  # frames seen by each convolution (100 ms)
     layers: int = 3  # residual convolution layers (receptive field 260 ms)
@@ -273,6 +273,7 @@ class Aligner:
         path = registry.resolve(checkpoint, kind="aligner")
         state = torch.load(path, map_location="cpu", weights_only=True)
         self.config = AlignerConfig(**state["config"])
+        self.asr = checkpoint_models.recorded(state, path)  # the ASR_t whose frames it was trained on
         self.net = build_net(self.config)
         self.net.load_state_dict({k: v.float() for k, v in state["state_dict"].items()})
         self.net.eval().to(device)
@@ -291,9 +292,23 @@ class Aligner:
         return force_align(log_probs, words, word_phones)
 
 
-def save_checkpoint(path: str, net: Any, config: AlignerConfig, metrics: dict[str, Any]) -> None:
-    """Write a compact (float16) checkpoint."""
+def save_checkpoint(
+    path: str,
+    net: Any,
+    config: AlignerConfig,
+    metrics: dict[str, Any],
+    *,
+    asr: checkpoint_models.AsrModels | None = None,
+) -> None:
+    """Write a compact (float16) checkpoint, with the ASR_t model it was trained on (``asr``;
+    None: not recorded, read as the defaults)."""
     import torch
 
-    state = {k: v.detach().cpu().half() for k, v in net.state_dict().items()}
-    torch.save({"config": asdict(config), "state_dict": state, "metrics": metrics}, path)
+    state: dict[str, Any] = {
+        "config": asdict(config),
+        "state_dict": {k: v.detach().cpu().half() for k, v in net.state_dict().items()},
+        "metrics": metrics,
+    }
+    if asr is not None:
+        state["asr"] = asr.to_dict()
+    torch.save(state, path)

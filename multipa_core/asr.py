@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import registry, settings
+from .checkpoint_models import DEFAULT_RECOGNIZED, DEFAULT_TARGET
 from .audio import SAMPLE_RATE
 from .errors import ConfigError, DeviceUnavailableError
 
@@ -120,7 +121,7 @@ class WhisperASR:
         options: decoding and device options.
     """
 
-    def __init__(self, model: str = "whisper-base", *, options: AsrOptions | None = None) -> None:
+    def __init__(self, model: str = DEFAULT_TARGET, *, options: AsrOptions | None = None) -> None:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import Tokenizer
 
@@ -257,7 +258,7 @@ class AsrResult:
 
     recognized: Transcript  # ASR_r
     target: Transcript  # ASR_t
-    frames: np.ndarray  # (frames, 512) float32, 50 per second, inside the audio
+    frames: np.ndarray  # (frames, ASR_t's frame size: 512 for Whisper base) float32, 50 per second, inside the audio
 
 
 class DualASR:
@@ -270,7 +271,7 @@ class DualASR:
     """
 
     def __init__(
-        self, *, recognizer: str = "whisper-tiny.en", target: str = "whisper-base", options: AsrOptions | None = None
+        self, *, recognizer: str = DEFAULT_RECOGNIZED, target: str = DEFAULT_TARGET, options: AsrOptions | None = None
     ) -> None:
         self.asr_r = WhisperASR(recognizer, options=options)
         self.asr_t = WhisperASR(target, options=options)

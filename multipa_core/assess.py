@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from . import settings
+from . import checkpoint_models, settings
 from .asr import resolve_device
 from . import diagnosis as diag
 from . import feedback as fb
@@ -164,20 +164,29 @@ class Assessor:
 
     Args:
         options: pipeline options (their ``device`` is every model's); the aligner is taken
-            from the scorer checkpoint.
+            from the scorer checkpoint, and so are the Whisper models (``target``,
+            ``recognizer``) where the options leave them None.
         scorer: scorer checkpoint name or path.
 
     Raises:
         DeviceUnavailableError: ``cuda`` was asked for and is not there (before anything loads).
+        ModelMismatchError: a Whisper model of the options is not the one the scorer (or its
+            aligner) was trained with (before Whisper loads).
     """
 
     def __init__(self, options: PipelineOptions | None = None, *, scorer: str = "multipa-scorer") -> None:
         options = options or PipelineOptions()
         self.device = resolve_device(options.device if options.device != "auto" else settings.device())
         self.scorer = Scorer(scorer, device=self.device)
+        target, recognized = checkpoint_models.choose(
+            self.scorer.asr, target=options.target, recognized=options.recognizer, checkpoint=scorer
+        )
+        self.asr_models = checkpoint_models.AsrModels(target, recognized)  # the Whisper models this assessor runs
         options = replace(
             options,
             device=self.device,
+            target=target.model,
+            recognizer=recognized.model,
             aligner=self.scorer.aligner,
             text_model=self.scorer.text_model,
             encoder_layers=self.scorer.encoder_layers,

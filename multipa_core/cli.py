@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import settings
+from .checkpoint_models import DEFAULT_RECOGNIZED, DEFAULT_TARGET
 from .errors import MultipaError
 
 if TYPE_CHECKING:
@@ -24,7 +25,15 @@ def _features(args: argparse.Namespace) -> int:
     from .pipeline import FeaturePipeline, PipelineOptions
 
     samples = audio_io.load(args.audio)  # fail on bad input before loading models
-    pipeline = FeaturePipeline(PipelineOptions(device=args.device, aligner=args.aligner, word_timestamps=True))
+    pipeline = FeaturePipeline(
+        PipelineOptions(
+            device=args.device,
+            aligner=args.aligner,
+            word_timestamps=True,
+            target=args.asr_target,
+            recognizer=args.asr_recognized,
+        )
+    )
     analysis = pipeline.analyze(samples, reference=args.text)
     doc = analysis.to_dict(profile=args.profile)
     if args.json:
@@ -50,7 +59,13 @@ def _train_aligner(args: argparse.Namespace) -> int:
     from .train_aligner import TrainAlignerConfig, reevaluate, train
 
     config = TrainAlignerConfig(
-        data=args.data, out=args.out, cache=args.cache, epochs=args.epochs, limit=args.limit, seed=args.seed
+        data=args.data,
+        out=args.out,
+        cache=args.cache,
+        epochs=args.epochs,
+        limit=args.limit,
+        seed=args.seed,
+        asr_target=args.asr_target or DEFAULT_TARGET,
     )
     report = reevaluate(config) if args.evaluate_only else train(config)
     summary = {"best_epoch": report.get("best_epoch"), "failed": len(report.get("failed", [])), **report["development"]}
@@ -60,24 +75,28 @@ def _train_aligner(args: argparse.Namespace) -> int:
 
 def _recipe(args: argparse.Namespace, out: str) -> TrainConfig:
     from .model import ScorerConfig
-    from .train import TrainConfig
+    from .train import TrainConfig, for_asr
 
-    return TrainConfig(
-        data=args.data,
-        out=out,
-        cache=args.cache,
-        epochs=args.epochs,
-        limit=args.limit,
-        seed=args.seed,
-        aligner=args.aligner,
-        members=args.members,
-        blend_probe=not args.no_probe_blend,
-        net=ScorerConfig(ablate=tuple(args.ablate)),
-        transcripts=args.transcripts,
-        probe_inputs=args.probe_inputs,
-        needs_improvement_k=args.needs_improvement_k,
-        word_weight=args.word_weight,
-        holdout_fold=getattr(args, "holdout_fold", -1),
+    return for_asr(
+        TrainConfig(
+            data=args.data,
+            out=out,
+            cache=args.cache,
+            epochs=args.epochs,
+            limit=args.limit,
+            seed=args.seed,
+            aligner=args.aligner,
+            members=args.members,
+            blend_probe=not args.no_probe_blend,
+            net=ScorerConfig(ablate=tuple(args.ablate)),
+            transcripts=args.transcripts,
+            probe_inputs=args.probe_inputs,
+            needs_improvement_k=args.needs_improvement_k,
+            word_weight=args.word_weight,
+            holdout_fold=getattr(args, "holdout_fold", -1),
+            asr_target=args.asr_target or DEFAULT_TARGET,
+            asr_recognized=args.asr_recognized or DEFAULT_RECOGNIZED,
+        )
     )
 
 
@@ -201,6 +220,26 @@ def _add_recipe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=0, help="first N training utterances only (smoke runs)")
     p.add_argument("--seed", type=int, default=762)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_asr_options(p, f"default {DEFAULT_TARGET}", f"default {DEFAULT_RECOGNIZED}")
+
+
+def _add_asr_options(p: argparse.ArgumentParser, target_default: str, recognized_default: str | None) -> None:
+    """``--asr-target`` (and ``--asr-recognized`` when ``recognized_default`` is given): the Whisper models."""
+    p.add_argument(
+        "--asr-target",
+        default=settings.asr_target(),
+        metavar="NAME_OR_DIR",
+        help=f"ASR_t, whose encoder frames feed the aligner and the scorer: a Whisper registry name or a "
+        f"CTranslate2 Whisper directory ({target_default}; MULTIPA_ASR_TARGET)",
+    )
+    if recognized_default is not None:
+        p.add_argument(
+            "--asr-recognized",
+            default=settings.asr_recognized(),
+            metavar="NAME_OR_DIR",
+            help=f"ASR_r, the recognizer: a Whisper registry name or a CTranslate2 Whisper directory "
+            f"({recognized_default}; MULTIPA_ASR_RECOGNIZED)",
+        )
 
 
 def _assess(args: argparse.Namespace) -> int:
@@ -209,7 +248,8 @@ def _assess(args: argparse.Namespace) -> int:
     from .pipeline import PipelineOptions
 
     samples = audio_io.load(args.audio)  # fail on bad input before loading models
-    assessment = Assessor(PipelineOptions(device=args.device), scorer=args.model).assess(samples, reference=args.text)
+    options = PipelineOptions(device=args.device, target=args.asr_target, recognizer=args.asr_recognized)
+    assessment = Assessor(options, scorer=args.model).assess(samples, reference=args.text)
     if args.json:
         print(json.dumps(assessment.to_dict(), indent=2))
         return 0
@@ -266,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", action="store_true", help="add per-stage wall time")
     p.add_argument("--device", default=settings.device(), choices=["auto", "cpu", "cuda"])
     p.add_argument("--aligner", default="multipa-aligner", help="aligner checkpoint name or path")
+    _add_asr_options(p, f"default {DEFAULT_TARGET}", f"default {DEFAULT_RECOGNIZED}")
     p.set_defaults(run=_features)
 
     p = sub.add_parser("train-aligner", help="train the CTC phone aligner on a data folder")
@@ -279,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--evaluate-only", action="store_true", help="re-run the development report of the checkpoint at --out"
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_asr_options(p, f"default {DEFAULT_TARGET}; the aligner reads no ASR_r", None)
     p.set_defaults(run=_train_aligner)
 
     p = sub.add_parser(
@@ -371,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--model", default="multipa-scorer", help="scorer checkpoint name or path")
     p.add_argument("--device", default=settings.device(), choices=["auto", "cpu", "cuda"])
+    _add_asr_options(p, "default: the scorer checkpoint's", "default: the scorer checkpoint's")
     p.set_defaults(run=_assess)
 
     p = sub.add_parser("models", help="list the known models and where they resolve")

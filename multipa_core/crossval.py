@@ -20,15 +20,15 @@ import json
 import logging
 import statistics
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import data
+from . import checkpoint_models, data
 from .evaluate import EvalConfig, detection, evaluate_with_predictions, summarize
-from .train import TrainConfig, train
+from .train import TrainConfig, for_asr, train
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,10 @@ def _trained(recipe: TrainConfig) -> bool:
     report = out.with_suffix(".json")
     if not (out.is_file() and report.is_file()):
         return False
-    return json.loads(report.read_text()).get("config") == json.loads(json.dumps(asdict(recipe)))
+    # a report older than a field of the recipe was trained with that field's default
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    recorded = {**json.loads(json.dumps(defaults)), **json.loads(report.read_text()).get("config", {})}
+    return recorded == json.loads(json.dumps(asdict(recipe)))
 
 
 def run_fold(config: CrossvalConfig, fold: int) -> dict[str, dict[str, Any]]:
@@ -174,6 +177,7 @@ def choose_rule(
 def crossval(config: CrossvalConfig) -> dict[str, Any]:
     """Run (or resume) every fold and return the aggregated report."""
     started = time.time()
+    config = replace(config, recipe=for_asr(config.recipe))  # as train() will see it, for _trained
     folds = _folds(config)
     per_fold = {f: run_fold(config, f) for f in folds}
     report: dict[str, Any] = {
@@ -317,7 +321,9 @@ def ship(config: CrossvalConfig, out: str, k: float, report: dict[str, Any] | No
     from .scorer import save_scorer, training_thresholds, word_label_stats
     from .train import prepare
 
+    config = replace(config, recipe=for_asr(config.recipe))
     recipe = config.recipe
+    models = checkpoint_models.current(recipe.asr_target, recipe.asr_recognized)
     folds = _folds(config)
     nets, alphas, weights, epochs = [], [], [], []
     for f in folds:
@@ -370,6 +376,7 @@ def ship(config: CrossvalConfig, out: str, k: float, report: dict[str, Any] | No
         text_model=recipe.text_model,
         metadata=metadata,
         probe=blend,
+        asr=models,
     )
     summary = {
         "config": asdict(recipe),
@@ -385,6 +392,7 @@ def ship(config: CrossvalConfig, out: str, k: float, report: dict[str, Any] | No
         if blend is None
         else {"alpha": blend[0].alpha, "inputs": blend[0].inputs, "weight": blend[1], "refitted_on": "every speaker"},
         "parameters": sum(p.numel() for net in nets for p in net.parameters()),
+        "asr": models.to_dict(),
     }
     Path(out).with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

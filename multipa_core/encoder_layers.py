@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import struct
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
@@ -45,7 +45,32 @@ def read_variables(path: str | Path, prefix: str = "encoder/") -> dict[str, np.n
         raise ModelFilesError(f"cannot read the CTranslate2 model {path}: {exc}") from exc
 
 
+def read_shapes(path: str | Path, prefix: str = "encoder/") -> dict[str, tuple[int, ...]]:
+    """The shapes of a CTranslate2 ``model.bin``'s variables whose names start with ``prefix``,
+    from its headers alone (the weights are skipped, not read: milliseconds).
+
+    Raises:
+        ModelFilesError: the file is missing, truncated or not a CTranslate2 model.
+    """
+    try:
+        with open(path, "rb") as handle:
+            return {name: tuple(dims) for name, dims, _, _ in _headers(handle, prefix, load=False)}
+    except (OSError, struct.error, UnicodeDecodeError, ValueError) as exc:
+        raise ModelFilesError(f"cannot read the CTranslate2 model {path}: {exc}") from exc
+
+
 def _read(handle: BinaryIO, prefix: str) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for name, dims, dtype, raw in _headers(handle, prefix, load=True):
+        if dtype not in _DTYPES:
+            raise ValueError(f"variable {name} has an unknown data type {dtype}")
+        out[name] = np.frombuffer(raw, dtype=_DTYPES[dtype]).reshape(dims)
+    return out
+
+
+def _headers(handle: BinaryIO, prefix: str, *, load: bool) -> Iterator[tuple[str, list[int], int, bytes]]:
+    """Each variable named ``prefix...``: its name, shape, data type id and (``load``) its bytes."""
+
     def number(fmt: str) -> int:
         size = struct.calcsize(fmt)
         raw = handle.read(size)
@@ -61,21 +86,19 @@ def _read(handle: BinaryIO, prefix: str) -> dict[str, np.ndarray]:
         raise ValueError(f"binary version {version}, expected one of {BINARY_VERSIONS}")
     string()  # the spec's name
     number("I")  # its revision
-    out: dict[str, np.ndarray] = {}
     for _ in range(number("I")):
         name = string()
         dims = [number("I") for _ in range(number("B"))]
         dtype, size = number("B"), number("I")
-        if not name.startswith(prefix):
-            handle.seek(size, 1)
+        if not (load and name.startswith(prefix)):
+            handle.seek(size, 1)  # not wanted, or only its shape
+            if name.startswith(prefix):
+                yield name, dims, dtype, b""
             continue
-        if dtype not in _DTYPES:
-            raise ValueError(f"variable {name} has an unknown data type {dtype}")
         raw = handle.read(size)
         if len(raw) != size:
             raise ValueError("the file ends early")
-        out[name] = np.frombuffer(raw, dtype=_DTYPES[dtype]).reshape(dims)
-    return out
+        yield name, dims, dtype, raw
 
 
 def mel_frames(num_samples: int) -> int:

@@ -14,6 +14,7 @@ machine-readable ``code`` and a human sentence (``str(err)``)::
     ├── ModelError                    code: model_error
     │   ├── UnknownModelError         code: model_unknown
     │   ├── ModelFilesError           code: model_files
+    │   ├── ModelMismatchError        code: model_mismatch
     │   └── DeviceUnavailableError    code: device_unavailable
     ├── MissingDependencyError        code: missing_dependency
     ├── DataError                     code: data_error
@@ -87,6 +88,12 @@ class ModelFilesError(ModelError):
     """A model's files are missing, incomplete or corrupt."""
 
     code = "model_files"
+
+
+class ModelMismatchError(ModelError):
+    """A checkpoint was trained with other ASR models (or frame sizes) than the ones configured."""
+
+    code = "model_mismatch"
 
 
 class DeviceUnavailableError(ModelError):

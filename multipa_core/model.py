@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import phones as ph
+from .checkpoint_models import DEFAULT_FRAME_DIM
 from .aspects import SENTENCE_NAMES, WORD_NAMES
 from .features import PHONE_SCALARS, PHONE_VECTOR, WORD_SCALARS
 
@@ -30,7 +31,7 @@ WORD_HEADS = WORD_NAMES  # the word heads, in output order
 class ScorerConfig:
     """Shape of the scoring network."""
 
-    acoustic_dim: int = 512  # encoder frame size
+    acoustic_dim: int = DEFAULT_FRAME_DIM  # ASR_t's encoder frame size (Whisper base: 512)
     text_dim: int = 384  # text embedding size
     d_model: int = 128  # token width
     layers: int = 2  # transformer encoder layers

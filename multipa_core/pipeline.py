@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from . import audio as audio_io
-from . import registry, settings
+from . import checkpoint_models, registry, settings
 from .align import Aligner, Alignment
 from .asr import AsrOptions, DualASR, Transcript, encoder_frames, normalize_word, resolve_device
 from .encoder_layers import EncoderLayers
@@ -33,8 +33,8 @@ from .textemb import text_embedder
 class PipelineOptions:
     """Which models the pipeline loads and where it runs."""
 
-    recognizer: str = "whisper-tiny.en"  # ASR_r: registry name or CTranslate2 directory
-    target: str = "whisper-base"  # ASR_t: registry name or CTranslate2 directory
+    recognizer: str | None = None  # ASR_r: registry name or CTranslate2 directory (None: the scorer's, else tiny.en)
+    target: str | None = None  # ASR_t: registry name or CTranslate2 directory (None: the scorer's, else base)
     text_model: str = "minilm-l6"  # text embedding: registry name or transformers directory
     aligner: str = "multipa-aligner"  # phone-posterior checkpoint: registry name or path
     device: str = "auto"  # auto, cpu or cuda
@@ -151,27 +151,36 @@ class FeaturePipeline:
 
     Raises:
         DeviceUnavailableError: ``cuda`` was asked for and is not there (before anything loads).
+        ModelMismatchError: the aligner was trained on another ASR_t's frames (before Whisper loads).
     """
 
     def __init__(self, options: PipelineOptions | None = None, *, lexicon: Lexicon | None = None) -> None:
         self.options = options or PipelineOptions()
         # one device for every model: the Whisper models, the aligner, the text model, the encoder layers
         self.device = resolve_device(self.options.device if self.options.device != "auto" else settings.device())
+        target = self.options.target or checkpoint_models.DEFAULT_TARGET
+        recognizer = self.options.recognizer or checkpoint_models.DEFAULT_RECOGNIZED
+        self.builder = FeatureBuilder(
+            aligner=self.options.aligner, text_model=self.options.text_model, device=self.device, lexicon=lexicon
+        )
+        checkpoint_models.check_same(
+            "target",
+            self.builder.aligner.asr.target,
+            checkpoint_models.describe(target),
+            checkpoint=self.options.aligner,
+        )
         asr_options = AsrOptions(
             beam_size=self.options.beam_size,
             device=self.device,
             threads=self.options.threads,
             word_timestamps=self.options.word_timestamps,
         )
-        self.asr = DualASR(recognizer=self.options.recognizer, target=self.options.target, options=asr_options)
+        self.asr = DualASR(recognizer=recognizer, target=target, options=asr_options)
         # ASR_r's decoding overlaps ASR_t's: CTranslate2 releases the GIL, and greedy
         # decoding leaves cores idle between its small steps
         self._side = ThreadPoolExecutor(1, thread_name_prefix="asr-r") if self.options.parallel_asr else None
         self._shared_mel = self.asr.asr_r.same_features(self.asr.asr_t)
-        self.builder = FeatureBuilder(
-            aligner=self.options.aligner, text_model=self.options.text_model, device=self.device, lexicon=lexicon
-        )
-        self.layers = EncoderLayers(self.options.target, device=self.device) if self.options.encoder_layers else None
+        self.layers = EncoderLayers(target, device=self.device) if self.options.encoder_layers else None
 
     def analyze(self, samples: np.ndarray, *, reference: str | None = None) -> TurnAnalysis:
         """Run the feature stages on 16 kHz mono float32 audio.

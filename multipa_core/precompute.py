@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from . import audio as audio_io
 from .asr import DualASR, Transcript, Word, encoder_frames
+from .checkpoint_models import DEFAULT_RECOGNIZED, DEFAULT_TARGET, cache_tag
 from .cache import ArrayCache
 from .data import Utterance
 from .encoder_layers import EncoderLayers
@@ -26,19 +27,19 @@ from .errors import MultipaError
 log = logging.getLogger(__name__)
 
 
-def frames_cache(root: str, model: str = "whisper-base") -> ArrayCache:
+def frames_cache(root: str, model: str = DEFAULT_TARGET) -> ArrayCache:
     """The cache of one Whisper model's encoder frames (float16, frames x dim)."""
-    return ArrayCache(root, f"frames-{model}-int8-v1")
+    return ArrayCache(root, f"frames-{cache_tag(model)}-int8-v1")
 
 
 def transcript_cache(root: str, model: str) -> ArrayCache:
     """The cache of one Whisper model's transcripts (temperature 0, greedy)."""
-    return ArrayCache(root, f"transcripts-{model}-t0-v1")
+    return ArrayCache(root, f"transcripts-{cache_tag(model)}-t0-v1")
 
 
-def layers_cache(root: str, model: str = "whisper-base") -> ArrayCache:
+def layers_cache(root: str, model: str = DEFAULT_TARGET) -> ArrayCache:
     """The cache of the statistics of one Whisper encoder's layers (:mod:`multipa_core.encoder_layers`)."""
-    return ArrayCache(root, f"layers-{model}-v1")
+    return ArrayCache(root, f"layers-{cache_tag(model)}-v1")
 
 
 def transcript_from_dict(doc: dict) -> Transcript:
@@ -66,19 +67,22 @@ def precompute(
     target: bool = False,
     layers: bool = False,
     desc: str = "precomputing",
+    target_model: str = DEFAULT_TARGET,
+    recognized_model: str = DEFAULT_RECOGNIZED,
 ) -> Precomputed:
     """Fill the caches for ``utterances``: ASR_t's encoder frames always, transcripts on
     request (ASR_r's with its encoder frames), and the statistics of ASR_t's encoder
     layers on request.
 
-    The models load only when something is missing (``asr`` None: the defaults).
+    The models (``target_model``, ``recognized_model``: registry names or directories) load
+    only when something is missing (``asr``: those models already loaded, or None).
     A failing utterance is logged with its id, counted in ``failed`` and skipped.
     """
-    frames = frames_cache(cache_root, "whisper-base")
-    r_cache = transcript_cache(cache_root, "whisper-tiny.en") if recognized else None
-    r_frames = frames_cache(cache_root, "whisper-tiny.en") if recognized else None
-    t_cache = transcript_cache(cache_root, "whisper-base") if target else None
-    l_cache = layers_cache(cache_root, "whisper-base") if layers else None
+    frames = frames_cache(cache_root, target_model)
+    r_cache = transcript_cache(cache_root, recognized_model) if recognized else None
+    r_frames = frames_cache(cache_root, recognized_model) if recognized else None
+    t_cache = transcript_cache(cache_root, target_model) if target else None
+    l_cache = layers_cache(cache_root, target_model) if layers else None
     encoder: EncoderLayers | None = None
     out = Precomputed()
     for utt in tqdm(list(utterances), desc=desc, unit="utt", dynamic_ncols=True):
@@ -94,7 +98,7 @@ def precompute(
             or (l_cache and l_array is None)
         ):
             if asr is None:
-                asr = DualASR()
+                asr = DualASR(recognizer=recognized_model, target=target_model)
             try:
                 samples = audio_io.load(utt.audio_path)
                 mel = None  # ASR_t's log-mel, computed once for its encoder and the layer statistics
@@ -114,7 +118,7 @@ def precompute(
                         r_doc = transcript.to_dict()
                         r_cache.put_json(utt.utt, r_doc)
                 if l_cache is not None and l_array is None:
-                    encoder = encoder or EncoderLayers("whisper-base")
+                    encoder = encoder or EncoderLayers(target_model)
                     l_array = encoder.statistics(asr.asr_t.features(samples) if mel is None else mel, len(samples))
                     l_cache.put_array(utt.utt, l_array)
             except MultipaError as exc:

@@ -4,8 +4,9 @@ The checkpoint holds the networks (an ensemble whose outputs are averaged),
 optionally a ridge probe on the frame statistics blended into the sentence
 scores with per-aspect weights chosen on validation speakers, the aligner and text model its features were
 made with, the needs-improvement thresholds (the paper's rule: mean minus one
-standard deviation of the training word scores) and the lowest training scores
-(what a failed utterance is scored with in evaluation).
+standard deviation of the training word scores), the lowest training scores
+(what a failed utterance is scored with in evaluation) and the ASR models it was
+trained with (:mod:`multipa_core.checkpoint_models`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import registry
+from . import checkpoint_models, registry
 from .features import TurnFeatures, collate
 from .model import SENTENCE_HEADS, WORD_HEADS, ScorerConfig, build_scorer
 from .probe import Ridge, reads_layers
@@ -58,6 +59,7 @@ class Scorer:
         # a network trained without text embeddings does not need them computed at all
         self.text_model: str = NO_TEXT if "text" in self.config.ablate else state.get("text_model", "minilm-l6")
         self.metadata: dict[str, Any] = state.get("metadata", {})
+        self.asr = checkpoint_models.recorded(state, path)  # the ASR models it was trained with
         blend = state.get("probe")
         ridge: dict[str, Any] = (
             {k: v if k in ("alpha", "inputs") else np.asarray(v) for k, v in blend["ridge"].items()} if blend else {}
@@ -107,24 +109,26 @@ def save_scorer(
     text_model: str,
     metadata: dict[str, Any],
     probe: tuple[Ridge, list[float]] | None = None,
+    asr: checkpoint_models.AsrModels | None = None,
 ) -> None:
-    """Write a scorer checkpoint: one or more networks (their outputs are averaged), float16 weights."""
+    """Write a scorer checkpoint: one or more networks (their outputs are averaged), float16 weights,
+    and the ASR models it was trained with (``asr``; None: not recorded, read as the defaults)."""
     import torch
 
     members = [{k: v.detach().cpu().half() for k, v in net.state_dict().items()} for net in nets]
-    torch.save(
-        {
-            "config": asdict(config),
-            "members": members,
-            "thresholds": thresholds,
-            "floor": floor,
-            "aligner": aligner,
-            "text_model": text_model,
-            "metadata": metadata,
-            "probe": None if probe is None else {"ridge": asdict(probe[0]), "weight": list(probe[1])},
-        },
-        path,
-    )
+    state: dict[str, Any] = {
+        "config": asdict(config),
+        "members": members,
+        "thresholds": thresholds,
+        "floor": floor,
+        "aligner": aligner,
+        "text_model": text_model,
+        "metadata": metadata,
+        "probe": None if probe is None else {"ridge": asdict(probe[0]), "weight": list(probe[1])},
+    }
+    if asr is not None:
+        state["asr"] = asr.to_dict()
+    torch.save(state, path)
 
 
 def needs_improvement(word: dict[str, float], thresholds: dict[str, float]) -> bool:

@@ -6,6 +6,9 @@
   (default ``../shared/speechocean762`` beside the project root).
 - ``MULTIPA_DEVICE``: ``auto``, ``cpu`` or ``cuda`` (default ``auto``).
 - ``MULTIPA_THREADS``: CPU threads per model (default: all cores).
+- ``MULTIPA_ASR_TARGET``, ``MULTIPA_ASR_RECOGNIZED``: the Whisper models ASR_t and ASR_r,
+  a registry name or a CTranslate2 Whisper directory (default: the scorer checkpoint's
+  for a worker or ``multipa assess``, Whisper base and tiny.en for training).
 
 A bad value raises :class:`~multipa_core.errors.ConfigError`; a command builds its
 parser through :func:`validated`, so that it ends in one line and exit status 2,
@@ -70,6 +73,29 @@ def threads() -> int:
     if number < 0:
         raise ConfigError(f"{PREFIX}THREADS must be a whole number of threads (0: all cores), got {value!r}")
     return number
+
+
+def asr_target() -> str | None:
+    """ASR_t's Whisper model (None: not set)."""
+    return _whisper("ASR_TARGET")
+
+
+def asr_recognized() -> str | None:
+    """ASR_r's Whisper model (None: not set)."""
+    return _whisper("ASR_RECOGNIZED")
+
+
+def _whisper(name: str) -> str | None:
+    """A Whisper model named by an environment variable: a known Whisper name or an existing directory."""
+    from .registry import KNOWN
+
+    value = _env(name)
+    if value is None or (value in KNOWN and KNOWN[value].kind == "whisper") or Path(value).expanduser().is_dir():
+        return value
+    names = ", ".join(sorted(n for n, s in KNOWN.items() if s.kind == "whisper"))
+    raise ConfigError(
+        f"{PREFIX}{name} must be a Whisper model name ({names}) or a CTranslate2 Whisper directory, got {value!r}"
+    )
 
 
 def validated(build: Callable[[], T]) -> T:

@@ -9,7 +9,8 @@ ASR_t stands in; by default each utterance is also seen as open mode sees it,
 with ASR_t's transcript as the target and each of its words labelled with the
 reference words it overlaps in time (``transcripts="both"``). A run saves its
 state after every epoch and resumes from it when started again with the same
-configuration.
+configuration. The checkpoint records the Whisper models it was trained with
+(:mod:`multipa_core.checkpoint_models`); the network's frame size is ASR_t's.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from . import data, settings
+from . import checkpoint_models, data, settings
 from .aspects import SENTENCE_NAMES, WORD_NAMES
 from .dataset import Example, closed_examples, open_examples
 from .features import collate
@@ -74,7 +75,19 @@ class TrainConfig:
     )
     net: ScorerConfig = field(
         default_factory=lambda: ScorerConfig(ablate=("text",))
-    )  # network shape; the shipped scorer reads no text embeddings
+    )  # network shape; the shipped scorer reads no text embeddings (its acoustic_dim becomes ASR_t's frame size)
+    asr_target: str = checkpoint_models.DEFAULT_TARGET  # ASR_t: Whisper registry name or CTranslate2 directory
+    asr_recognized: str = checkpoint_models.DEFAULT_RECOGNIZED  # ASR_r: Whisper registry name or CTranslate2 directory
+
+
+def for_asr(config: TrainConfig) -> TrainConfig:
+    """The recipe with its network's frame size set to ASR_t's (the frames it will read).
+
+    Raises:
+        UnknownModelError, ModelFilesError: ASR_t is not a Whisper model here.
+    """
+    dim = checkpoint_models.describe(config.asr_target).frame_dim
+    return config if dim == config.net.acoustic_dim else replace(config, net=replace(config.net, acoustic_dim=dim))
 
 
 def _targets(batch: list[Example]) -> tuple[Any, Any, Any]:
@@ -125,10 +138,22 @@ def prepare(config: TrainConfig) -> tuple[list[Example], list[Example], list[str
         raise ValueError(f"transcripts must be one of {', '.join(TRANSCRIPTS)}, not {config.transcripts!r}")
     asr = config.transcripts != "reference"
     layers = config.blend_probe and reads_layers(config.probe_inputs)
-    pre = precompute(
-        train_utts + val_utts, None, cache_root, recognized=True, target=asr, layers=layers, desc="ASR train+validation"
-    )
     builder = FeatureBuilder(aligner=config.aligner, text_model=training_text_model(config))
+    # the aligner reads ASR_t's frames: one trained on another model's would fail, or align wrongly
+    checkpoint_models.check_same(
+        "target", builder.aligner.asr.target, checkpoint_models.describe(config.asr_target), checkpoint=config.aligner
+    )
+    pre = precompute(
+        train_utts + val_utts,
+        None,
+        cache_root,
+        recognized=True,
+        target=asr,
+        layers=layers,
+        desc="ASR train+validation",
+        target_model=config.asr_target,
+        recognized_model=config.asr_recognized,
+    )
     train_ex: list[Example] = []
     val_ex: list[Example] = []
     skipped = list(pre.failed)
@@ -320,8 +345,14 @@ def _init_heads(net: Any, train_ex: list[Example]) -> None:
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
-    """Train ``config.members`` networks, write them as one checkpoint to ``config.out``, return the report."""
+    """Train ``config.members`` networks, write them as one checkpoint to ``config.out``, return the report.
+
+    Raises:
+        ModelMismatchError: the aligner was trained on another ASR_t than ``config.asr_target``.
+    """
     started = time.time()
+    config = for_asr(config)
+    models = checkpoint_models.current(config.asr_target, config.asr_recognized)
     train_ex, val_ex, skipped = prepare(config)
     out = Path(config.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -360,6 +391,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         "word_label_stats": word_label_stats(labels) if len(labels) else {},
         "parameters": sum(p.numel() for net in nets for p in net.parameters()),
         "seconds": round(time.time() - started, 1),
+        "asr": models.to_dict(),
     }
     save_scorer(
         str(out),
@@ -379,6 +411,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             "word_label_stats": word_label_stats(labels) if len(labels) else {},
         },
         probe=None if blend is None else (blend[0], blend[1]),
+        asr=models,
     )
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     for m in range(config.members):

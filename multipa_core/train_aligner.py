@@ -3,7 +3,9 @@
 Training speakers fit the network, validation speakers stop it early, and the
 report measures development speakers only: the phone error rate of free
 decoding against the canonical phones, and how often forced word boundaries fall
-within 100 ms of Whisper's own word timestamps.
+within 100 ms of Whisper's own word timestamps. The network reads ASR_t's encoder
+frames (``asr_target``, Whisper base by default): its input size is that model's
+frame size, and the checkpoint records the model (:mod:`multipa_core.checkpoint_models`).
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from . import align, data, phones as ph, settings
+from . import align, checkpoint_models, data, phones as ph, settings
 from .asr import Transcript, normalize_word
 from .distance import levenshtein
 from .lexicon import default_lexicon
@@ -41,8 +43,9 @@ class TrainAlignerConfig:
     lr: float = 2e-3  # Adam learning rate
     seed: int = 762  # python, numpy and torch seeds
     limit: int = 0  # use only the first N training utterances (0 = all); for smoke runs
-    net: align.AlignerConfig = field(default_factory=align.AlignerConfig)  # network shape
+    net: align.AlignerConfig = field(default_factory=align.AlignerConfig)  # shape (input_dim becomes ASR_t's)
     boundary_tolerance: float = 0.1  # seconds, for the word-boundary agreement metric
+    asr_target: str = checkpoint_models.DEFAULT_TARGET  # ASR_t: Whisper registry name or CTranslate2 directory
 
 
 def _examples(utterances: list[data.Utterance], frames: dict[str, np.ndarray]) -> list[tuple[np.ndarray, list[int]]]:
@@ -93,6 +96,8 @@ def reevaluate(config: TrainAlignerConfig) -> dict[str, Any]:
     net = align.build_net(align.AlignerConfig(**state["config"]))
     net.load_state_dict({k: v.float() for k, v in state["state_dict"].items()})
     net.eval()
+    target = checkpoint_models.recorded(state, config.out).target  # the frames it was trained on
+    checkpoint_models.check_same("target", target, checkpoint_models.describe(target.model), checkpoint=config.out)
     dev_utts = data.select(data.load_utterances(config.data), "development")
     dev = precompute(
         dev_utts,
@@ -100,6 +105,7 @@ def reevaluate(config: TrainAlignerConfig) -> dict[str, Any]:
         config.cache or str(settings.cache_dir() / "features"),
         target=True,
         desc="encoding + ASR_t development",
+        target_model=target.model,
     )
     path = Path(config.out).with_suffix(".json")
     report = json.loads(path.read_text()) if path.is_file() else {}
@@ -113,6 +119,10 @@ def train(config: TrainAlignerConfig) -> dict[str, Any]:
     import torch
 
     from .precompute import precompute
+
+    models = checkpoint_models.current(config.asr_target, None)
+    if config.net.input_dim != models.target.frame_dim:
+        config = replace(config, net=replace(config.net, input_dim=models.target.frame_dim))
 
     random.seed(config.seed)
     np.random.seed(config.seed)
@@ -128,7 +138,9 @@ def train(config: TrainAlignerConfig) -> dict[str, Any]:
     if config.limit:
         val_utts, dev_utts = val_utts[: max(2, config.limit // 4)], dev_utts[: max(2, config.limit // 4)]
 
-    fitting = precompute(train_utts + val_utts, None, cache_root, desc="encoding train+validation")
+    fitting = precompute(
+        train_utts + val_utts, None, cache_root, desc="encoding train+validation", target_model=config.asr_target
+    )
 
     train_ex, val_ex = _examples(train_utts, fitting.frames), _examples(val_utts, fitting.frames)
     net = align.build_net(config.net)
@@ -165,7 +177,9 @@ def train(config: TrainAlignerConfig) -> dict[str, Any]:
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
-    dev = precompute(dev_utts, None, cache_root, target=True, desc="encoding + ASR_t development")
+    dev = precompute(
+        dev_utts, None, cache_root, target=True, desc="encoding + ASR_t development", target_model=config.asr_target
+    )
     metrics = evaluate(net, dev_utts, dev.frames, dev.target, tolerance=config.boundary_tolerance)
     report = {
         "config": asdict(config),
@@ -178,8 +192,9 @@ def train(config: TrainAlignerConfig) -> dict[str, Any]:
         "development": metrics,
         "parameters": sum(p.numel() for p in net.parameters()),
         "seconds": round(time.time() - started, 1),
+        "asr": models.to_dict(),
     }
-    align.save_checkpoint(str(out), net, config.net, {"development": metrics, "best_epoch": best_epoch})
+    align.save_checkpoint(str(out), net, config.net, {"development": metrics, "best_epoch": best_epoch}, asr=models)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
