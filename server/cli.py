@@ -24,8 +24,7 @@ from .local_pool import LocalPool, LocalPoolOptions
 from .mqtt_link import add_broker_arguments, broker_from_args
 from .mqtt_pool import MqttPool, MqttPoolOptions
 from .session import Limits
-from .runtime import WorkerOptions
-from .worker_cli import add_worker_arguments, check_batch
+from .worker_cli import add_worker_arguments, check_batch, worker_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     api_keys = tuple(args.api_key) if args.api_key else settings.api_keys()
     # the cores are shared among the workers: N workers each using every core only thrash
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
-    worker = WorkerOptions(scorer=args.scorer, device=args.device, threads=threads, batch=args.batch)
+    worker = worker_options(args, threads=threads)
     pool_options: LocalPoolOptions | MqttPoolOptions = LocalPoolOptions(
         workers=args.workers, max_queue=args.max_queue, worker=worker
     )

@@ -36,6 +36,8 @@ class WorkerOptions:
 
     scorer: str = "multipa-scorer"  # scorer checkpoint name or path (it names its aligner)
     device: str = "auto"  # auto (CUDA when present), cpu or cuda
+    asr_target: str | None = None  # ASR_t: Whisper name or directory (None: the scorer checkpoint's)
+    asr_recognized: str | None = None  # ASR_r: Whisper name or directory (None: the scorer checkpoint's)
     threads: int = 0  # CPU threads for torch and each Whisper model (0: the libraries' defaults)
     batch: int = 1  # most jobs assessed together (one encoder and scorer pass for all of them)
 
@@ -131,7 +133,8 @@ def load(options: WorkerOptions) -> Runtime:
     """Load every model on the options' device and run them once.
 
     Raises:
-        MultipaError: a model or the device is missing (``device_unavailable``, ``model_unknown``, ...).
+        MultipaError: a model or the device is missing (``device_unavailable``, ``model_unknown``, ...),
+            or a Whisper model is not the one the scorer was trained with (``model_mismatch``).
     """
     from multipa_core.assess import Assessor
     from multipa_core.pipeline import PipelineOptions
@@ -140,7 +143,10 @@ def load(options: WorkerOptions) -> Runtime:
         import torch
 
         torch.set_num_threads(options.threads)
-    assessor = Assessor(PipelineOptions(device=options.device, threads=options.threads), scorer=options.scorer)
+    pipeline = PipelineOptions(
+        device=options.device, threads=options.threads, target=options.asr_target, recognizer=options.asr_recognized
+    )
+    assessor = Assessor(pipeline, scorer=options.scorer)
     assessor.warm_up()
     return Runtime(assessor, assessor.device)
 

@@ -12,8 +12,8 @@ They give the defaults of the ``multipa-server`` and ``multipa-worker`` options 
 - ``MULTIPA_BROKER``: the MQTT broker, ``mqtt://HOST:PORT`` or ``mqtts://`` (default: none).
 - ``MULTIPA_MQTT_USERNAME``, ``MULTIPA_MQTT_PASSWORD``: the broker login.
 
-The workers' compute device and threads come from :mod:`multipa_core.settings`
-(``MULTIPA_DEVICE``, ``MULTIPA_THREADS``). A bad value of any of them is a
+The workers' compute device, threads and Whisper models come from :mod:`multipa_core.settings`
+(``MULTIPA_DEVICE``, ``MULTIPA_THREADS``, ``MULTIPA_ASR_TARGET``, ``MULTIPA_ASR_RECOGNIZED``). A bad value of any of them is a
 ``config_error``: :func:`validated` builds a command's parser so that it ends in one
 line and exit status 2.
 """

@@ -55,10 +55,35 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--scorer", default=settings.scorer(), help="scorer checkpoint name or path (MULTIPA_SCORER)")
     parser.add_argument(
+        "--asr-target",
+        default=core_settings.asr_target(),
+        metavar="NAME_OR_DIR",
+        help="ASR_t: a Whisper registry name or CTranslate2 Whisper directory; by default the scorer checkpoint's, "
+        "and another than the one it was trained with fails at start with model_mismatch (MULTIPA_ASR_TARGET)",
+    )
+    parser.add_argument(
+        "--asr-recognized",
+        default=core_settings.asr_recognized(),
+        metavar="NAME_OR_DIR",
+        help="ASR_r, the same way (MULTIPA_ASR_RECOGNIZED)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=core_settings.threads(),
         help="CPU threads for the models (0: all cores; MULTIPA_THREADS)",
+    )
+
+
+def worker_options(args: argparse.Namespace, *, threads: int) -> WorkerOptions:
+    """The options of :func:`add_worker_arguments`, as a worker takes them."""
+    return WorkerOptions(
+        scorer=args.scorer,
+        device=args.device,
+        threads=threads,
+        batch=args.batch,
+        asr_target=args.asr_target,
+        asr_recognized=args.asr_recognized,
     )
 
 
@@ -107,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except wire.WireError as exc:
             raise ConfigError(str(exc)) from None
         mqtt_link.checked(broker)  # a bad certificate path fails now, not at each reconnect
-        runtime = start(WorkerOptions(scorer=args.scorer, device=args.device, threads=args.threads, batch=args.batch))
+        runtime = start(worker_options(args, threads=args.threads))
         if isinstance(runtime, Failed):
             print(f"error [{runtime.code}]: {runtime.message}", file=sys.stderr)
             return 2
