@@ -21,13 +21,14 @@ from the learner's pause, while the hang-over runs) and without it.
 feedback) costs: the same turns assessed in this process with it off and on,
 alternating which goes first, so that both see the same machine load.
 
-    python bench/latency.py --variants "" --diagnosis --turns 12
+    python bench/latency.py --variants "" --diagnosis --turns 12 --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -145,28 +146,40 @@ def summarise(run: dict, floor_by_span: dict) -> dict:
     }
 
 
-def diagnosis_overhead(turns: list[np.ndarray]) -> dict:
-    """Assessor wall time per turn with the diagnosis off (old) and on (new), interleaved."""
+def diagnosis_overhead(turns: list[np.ndarray], rounds: int = 1) -> dict:
+    """Assessor wall time per turn with the diagnosis off (old) and on (new), interleaved.
+
+    Each round assesses every turn once each way, the order alternating by turn and by
+    round, so that both variants see the same load; the pairs (same turn, back to back)
+    give a paired increase that the spread between turns does not blur.
+    """
     from multipa_core.assess import Assessor
 
     assessor = Assessor()
     assessor.warm_up()
-    old, new, stage = [], [], []
-    for k, pcm in enumerate(turns):
-        samples = pcm.astype(np.float32) / 32768.0
-        for diagnose in (False, True) if k % 2 == 0 else (True, False):
-            assessor.diagnose = diagnose
-            started = time.perf_counter()
-            result = assessor.assess(samples)
-            ms = (time.perf_counter() - started) * 1000
-            (new if diagnose else old).append(ms)
-            if diagnose:
-                stage.append(result.timings_ms.get("diagnosis", 0.0))
+    load = [round(os.getloadavg()[0], 2)]  # other processes share the cores: the run's noise floor
+    old, new, stage, pairs = [], [], [], []
+    for r in range(rounds):
+        for k, pcm in enumerate(turns):
+            samples = pcm.astype(np.float32) / 32768.0
+            timed = {}
+            for diagnose in (False, True) if (k + r) % 2 == 0 else (True, False):
+                assessor.diagnose = diagnose
+                started = time.perf_counter()
+                result = assessor.assess(samples)
+                timed[diagnose] = (time.perf_counter() - started) * 1000
+                if diagnose:
+                    stage.append(result.timings_ms.get("diagnosis", 0.0))
+            old.append(timed[False])
+            new.append(timed[True])
+            pairs.append(timed[True] / timed[False] - 1)
     p_old, p_new = percentiles(old), percentiles(new)
     return {
-        "old_ms": p_old, "new_ms": p_new, "diagnosis_stage_ms": percentiles(stage),
+        "rounds": rounds, "load_avg_1min": load + [round(os.getloadavg()[0], 2)], "old_ms": p_old, "new_ms": p_new, "diagnosis_stage_ms": percentiles(stage),
         "p50_increase": round(p_new["p50"] / p_old["p50"] - 1, 4) if old else None,
+        "paired_increase_p50": round(float(np.median(pairs)), 4) if pairs else None,
         "stage_share_of_p50": round(percentiles(stage)["p50"] / p_new["p50"], 4) if new else None,
+        "per_turn_ms": [[round(a, 1), round(b, 1)] for a, b in zip(old, new)],
     }  # fmt: skip
 
 
@@ -185,6 +198,7 @@ def main() -> int:
     parser.add_argument(
         "--diagnosis", action="store_true", help="also time the assessor in-process with the diagnosis off and on"
     )
+    parser.add_argument("--rounds", type=int, default=1, help="--diagnosis: passes over the turns, each way")
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
 
@@ -219,7 +233,7 @@ def main() -> int:
         "variants": results,
     }
     if args.diagnosis:
-        result["diagnosis"] = diagnosis_overhead([s for _, s in picked])
+        result["diagnosis"] = diagnosis_overhead([s for _, s in picked], args.rounds)
     if "speculate" in results and "no-speculate" in results:
         result["speedup_p50"] = round(
             results["no-speculate"]["latency_ms"]["p50"] / results["speculate"]["latency_ms"]["p50"], 3
@@ -260,7 +274,7 @@ def main() -> int:
     if "diagnosis" in result:
         d = result["diagnosis"]
         lines.append(
-            f"assessor p50 without diagnosis {d['old_ms'].get('p50')} ms, with {d['new_ms'].get('p50')} ms ({d['p50_increase']:+.1%}); diagnosis stage p50 {d['diagnosis_stage_ms'].get('p50')} ms"
+            f"assessor p50 without diagnosis {d['old_ms'].get('p50')} ms, with {d['new_ms'].get('p50')} ms ({d['p50_increase']:+.1%}; paired per turn {d['paired_increase_p50']:+.1%}); diagnosis stage p50 {d['diagnosis_stage_ms'].get('p50')} ms"
         )
     if "speedup_p50" in result:
         lines.append(f"speculation speed-up of the p50: {result['speedup_p50']}x")

@@ -77,6 +77,42 @@ def latency(r: dict) -> list[str]:
     return out
 
 
+def diagnosis_latency(r: dict) -> list[str]:
+    """What the diagnosis adds to a turn (``bench/latency.py --diagnosis``)."""
+    d = r["diagnosis"]
+    out = ["## What the diagnosis costs (`bench/latency.py --diagnosis`)", "", where(r), ""]
+    out += [
+        f"{r['turns_sent']} development-speaker turns ({r['config']['min_s']} to {r['config']['max_s']} s), "
+        f"{d.get('rounds', 1)} round(s), each turn assessed in one process (open mode, the bundled models, warm) "
+        "with the diagnosis off (old: scores only) and on (new: heard phones, error types, prosody, feedback) back "
+        "to back, the order alternating by turn and by round so that both see the same load. Budget: the diagnosis "
+        "adds at most 5 % to the p50."
+        + (
+            f" One-minute load average at the start and the end: {d['load_avg_1min'][0]} and "
+            f"{d['load_avg_1min'][1]} (other work shared the 2 cores; it slows both variants alike)."
+            if "load_avg_1min" in d
+            else ""
+        ),
+        "",
+        row(["assessor wall time", "p50 ms", "p95 ms", "max ms", "mean ms"]),
+        row(["---"] * 5),
+    ]
+    for name, key in (("diagnosis off (old)", "old_ms"), ("diagnosis on (new)", "new_ms")):
+        out.append(row([name, d[key]["p50"], d[key]["p95"], d[key]["max"], d[key]["mean"]]))
+    stage = d["diagnosis_stage_ms"]
+    out.append(row(["the diagnosis stage alone", stage["p50"], stage["p95"], stage["max"], stage["mean"]]))
+    out += [
+        "",
+        f"p50 with / without: {1 + d['p50_increase']:.3f} ({d['p50_increase']:+.1%}); median of the per-turn "
+        f"pairs: {d['paired_increase_p50']:+.1%}; the diagnosis stage is {d['stage_share_of_p50']:.1%} of the p50 "
+        "with it."
+        if "paired_increase_p50" in d
+        else f"p50 with / without: {1 + d['p50_increase']:.3f} ({d['p50_increase']:+.1%}); the diagnosis stage is "
+        f"{d['stage_share_of_p50']:.1%} of the p50 with it.",
+    ]
+    return out
+
+
 def stages(r: dict) -> list[str]:
     s = r["summary"]
     out = ["## The pipeline before and after the latency work (`bench/stages.py`)", "", where(r), ""]
@@ -276,7 +312,7 @@ def main() -> int:
         "are slower per turn than one worker of two threads).",
         "",
     ]
-    sections = [("latency", latency), ("stages", stages)]
+    sections = [("latency", latency), ("latency-diagnosis", diagnosis_latency), ("stages", stages)]
     for name, fn in sections:
         r = load(name)
         if r:
