@@ -94,3 +94,18 @@ def test_gpu_skips_without_cuda_and_runs_small_on_the_cpu(tmp_path):
     realtime = out["realtime"]
     assert realtime["sustained_streams"] >= 0 and all(t["p95_ms"] > 0 for t in realtime["tried"])
     assert json.loads((tmp_path / "gpu.json").read_text()) == out
+
+
+def test_capacity_both_pools_in_one_run(tmp_path):
+    out = bench("capacity.py", "--pools", "local,mqtt", "--max-streams", "1", "--turns", "2", "--target-p95-ms", "1e9")
+    assert set(out["pools"]) == {"local", "mqtt"}
+    for pool in out["pools"].values():
+        (lv,) = pool["levels"]
+        assert lv["streams"] == 1 and lv["turns_assessed"] == 2 and lv["turns_failed"] == 0
+        assert lv["cpu_s"] > 0 and lv["speech_s"] > 0 and lv["rss_mib"] > 0
+        assert lv["cpu_s_per_speech_s"] == pytest.approx(lv["cpu_s"] / lv["speech_s"], rel=0.01)
+        assert pool["sustained_streams"] == 1
+        interval = out["config"]["turn_interval_s"]
+        assert pool["ceiling_streams"] == pytest.approx(
+            out["machine"]["cpus"] * interval / pool["core_s_per_turn"], rel=0.01
+        )
