@@ -225,6 +225,7 @@ class Assessor:
     def warm_up(self) -> None:
         """Run every model once on a synthetic voiced sound, so that the first learner's turn
         does not pay for the libraries' first-call set-up (about a second on CPU)."""
+        self.pipeline.builder.lexicon.warm_up()  # CMUdict, else loaded inside the first turn with a rare word
         t = np.arange(2 * 16000, dtype=np.float32) / 16000
         voice = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 8)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
         try:

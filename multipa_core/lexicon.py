@@ -428,6 +428,12 @@ class Lexicon:
 
     # Public API -------------------------------------------------------------
 
+    def warm_up(self) -> None:
+        """Load CMUdict now (one to two seconds) rather than at the first word the corpus lexicon
+        lacks, which would be inside a learner's turn; the pronunciations are the same."""
+        if self.use_cmudict:
+            _cmudict()
+
     def phones(self, word: str) -> list[str]:
         """ARPAbet phones of one word, vowels with stress digits (``"we"`` -> ``["W", "IY1"]``).
 

@@ -195,3 +195,13 @@ def test_explicit_missing_corpus_file_raises(tmp_path: Path) -> None:
 def test_pathological_input_is_bounded(lexicon: Lexicon, text: str) -> None:
     phones = lexicon.phones(text)
     assert phones and _valid(phones)
+
+
+def test_warm_up_loads_cmudict_before_any_turn(corpus_file: Path) -> None:
+    from multipa_core import lexicon as module
+
+    module._cmudict.cache_clear()
+    Lexicon(corpus_file, use_cmudict=False).warm_up()
+    assert module._cmudict.cache_info().currsize == 0, "no CMUdict asked for, none loaded"
+    Lexicon(corpus_file).warm_up()
+    assert module._cmudict.cache_info().currsize == 1, "loaded at warm-up, not inside the first turn with a rare word"
