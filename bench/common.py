@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -164,8 +164,12 @@ async def stream(
     chunk_ms: int = 20,
     start: dict | None = None,
     timeout: float = 900.0,
+    on_event: Callable[[Received], None] | None = None,
 ) -> StreamOutcome:
-    """Stream int16 audio as one session (paced at real time if asked) and collect every event."""
+    """Stream int16 audio as one session (paced at real time if asked) and collect every event.
+
+    ``on_event`` sees each event as it arrives, on the event loop (it must not block).
+    """
     from websockets.asyncio.client import connect
 
     outcome = StreamOutcome()
@@ -174,7 +178,10 @@ async def stream(
 
         async def receive() -> None:
             async for message in ws:
-                outcome.events.append(Received(time.perf_counter(), json.loads(message)))
+                received = Received(time.perf_counter(), json.loads(message))
+                outcome.events.append(received)
+                if on_event is not None:
+                    on_event(received)
 
         receiver = asyncio.create_task(receive())
         await ws.send(json.dumps({"type": "session.start", "sample_rate": RATE, "realtime": realtime, **(start or {})}))

@@ -29,7 +29,7 @@ def row(cells: list) -> str:
 def latency(r: dict) -> list[str]:
     out = ["## Latency against the ASR floor (`bench/latency.py`)", "", where(r), ""]
     out += [
-        f"One real-time stream of {r['turns_sent']} development-speaker utterances ({r['config']['min_s']} to {r['config']['max_s']} s files, turns of {r['turn_ms']['p50'] / 1000:.1f} s at the median) with {r['config']['gap_s']} s of silence between them, through a real `multipa-server` (one worker, {r['config']['threads']} threads). Latency: `turn.ended` to `turn.assessed` at the client. Floor: {r['config']['floor']}, on the same turn audio, timed after the server stopped.",
+        f"One real-time stream of {r['turns_sent']} development-speaker utterances ({r['config']['min_s']} to {r['config']['max_s']} s files, turns of {r['turn_ms']['p50'] / 1000:.1f} s at the median) with {r['config']['gap_s']} s of silence between them, through a real `multipa-server` (one worker, {r['config']['threads']} threads). Latency: `turn.ended` to `turn.assessed` at the client. Floor: {r['config']['floor']}, on the same turn audio, {r['config'].get('floor_timing', 'timed after the server stopped')}.",
         "",
         row(
             [
@@ -39,12 +39,14 @@ def latency(r: dict) -> list[str]:
                 "max ms",
                 "floor p50 ms",
                 "ratio of p50s",
+                "floor p95 ms",
+                "ratio of p95s",
                 "median per-turn ratio",
                 "speculative turns",
                 "assessed / failed",
             ]
         ),
-        row(["---"] * 9),
+        row(["---"] * 11),
     ]
     for name, v in r["variants"].items():
         out.append(
@@ -56,6 +58,8 @@ def latency(r: dict) -> list[str]:
                     v["latency_ms"]["max"],
                     v["floor_ms"]["p50"],
                     v["ratio_p50"],
+                    v["floor_ms"]["p95"],
+                    v.get("ratio_p95", "-"),
                     v["ratio_per_turn_p50"],
                     v["speculative_turns"],
                     f"{v['turns_assessed']} / {v['turns_failed']}",

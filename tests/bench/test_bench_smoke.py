@@ -43,6 +43,8 @@ def test_latency_against_the_floor(tmp_path):
     assert run["turns_assessed"] >= 2 and run["turns_failed"] == 0
     assert run["latency_ms"]["p50"] > 0 and run["floor_ms"]["p50"] > 0
     assert run["ratio_p50"] == pytest.approx(run["latency_ms"]["p50"] / run["floor_ms"]["p50"], rel=0.01)
+    assert run["ratio_p95"] == pytest.approx(run["latency_ms"]["p95"] / run["floor_ms"]["p95"], rel=0.01)
+    assert all(t["floor_ms"] > 0 for t in run["per_turn"]), "a floor timed right after each turn"
     assert {"encode_target", "asr_target", "asr_recognized", "score"} <= set(run["stages_p50_ms"])
     assert json.loads((tmp_path / "latency.json").read_text()) == out
 
@@ -109,3 +111,17 @@ def test_capacity_both_pools_in_one_run(tmp_path):
         assert pool["ceiling_streams"] == pytest.approx(
             out["machine"]["cpus"] * interval / pool["core_s_per_turn"], rel=0.01
         )
+
+
+def test_reliability_replays_the_four_defects_against_a_real_server(tmp_path):
+    """Issue 19: each defect replayed as found, on a real server; none comes back."""
+    out = bench("reliability.py", "--spam-turns", "2000", "--block", "1000", "--json-out", str(tmp_path / "r.json"))
+    for case in out["long_turns"].values():
+        assert case["longest_ms"] <= case["vad"]["max_turn_ms"] and case["too_long"] == 0
+        assert case["turns"] and all(t["outcome"] == "assessed" for t in case["turns"])
+    assert out["waiting_turn"]["seconds_after_frame"]["turn.assessed"] < 45  # the defect: 61.7 s
+    kill = out["killed_worker"]
+    assert kill["new_workers"] and kill["healthz_final"]["status"] == "ok" and kill["healthz_200_after_s"] < 60
+    assert out["spam"]["outcomes"] == {"audio_too_short": 2000}
+    quiet = out["spam_beside_quiet"]
+    assert quiet["quiet_assessed"] == quiet["quiet_turns"] == 3 and not quiet["quiet_failed"]
