@@ -9,7 +9,7 @@ the workers). The quiet session's latency is ``latency_ms.total`` of each
 (``overloaded``, ``too_many_turns``) is counted as lost. With the fair queue a
 noisy session's backlog waits behind the quiet session's turn, not in front of it.
 
-    python bench/fairness.py [--turns 4] [--noisy 1] [--noise-s 60] [--json-out bench/results/fairness.json]
+    python bench/fairness.py [--turns 4] [--noisy 1 7] [--noise-s 60] [--json-out bench/results/fairness.json]
 """
 
 from __future__ import annotations
@@ -82,7 +82,9 @@ async def trial(url: str, audio: np.ndarray, neighbours: int, args: argparse.Nam
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=4, help="utterances the quiet session says")
-    parser.add_argument("--noisy", type=int, default=1, help="noisy neighbour sessions in the second trial")
+    parser.add_argument(
+        "--noisy", type=int, nargs="+", default=[1], help="noisy neighbour sessions of each trial after the first"
+    )
     parser.add_argument("--noise-s", type=float, default=60.0, help="noise each neighbour sends at most")
     parser.add_argument(
         "--noise-turn-ms", type=int, default=5000, help="the neighbours' max_turn_ms: each this much noise is a turn"
@@ -97,11 +99,9 @@ def main() -> None:
     audio = conversation(turns, 1.5)
     server = ServerProcess(["--workers", str(args.workers)])
     try:
-        alone = asyncio.run(trial(server.url, audio, 0, args))
-        crowded = asyncio.run(trial(server.url, audio, args.noisy, args))
+        trials = [asyncio.run(trial(server.url, audio, n, args)) for n in [0, *args.noisy]]
     finally:
         server.stop()
-    trials = [alone, crowded]
     rows = [
         [
             t["neighbours"],

@@ -1,6 +1,6 @@
 """The embedded worker pool: N local processes, each holding the models once.
 
-Jobs wait in a bounded queue, taken round robin across sessions
+Jobs wait in a bounded queue, fair between sessions
 (:class:`~multipa_server.pool.FairQueue`), and go to idle workers; an idle worker takes up to
 ``WorkerOptions.batch`` waiting jobs at once and assesses them together (one encoder
 and scorer pass; a job sent again after a crash goes alone). A worker that dies on a job

@@ -9,8 +9,9 @@ anywhere, jobs through a broker). Both keep these promises:
   :class:`~multipa_server.exceptions.PoolError` whose ``code`` goes to the client
   in ``turn.failed``; it never hangs past the pool's job timeout.
 - A full queue fails a new job at once with ``overloaded``: memory stays bounded.
-- The queue is fair between sessions (:class:`FairQueue`): waiting jobs are taken
-  round robin across sessions, while other sessions wait one session holds at most
+- The queue is fair between sessions (:class:`FairQueue`): the next job is the
+  one of the session served least lately (busy sessions take turns; a quiet
+  session's turn goes ahead of their backlogs), while other sessions wait one session holds at most
   :data:`SESSION_QUEUE_SHARE` of the queue, and when the queue is full a session with fewer waiting jobs takes
   the place of the newest job of the greediest one, which fails with ``overloaded``.
 - Cancelling a ``submit`` (the client went away) withdraws a queued job.
@@ -19,6 +20,7 @@ anywhere, jobs through a broker). Both keep these promises:
 from __future__ import annotations
 
 import abc
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, Iterator, TypeVar
@@ -101,29 +103,57 @@ class WorkerPool(abc.ABC):
 
 
 SESSION_QUEUE_SHARE = 0.25  # of max_queue, at most one session's waiting jobs (at least 1)
+SERVICE_HALF_LIFE_S = 60.0  # how long a session's past jobs count against its place in the queue
 
 T = TypeVar("T")
 
 
 class FairQueue(Generic[T]):
-    """Jobs waiting for a worker, one lane per session, taken round robin across lanes.
+    """Jobs waiting for a worker, one lane per session; the next job comes from the lane
+    whose session has had the least service lately.
+
+    Service is the count of a session's jobs handed to workers, halved every
+    :data:`SERVICE_HALF_LIFE_S`: busy sessions take turns among themselves (round
+    robin, as their counts rise together), and a quiet session's turn goes ahead of
+    every busy session's backlog instead of waiting for one job of each. A job put
+    back with :meth:`appendleft` (sent again after a crash) goes first of all.
 
     Quacks like the deque the pools used before (``append``, ``appendleft``,
-    ``popleft``, ``[0]``, ``remove``, ``in``, ``len``, iteration), so a noisy session's
-    backlog waits behind one job of each other session instead of in front of them.
+    ``popleft``, ``[0]``, ``remove``, ``in``, ``len``, iteration).
 
     Args:
         session: the session of an item.
         max_queue: the bound :meth:`admit` enforces.
         share: the part of ``max_queue`` one session may hold.
+        clock: seconds, for the decay of service (a test passes its own).
     """
 
-    def __init__(self, session: Callable[[T], str], max_queue: int, share: float = SESSION_QUEUE_SHARE) -> None:
+    def __init__(
+        self,
+        session: Callable[[T], str],
+        max_queue: int,
+        share: float = SESSION_QUEUE_SHARE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._session = session
         self.max_queue = max_queue
         self.per_session = max(1, int(max_queue * share))
-        self._lanes: OrderedDict[str, deque[T]] = OrderedDict()  # the next lane to serve first
+        self._lanes: OrderedDict[str, deque[T]] = OrderedDict()  # ties in service go to the earlier lane
         self._size = 0
+        self._clock = clock
+        self._service: dict[str, tuple[float, float]] = {}  # session -> (decayed jobs served, when)
+        self._urgent: str | None = None  # the lane of a job put back first in line
+
+    def _served(self, key: str, now: float) -> float:
+        value, at = self._service.get(key, (0.0, now))
+        return value * 0.5 ** ((now - at) / SERVICE_HALF_LIFE_S)
+
+    def _next(self) -> str:
+        """The lane the next job comes from."""
+        if self._urgent is not None and self._urgent in self._lanes:
+            return self._urgent
+        now = self._clock()
+        return min(self._lanes, key=lambda k: round(self._served(k, now), 3))  # min keeps the first of equals
 
     def admit(self, closed: bool, session: str) -> T | None:
         """Check a new job of ``session`` in; returns the waiting job it displaces, if any,
@@ -167,18 +197,25 @@ class FairQueue(Generic[T]):
         key = self._session(item)
         self._lanes.setdefault(key, deque()).appendleft(item)
         self._lanes.move_to_end(key, last=False)
+        self._urgent = key
         self._size += 1
 
     def popleft(self) -> T:
         if not self._lanes:
             raise IndexError("pop from an empty queue")
-        key, lane = next(iter(self._lanes.items()))
+        key = self._next()
+        self._urgent = None
+        lane = self._lanes[key]
         item = lane.popleft()
         self._size -= 1
+        now = self._clock()
+        self._service[key] = (self._served(key, now) + 1.0, now)
         if lane:
-            self._lanes.move_to_end(key)  # this session's next job waits for one of every other session
+            self._lanes.move_to_end(key)  # among equals, this session's next job waits for the others
         else:
             del self._lanes[key]
+        if len(self._service) > 4 * (len(self._lanes) + 16):  # forget sessions long gone: memory stays bounded
+            self._service = {k: v for k, v in self._service.items() if k in self._lanes or self._served(k, now) > 0.01}
         return item
 
     def remove(self, item: T) -> None:
@@ -192,7 +229,7 @@ class FairQueue(Generic[T]):
     def __getitem__(self, index: int) -> T:
         if index != 0 or not self._lanes:
             raise IndexError("only the next item can be looked at")
-        return next(iter(self._lanes.values()))[0]
+        return self._lanes[self._next()][0]
 
     def __contains__(self, item: object) -> bool:
         return any(item in lane for lane in self._lanes.values())

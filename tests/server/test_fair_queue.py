@@ -28,6 +28,38 @@ def test_round_robin_across_sessions():
     assert order == ["a/1", "b/1", "c/1", "a/2", "b/2", "a/3"]
 
 
+def test_a_quiet_sessions_turn_goes_ahead_of_busy_backlogs():
+    """Issue 19 (fairness): with seven sessions pushing turns, a quiet session's turn waited
+    for one turn of each of them (72 s on 2 cores); it waits for none now."""
+    now = [0.0]
+    q: FairQueue[Job] = FairQueue(lambda j: j.session, 64, 0.25, clock=lambda: now[0])
+    for i in range(3):
+        for s in "abcdefg":
+            add(q, f"{s}/{i}")
+    for _ in range(7):  # each busy session has had a turn served
+        q.popleft()
+        now[0] += 3.0
+    add(q, "quiet/1")
+    assert q[0].id == "quiet/1" and q.popleft().id == "quiet/1"
+    assert len({q.popleft().session for _ in range(7)}) == 7  # the busy ones still take turns
+
+
+def test_service_is_forgotten_over_time():
+    now = [0.0]
+    q: FairQueue[Job] = FairQueue(lambda j: j.session, 64, 1.0, clock=lambda: now[0])
+    for i in range(4):
+        add(q, f"a/{i}")
+    for _ in range(4):
+        q.popleft()
+    add(q, "b/1")
+    add(q, "a/9")
+    assert q[0].id == "b/1"  # a was served just now
+    now[0] += 3600.0
+    add(q, "c/1")
+    q.popleft()  # b/1
+    assert q[0].id == "a/9"  # an hour later a's past counts for nothing: the earlier lane first
+
+
 def test_a_retry_goes_first():
     q = queue()
     add(q, "a/1")
