@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -187,6 +188,100 @@ def soak(r: dict) -> list[str]:
     return out
 
 
+def reliability(r: dict) -> list[str]:
+    """The four defects of issue 19, replayed against a real server."""
+    out = ["## Reliability: the defects of issue 19 replayed (`bench/reliability.py`)", "", where(r), ""]
+    out += [row(["case", "what the server did", "before the fix"]), row(["---", "---", "---"])]
+    before = {
+        "end_between_frames": "turn.ended 30,009 ms, then turn.failed audio_too_long",
+        "hangover_on_split_frame": "turn.ended 790 → 30,810 ms, then turn.failed audio_too_long",
+    }
+    for name, case in r["long_turns"].items():
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(Counter(t["outcome"] for t in case["turns"]).items()))
+        out.append(
+            row(
+                [
+                    f"long turn, {name.replace('_', ' ')} (`vad` {json.dumps(case['vad'])})",
+                    f"longest turn {case['longest_ms']} ms; {outcomes}",
+                    before[name],
+                ]
+            )
+        )
+    wait = r["waiting_turn"]
+    out.append(
+        row(
+            [
+                f"a {wait['frame_bytes'] // 1000} KB frame holding a pause and the turn's end, the only worker busy",
+                f"turn.assessed {wait['seconds_after_frame']['turn.assessed']} s after the frame (queue {wait['latency_ms']['queue']:.0f} ms behind the busy worker)",
+                "61.7 s (the job reached the pool only at the next idle tick)",
+            ]
+        )
+    )
+    kill = r["killed_worker"]
+    out.append(
+        row(
+            [
+                "`kill -9` of the idle worker",
+                f"/healthz 200 again after {kill['healthz_200_after_s']} s, a new worker ({len(kill['new_workers'])}), `{' '.join(kill['restarts_metric'])}`",
+                "/healthz 503 for 60 of 60 s, no new process",
+            ]
+        )
+    )
+    spam = r["spam"]
+    cpu = spam["server_cpu_s_per_block"]
+    block = spam["turns"] // max(1, len(cpu))
+    out.append(
+        row(
+            [
+                f"push-to-talk spam: 2-byte frame + turn.end, {spam['turns']:,} turns",
+                f"server CPU per {block:,} turns {min(cpu)}-{max(cpu)} s, flat ({', '.join(map(str, cpu))}); outcomes {json.dumps(spam['outcomes'])}",
+                "3 s rising to 47 s per 5,000 turns",
+            ]
+        )
+    )
+    quiet = r["spam_beside_quiet"]
+    out.append(
+        row(
+            [
+                "a quiet session beside three spamming sessions",
+                f"{quiet['quiet_assessed']} of {quiet['quiet_turns']} turns assessed, failed {json.dumps(quiet['quiet_failed'])}",
+                "other sessions' turns failed `overloaded`",
+            ]
+        )
+    )
+    return out
+
+
+def fairness(r: dict) -> list[str]:
+    out = ["## Fairness between sessions (`bench/fairness.py`)", "", where(r), ""]
+    out += [
+        f"A quiet session says {r['trials'][0]['turns']} utterances at real time, alone and beside sessions streaming white noise as fast as the server takes it (each {r['noise_turn_ms']} ms of noise a turn for the {r['workers']} worker).",
+        "",
+        row(["noisy neighbours", "quiet turns assessed", "failed", "p50 ms", "p95 ms", "max ms", "neighbours' turns"]),
+        row(["---"] * 7),
+    ]
+    for t in r["trials"]:
+        lat = t["latency_ms"]
+        out.append(
+            row(
+                [
+                    t["neighbours"],
+                    f"{t['assessed']}/{t['turns']}",
+                    json.dumps(t["failed"]) if t["failed"] else 0,
+                    lat.get("p50", "-"),
+                    lat.get("p95", "-"),
+                    lat.get("max", "-"),
+                    json.dumps(t["neighbour_turns"]),
+                ]
+            )
+        )
+    out += [
+        "",
+        "Before the fair queue (issue 19): beside 7 sessions pushing turns a quiet session lost 2 of 3 turns to `overloaded`; one noisy neighbour raised its latency from 2-7 s to 15-18 s.",
+    ]
+    return out
+
+
 def accuracy(r: dict) -> list[str]:
     out = ["## Accuracy (`bench/accuracy.py`)", "", where(r), ""]
     out += [
@@ -330,7 +425,13 @@ def main() -> int:
         if r:
             lines += throughput(r, title) + [""]
     lines += gpu(load("gpu")) + [""]
-    for name, fn in (("soak", soak), ("accuracy", accuracy), ("pipecat_delay", pipecat_delay)):
+    for name, fn in (
+        ("soak", soak),
+        ("reliability", reliability),
+        ("fairness", fairness),
+        ("accuracy", accuracy),
+        ("pipecat_delay", pipecat_delay),
+    ):
         r = load(name)
         if r:
             lines += fn(r) + [""]
