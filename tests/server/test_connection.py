@@ -349,6 +349,33 @@ def test_speculative_jobs_run_on_idle_workers_and_stale_ones_are_cancelled():
     assert busy.submitted == ["t/1"], "no speculation without an idle worker; the turn is submitted when it ends"
 
 
+class WaitingPool(FakePool):
+    """A worker is idle but another session's turn waits in the queue (about to take it)."""
+
+    def stats(self) -> PoolStats:
+        return PoolStats(2, 2, 1, 1, 16, 0)
+
+
+def test_speculation_yields_while_any_turn_waits():
+    """Issue 18: a speculation must never cost another session's turn: with a turn waiting
+    for a worker, a learner's pause submits nothing; the turn goes in when it ends."""
+    pcm = vad_conversation(0.1)
+    start = {**START, "vad": {"enabled": True, "hangover_ms": 1500}}
+
+    async def script(t: FakeClient, _: asyncio.Event) -> None:
+        await t.client(start)
+        for i in range(0, len(pcm), 3200):
+            await t.client(pcm[i : i + 3200])
+            await asyncio.sleep(0.01)
+        await t.client({"type": "session.end"})
+
+    waiting = WaitingPool(ok(0.0))
+    t = run(waiting, script, speculate=True)
+    assert_one_terminal_each(t)
+    assert waiting.submitted == ["t/1"], waiting.submitted
+    assert not t.of("turn.failed")
+
+
 def test_a_skipped_speculation_submits_the_turn_in_the_same_step():
     """Issue 19 (2): one frame holds the pause and the end while the worker is busy; the
     turn's own job must reach the pool at once, not at the client's next message."""
