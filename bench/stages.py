@@ -11,6 +11,10 @@ pipeline; ``bench/latency.py`` measures the same through the real server.
 Configurations:
   sequential  Whisper word timestamps on both models, ASR_r after ASR_t (the pipeline before the optimisation)
   default     no Whisper word timestamps, ASR_r decoded in a thread alongside ASR_t, shared log-mel
+  asr-r-1     the default with ASR_r on one CPU thread (ASR_t keeps every core): fewer threads than cores
+
+Besides wall time, each configuration's CPU time per turn (this process's user + system
+seconds over the call): what a turn costs a loaded machine, where workers share the cores.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from common import emit, machine, percentiles, pick_turns, table, threads as com
 CONFIGS = {
     "sequential": {"word_timestamps": True, "parallel_asr": False},
     "default": {},
+    "asr-r-1": {"recognizer_threads": 1},
 }
 
 
@@ -76,11 +81,13 @@ def main() -> int:
         floor(samples)
         record["floor_ms"] = round((time.perf_counter() - started) * 1000, 1)
         for name, assessor in assessors.items():
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             result = assessor.assess(samples)
             record[f"{name}_ms"] = round((time.perf_counter() - started) * 1000, 1)
+            record[f"{name}_cpu_ms"] = round((time.process_time() - cpu) * 1000, 1)
             record[f"{name}_stages_ms"] = result.timings_ms
             record[f"{name}_words"] = [w.text for w in result.words]
+            record[f"{name}_scores"] = result.sentence
         per_turn.append(record)
         rows.append([utt, record["seconds"], record["floor_ms"], *[record[f"{n}_ms"] for n in names]])
         print(
@@ -92,6 +99,7 @@ def main() -> int:
     summary = {"floor_ms": percentiles([r["floor_ms"] for r in per_turn])}
     for n in names:
         summary[f"{n}_ms"] = percentiles([r[f"{n}_ms"] for r in per_turn])
+        summary[f"{n}_cpu_ms"] = percentiles([r[f"{n}_cpu_ms"] for r in per_turn if f"{n}_cpu_ms" in r])
         summary[f"{n}_ratio_to_floor_p50"] = round(summary[f"{n}_ms"]["p50"] / summary["floor_ms"]["p50"], 3)
         stages = sorted({k for r in per_turn for k in r[f"{n}_stages_ms"]})
         summary[f"{n}_stages_p50_ms"] = {
@@ -100,6 +108,11 @@ def main() -> int:
     if "sequential" in names and "default" in names:
         summary["speedup_p50"] = round(summary["sequential_ms"]["p50"] / summary["default_ms"]["p50"], 3)
         summary["same_words"] = sum(r["sequential_words"] == r["default_words"] for r in per_turn)
+    for n in names:
+        if n != "default" and "default" in names:  # threads only: the same words and scores, or it says so
+            summary[f"{n}_same_as_default"] = sum(
+                r[f"{n}_words"] == r["default_words"] and r[f"{n}_scores"] == r["default_scores"] for r in per_turn
+            )
     result = {
         "benchmark": "stages",
         "machine": machine(),

@@ -268,12 +268,18 @@ class DualASR:
         recognizer: ASR_r model name or path (default Whisper tiny.en).
         target: ASR_t model name or path (default Whisper base).
         options: shared decoding and device options.
+        recognizer_options: ASR_r's, when they differ (its own thread count); default ``options``.
     """
 
     def __init__(
-        self, *, recognizer: str = DEFAULT_RECOGNIZED, target: str = DEFAULT_TARGET, options: AsrOptions | None = None
+        self,
+        *,
+        recognizer: str = DEFAULT_RECOGNIZED,
+        target: str = DEFAULT_TARGET,
+        options: AsrOptions | None = None,
+        recognizer_options: AsrOptions | None = None,
     ) -> None:
-        self.asr_r = WhisperASR(recognizer, options=options)
+        self.asr_r = WhisperASR(recognizer, options=recognizer_options or options)
         self.asr_t = WhisperASR(target, options=options)
 
     def encode_target(self, audio: np.ndarray) -> tuple[np.ndarray, Any]:

@@ -9,6 +9,7 @@ serves live turns.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,7 @@ class PipelineOptions:
     device: str = "auto"  # auto, cpu or cuda
     beam_size: int = 1  # Whisper beam (temperature is always 0)
     threads: int = 0  # CPU threads per Whisper model (0: the library's default)
+    recognizer_threads: int = 0  # ASR_r's CPU threads beside ASR_t (0: MULTIPA_RECOGNIZER_THREADS, else half)
     word_timestamps: bool = False  # Whisper's own word times: only for display (features use the aligner's)
     parallel_asr: bool = True  # decode ASR_r in a thread while ASR_t encodes and decodes
     encoder_layers: bool = False  # statistics of every ASR_t encoder layer (for a probe that reads them)
@@ -175,7 +177,18 @@ class FeaturePipeline:
             threads=self.options.threads,
             word_timestamps=self.options.word_timestamps,
         )
-        self.asr = DualASR(recognizer=recognizer, target=target, options=asr_options)
+        # ASR_r decodes beside ASR_t: with as many threads as ASR_t the two oversubscribe the cores
+        # (measured on 2 cores, bench/stages.py asr-r-1: -26 % wall and -15 % CPU per turn, same output)
+        recognizer_options = None
+        side_threads = self.options.recognizer_threads or settings.recognizer_threads()
+        target_threads = asr_options.threads or settings.threads()
+        if not side_threads and self.options.parallel_asr and target_threads > 1:
+            side_threads = max(1, target_threads // 2)
+        if side_threads:
+            recognizer_options = dataclasses.replace(asr_options, threads=side_threads)
+        self.asr = DualASR(
+            recognizer=recognizer, target=target, options=asr_options, recognizer_options=recognizer_options
+        )
         # ASR_r's decoding overlaps ASR_t's: CTranslate2 releases the GIL, and greedy
         # decoding leaves cores idle between its small steps
         self._side = ThreadPoolExecutor(1, thread_name_prefix="asr-r") if self.options.parallel_asr else None

@@ -6,6 +6,7 @@
   (default ``../shared/speechocean762`` beside the project root).
 - ``MULTIPA_DEVICE``: ``auto``, ``cpu`` or ``cuda`` (default ``auto``).
 - ``MULTIPA_THREADS``: CPU threads per model (default: all cores).
+- ``MULTIPA_RECOGNIZER_THREADS``: CPU threads of ASR_r beside ASR_t (default: half of those, at least 1).
 - ``MULTIPA_ASR_TARGET``, ``MULTIPA_ASR_RECOGNIZED``: the Whisper models ASR_t and ASR_r,
   a registry name or a CTranslate2 Whisper directory (default: the scorer checkpoint's
   for a worker or ``multipa assess``, Whisper base and tiny.en for training).
@@ -63,7 +64,16 @@ def device() -> str:
 
 def threads() -> int:
     """CPU threads for one model (0 lets the library choose)."""
-    value = _env("THREADS")
+    return _threads("THREADS", "0: all cores")
+
+
+def recognizer_threads() -> int:
+    """CPU threads for ASR_r when it runs beside ASR_t (0: half of ASR_t's, at least one)."""
+    return _threads("RECOGNIZER_THREADS", "0: half of ASR_t's")
+
+
+def _threads(name: str, zero: str) -> int:
+    value = _env(name)
     if value is None:
         return 0
     try:
@@ -71,7 +81,7 @@ def threads() -> int:
     except ValueError:
         number = -1
     if number < 0:
-        raise ConfigError(f"{PREFIX}THREADS must be a whole number of threads (0: all cores), got {value!r}")
+        raise ConfigError(f"{PREFIX}{name} must be a whole number of threads ({zero}), got {value!r}")
     return number
 
 

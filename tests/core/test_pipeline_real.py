@@ -125,3 +125,22 @@ def test_encoder_layers_reproduce_whisper_base(pipeline, utterances):
     assert np.corrcoef(mine.ravel(), reference.ravel())[0, 1] > 0.99
     stats = layers.statistics(mel, len(samples))  # what the probe reads: the frames inside the audio only
     assert stats.shape == (6, 1024) and np.isfinite(stats).all()
+
+
+def test_asr_r_beside_asr_t_gets_half_the_threads(monkeypatch, utterances):
+    """Issue 18: ASR_r decodes beside ASR_t; the same thread count for both oversubscribed the
+    cores. Half of ASR_t's by default, MULTIPA_RECOGNIZER_THREADS or the option when given; the
+    output does not depend on it."""
+    from multipa_core.pipeline import FeaturePipeline, PipelineOptions
+
+    monkeypatch.delenv("MULTIPA_RECOGNIZER_THREADS", raising=False)
+    halved = FeaturePipeline(PipelineOptions(device="cpu", threads=2))
+    assert (halved.asr.asr_t.options.threads, halved.asr.asr_r.options.threads) == (2, 1)
+    same = FeaturePipeline(PipelineOptions(device="cpu", threads=2, recognizer_threads=2))
+    assert same.asr.asr_r.options.threads == 2
+    monkeypatch.setenv("MULTIPA_RECOGNIZER_THREADS", "2")
+    assert FeaturePipeline(PipelineOptions(device="cpu", threads=2)).asr.asr_r.options.threads == 2
+    samples = audio.load(DATA / "audio" / f"{utterances[0].utt}.flac")
+    a, b = halved.analyze(samples), same.analyze(samples)
+    assert a.recognized.text == b.recognized.text and a.target.text == b.target.text
+    assert a.recognized_alignment.to_dict() == b.recognized_alignment.to_dict()
