@@ -83,11 +83,15 @@ def conversation(turns: list[np.ndarray], gap_s: float) -> np.ndarray:
 class ServerProcess:
     """``multipa-server`` on a free port, until :meth:`stop`."""
 
-    def __init__(self, args: list[str], *, log: Path | None = None, timeout: float = 600.0) -> None:
+    def __init__(
+        self, args: list[str], *, log: Path | None = None, timeout: float = 600.0, env: dict[str, str] | None = None
+    ) -> None:
         self.log_path = log or Path(f"/tmp/multipa-bench-server-{os.getpid()}.log")
         self._log = open(self.log_path, "w")
         command = [sys.executable, "-m", "multipa_server.cli", "--port", "0", *args]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=ROOT)
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=ROOT, env={**os.environ, **(env or {})}
+        )
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None
         line = ""

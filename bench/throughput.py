@@ -56,8 +56,10 @@ def measure(outcomes: list) -> dict:
     }
 
 
-def start_mqtt_workers(count: int, broker: str, prefix: str, threads: int) -> list[subprocess.Popen]:
-    env = {**os.environ, "MULTIPA_THREADS": str(threads)}
+def start_mqtt_workers(
+    count: int, broker: str, prefix: str, threads: int, env: dict[str, str] | None = None
+) -> list[subprocess.Popen]:
+    env = {**os.environ, **(env or {}), "MULTIPA_THREADS": str(threads)}
     command = [
         sys.executable,
         "-m",
