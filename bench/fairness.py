@@ -75,6 +75,10 @@ async def trial(url: str, audio: np.ndarray, neighbours: int, args: argparse.Nam
         "assessed": len(latencies),
         "failed": dict(failed),
         "latency_ms": percentiles(latencies),
+        "per_turn_ms": [
+            {k: round(v) for k, v in r.event["latency_ms"].items() if k in ("queue", "assess", "total")}
+            for r in outcome.of("turn.assessed")
+        ],
         "neighbour_turns": dict(noise_outcomes),
     }
 

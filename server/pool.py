@@ -9,9 +9,9 @@ anywhere, jobs through a broker). Both keep these promises:
   :class:`~multipa_server.exceptions.PoolError` whose ``code`` goes to the client
   in ``turn.failed``; it never hangs past the pool's job timeout.
 - A full queue fails a new job at once with ``overloaded``: memory stays bounded.
-- The queue is fair between sessions (:class:`FairQueue`): the next job is the
-  one of the session served least lately (busy sessions take turns; a quiet
-  session's turn goes ahead of their backlogs), while other sessions wait one session holds at most
+- The queue is fair between sessions (:class:`FairQueue`): the next job is that
+  of the session that asked least lately (turns offered plus jobs served: busy
+  sessions take turns, a quiet session's turn goes ahead of their backlogs), while other sessions wait one session holds at most
   :data:`SESSION_QUEUE_SHARE` of the queue, and when the queue is full a session with fewer waiting jobs takes
   the place of the newest job of the greediest one, which fails with ``overloaded``.
 - Cancelling a ``submit`` (the client went away) withdraws a queued job.
@@ -103,20 +103,23 @@ class WorkerPool(abc.ABC):
 
 
 SESSION_QUEUE_SHARE = 0.25  # of max_queue, at most one session's waiting jobs (at least 1)
-SERVICE_HALF_LIFE_S = 60.0  # how long a session's past jobs count against its place in the queue
+SERVICE_HALF_LIFE_S = 60.0  # how long a session's past turns count against its place in the queue
 
 T = TypeVar("T")
 
 
 class FairQueue(Generic[T]):
     """Jobs waiting for a worker, one lane per session; the next job comes from the lane
-    whose session has had the least service lately.
+    whose session has asked least of the workers lately: a count of its turns offered
+    to the queue (admitted or refused) plus its jobs served, halved every
+    :data:`SERVICE_HALF_LIFE_S` (ties: the lane that has waited longest).
 
-    Service is the count of a session's jobs handed to workers, halved every
-    :data:`SERVICE_HALF_LIFE_S`: busy sessions take turns among themselves (round
-    robin, as their counts rise together), and a quiet session's turn goes ahead of
-    every busy session's backlog instead of waiting for one job of each. A job put
-    back with :meth:`appendleft` (sent again after a crash) goes first of all.
+    A session speaking at real time offers a turn every few seconds; one pushing turns
+    offers many a second, most refused, and each refusal puts it further back. So a
+    quiet session's turn goes ahead of such backlogs (under plain round robin it waited
+    for one turn of each: beside seven such sessions on 2 cores, a minute), and busy
+    sessions take turns among themselves (a served job moves its session back). A job
+    put back with :meth:`appendleft` (sent again after a crash) goes first of all.
 
     Quacks like the deque the pools used before (``append``, ``appendleft``,
     ``popleft``, ``[0]``, ``remove``, ``in``, ``len``, iteration).
@@ -141,19 +144,25 @@ class FairQueue(Generic[T]):
         self._lanes: OrderedDict[str, deque[T]] = OrderedDict()  # ties in service go to the earlier lane
         self._size = 0
         self._clock = clock
-        self._service: dict[str, tuple[float, float]] = {}  # session -> (decayed jobs served, when)
+        self._usage: dict[str, tuple[float, float]] = {}  # session -> (decayed turns offered + jobs served, when)
         self._urgent: str | None = None  # the lane of a job put back first in line
 
-    def _served(self, key: str, now: float) -> float:
-        value, at = self._service.get(key, (0.0, now))
+    def _used(self, key: str, now: float) -> float:
+        value, at = self._usage.get(key, (0.0, now))
         return value * 0.5 ** ((now - at) / SERVICE_HALF_LIFE_S)
+
+    def _use(self, key: str) -> None:
+        now = self._clock()
+        self._usage[key] = (self._used(key, now) + 1.0, now)
+        if len(self._usage) > 4 * (len(self._lanes) + 16):  # forget sessions long gone: memory stays bounded
+            self._usage = {k: v for k, v in self._usage.items() if k in self._lanes or self._used(k, now) > 0.01}
 
     def _next(self) -> str:
         """The lane the next job comes from."""
         if self._urgent is not None and self._urgent in self._lanes:
             return self._urgent
         now = self._clock()
-        return min(self._lanes, key=lambda k: round(self._served(k, now), 3))  # min keeps the first of equals
+        return min(self._lanes, key=lambda k: round(self._used(k, now), 3))  # min keeps the first of equals
 
     def admit(self, closed: bool, session: str) -> T | None:
         """Check a new job of ``session`` in; returns the waiting job it displaces, if any,
@@ -167,6 +176,7 @@ class FairQueue(Generic[T]):
         """
         if closed:
             raise PoolClosedError("the worker pool is shutting down")
+        self._use(session)  # asking counts, whether or not the turn gets in
         mine = len(self._lanes.get(session, ()))
         others = len(self._lanes) - (session in self._lanes)
         if others and mine >= self.per_session:  # alone, a session may use the whole queue
@@ -208,14 +218,11 @@ class FairQueue(Generic[T]):
         lane = self._lanes[key]
         item = lane.popleft()
         self._size -= 1
-        now = self._clock()
-        self._service[key] = (self._served(key, now) + 1.0, now)
         if lane:
             self._lanes.move_to_end(key)  # among equals, this session's next job waits for the others
         else:
             del self._lanes[key]
-        if len(self._service) > 4 * (len(self._lanes) + 16):  # forget sessions long gone: memory stays bounded
-            self._service = {k: v for k, v in self._service.items() if k in self._lanes or self._served(k, now) > 0.01}
+        self._use(key)
         return item
 
     def remove(self, item: T) -> None:
