@@ -88,7 +88,11 @@ class Floor:
         return best * 1000.0
 
 
-VARIANTS = {"speculate": [], "no-speculate": ["--no-speculate"]}
+VARIANTS = {
+    "speculate": [],
+    "speculate-always": ["--speculation-hangovers", "0"],  # at every pause, however slow the jobs (before issue 18)
+    "no-speculate": ["--no-speculate"],
+}
 
 
 async def stream_with_floor(url: str, audio: np.ndarray, floor: Floor) -> tuple[StreamOutcome, dict[int, float]]:

@@ -39,7 +39,7 @@ from .exceptions import ConfigError, TransportClosed
 from .metrics import Metrics
 from .pool import WorkerPool
 from .protocol import PROTOCOL_VERSION, ServerEvent
-from .session import Limits, Session
+from .session import SPECULATION_HANGOVERS, Limits, Session
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class ServerOptions:
         None  # behind a proxy: the header it puts the client's address in (X-Forwarded-For: its last entry)
     )
     speculate: bool = True  # assess a VAD turn at the learner's pause, on an idle worker, while the hang-over runs
+    speculation_hangovers: float = SPECULATION_HANGOVERS  # ... while jobs come back within this many (0: always)
 
 
 class Server:
@@ -161,7 +162,12 @@ class Server:
         self._closed.set()
 
     async def _handle(self, ws: ServerConnection) -> None:
-        session = Session(uuid.uuid4().hex[:12], limits=self.options.limits, speculate=self.options.speculate)
+        session = Session(
+            uuid.uuid4().hex[:12],
+            limits=self.options.limits,
+            speculate=self.options.speculate,
+            speculation_hangovers=self.options.speculation_hangovers,
+        )
         log.info("session %s: connected from %s", session.id, ws.remote_address)
         self.metrics.session_opened()
         observe = self.metrics.observe

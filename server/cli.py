@@ -23,7 +23,7 @@ from .exceptions import ServerError
 from .local_pool import LocalPool, LocalPoolOptions
 from .mqtt_link import add_broker_arguments, broker_from_args
 from .mqtt_pool import MqttPool, MqttPoolOptions
-from .session import Limits
+from .session import SPECULATION_HANGOVERS, Limits
 from .worker_cli import add_worker_arguments, check_batch, worker_options
 
 
@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-speculate",
         action="store_true",
         help="assess a turn only once it has ended (by default a turn is assessed on an idle worker from the learner's pause, while the hang-over runs)",
+    )
+    parser.add_argument(
+        "--speculation-hangovers",
+        type=float,
+        default=SPECULATION_HANGOVERS,
+        metavar="N",
+        help="speculate while a session's jobs come back within N hang-overs (a loaded machine pauses it: a withdrawn speculation runs on); 0: at every pause",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every session and job")
     add_broker_arguments(
@@ -177,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         api_keys=api_keys,
         drain_timeout_s=args.drain_timeout,
         speculate=not args.no_speculate,
+        speculation_hangovers=args.speculation_hangovers,
         max_sessions=args.max_sessions,
         max_sessions_per_client=args.max_sessions_per_client,
         client_address_header=args.client_address_header,

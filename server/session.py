@@ -150,6 +150,10 @@ _FATAL_CLOSE = {
 }
 
 
+SPECULATION_HANGOVERS = 2.0  # speculate while a job comes back within this many hang-overs
+JOB_MS_WEIGHT = 0.3  # of the newest job in the running estimate of how long jobs take to come back
+
+
 class Session:
     """The protocol of one connection.
 
@@ -159,7 +163,10 @@ class Session:
         clock: monotonic seconds (injected so tests control time).
         speculate: submit a VAD turn when the learner pauses (:class:`SegmentPaused`),
             so its assessment runs during the hang-over; used when the turn then ends
-            exactly there, withdrawn otherwise.
+            exactly there, withdrawn otherwise. A withdrawn speculation still runs to its
+            end on its worker, so speculation pauses while this session's jobs take
+            longer than ``speculation_hangovers`` hang-overs to come back (a loaded machine;
+            0: never pause): a stale one would hold the next turns back longer than a right one saves.
     """
 
     def __init__(
@@ -169,10 +176,12 @@ class Session:
         limits: Limits | None = None,
         clock: Callable[[], float] = time.monotonic,
         speculate: bool = False,
+        speculation_hangovers: float = SPECULATION_HANGOVERS,
     ) -> None:
         self.id = session_id
         self.limits = limits or Limits()
         self.speculate = speculate
+        self.speculation_hangovers = speculation_hangovers
         self.state = SessionState.AWAITING_START
         self.start: SessionStart | None = None
         self._clock = clock
@@ -191,6 +200,7 @@ class Session:
         self._failures: Counter[str] = Counter()
         self._no_dispatch: tuple[str, str] | None = None  # once set, ended turns fail with this code and message
         self._pending_audio: dict[int, bytes] = {}  # turns riding on a speculation: their audio, for a retry
+        self._job_ms: float | None = None  # how long a job takes to come back (queue + assessment), smoothed
 
     # --- outputs ------------------------------------------------------------------
 
@@ -286,6 +296,8 @@ class Session:
 
     def job_succeeded(self, turn_id: int, result: JobResult, job_id: str | None = None) -> None:
         """The pool assessed a submitted turn (ignored if the turn already failed or the job went stale)."""
+        took = result.queue_ms + result.assess_ms
+        self._job_ms = took if self._job_ms is None else (1 - JOB_MS_WEIGHT) * self._job_ms + JOB_MS_WEIGHT * took
         turn = self._turns.get(turn_id)
         if turn is None or turn.done:
             return
@@ -429,6 +441,9 @@ class Session:
             return
         if self._too_short(event.audio):
             return
+        budget = self.speculation_hangovers * self.start.vad.hangover_ms
+        if self._job_ms is not None and budget and self._job_ms > budget:
+            return  # a loaded machine: a withdrawn speculation would keep a worker from the turns behind it
         if (
             self.start.mode is Mode.CLOSED and turn.reference is None
         ) or self.in_flight >= self.limits.max_turns_in_flight:

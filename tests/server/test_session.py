@@ -557,6 +557,35 @@ def test_a_result_before_the_turn_ends_waits_for_turn_ended(speech):
     check_invariants(rec)
 
 
+def test_speculation_pauses_while_jobs_come_back_slower_than_two_hangovers(speech):
+    """Issue 18: on a loaded machine a withdrawn speculation runs on and holds back the turns
+    behind it; once this session's jobs take longer than two hang-overs (600 ms each), pauses
+    submit nothing and each turn goes in when it ends; fast jobs bring speculation back."""
+    audio, _ = speech
+    for took_ms, speculative in ((5000.0, [True, False, False]), (900.0, [True, True, True])):
+        clock = Clock()
+        session = Session("sp", clock=clock, speculate=True)
+        rec = Recorder(session)
+        start(session, realtime=True)
+        rec.take()
+        pcm, step = audio.tobytes(), RATE // 50 * 2
+        for i in range(0, len(pcm), step):
+            clock.t += 0.02
+            session.receive_audio(pcm[i : i + step])
+            rec.take()
+            while rec.pending:
+                submit = rec.pending.pop(0)
+                done = JobResult({"mode": "open"}, queue_ms=0.0, assess_ms=took_ms, worker="fake")
+                session.job_succeeded(submit.turn_id, done, submit.job.id)
+                rec.take()
+        text(session, "session.end")
+        rec.take()
+        check_invariants(rec)
+        submits = [a for a in rec.actions if isinstance(a, Submit)]
+        assert [s.speculative for s in submits] == speculative, (took_ms, submits)
+        assert len(rec.of("turn.assessed")) == 3
+
+
 def test_speech_after_the_pause_withdraws_the_speculation():
     clock = Clock()
     session = Session("sp", clock=clock, speculate=True)
