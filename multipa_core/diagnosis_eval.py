@@ -29,6 +29,7 @@ import numpy as np
 
 from . import audio as audio_io
 from .diagnosis import ERROR_TYPES
+from .checkpoint_models import DEFAULT_RECOGNIZED, DEFAULT_TARGET
 
 log = logging.getLogger(__name__)
 
@@ -213,17 +214,20 @@ def synthetic_errors(assess: Any) -> dict[str, Any]:
     }
 
 
-def cached_inputs(utt: str, roots: list[str]) -> dict[str, Any] | None:
-    """An utterance's cached ASR outputs and frames from the first root that has them all
-    (read only: nothing is computed or written)."""
+def cached_inputs(
+    utt: str, roots: list[str], *, target_model: str = DEFAULT_TARGET, recognized_model: str = DEFAULT_RECOGNIZED
+) -> dict[str, Any] | None:
+    """An utterance's cached ASR outputs and frames (of ``target_model``, ASR_t, and
+    ``recognized_model``, ASR_r) from the first root that has them all (read only:
+    nothing is computed or written)."""
     from .precompute import frames_cache, layers_cache, transcript_cache, transcript_from_dict
 
     for root in roots:
-        frames = frames_cache(root, "whisper-base").get_array(utt)
-        r_frames = frames_cache(root, "whisper-tiny.en").get_array(utt)
-        r_doc = transcript_cache(root, "whisper-tiny.en").get_json(utt)
-        t_doc = transcript_cache(root, "whisper-base").get_json(utt)
-        layers = layers_cache(root, "whisper-base").get_array(utt)
+        frames = frames_cache(root, target_model).get_array(utt)
+        r_frames = frames_cache(root, recognized_model).get_array(utt)
+        r_doc = transcript_cache(root, recognized_model).get_json(utt)
+        t_doc = transcript_cache(root, target_model).get_json(utt)
+        layers = layers_cache(root, target_model).get_array(utt)
         if (
             frames is not None
             and r_frames is not None
@@ -319,8 +323,9 @@ def expert_agreement(
     rows: list[tuple[bool, ...]] = []
     examples: list[dict[str, Any]] = []
     used, missing = 0, 0
+    recognized = model.asr.recognized.model if model.asr.recognized is not None else DEFAULT_RECOGNIZED
     for utt in utterances:
-        inputs = cached_inputs(utt.utt, roots)
+        inputs = cached_inputs(utt.utt, roots, target_model=model.asr.target.model, recognized_model=recognized)
         if inputs is None:
             missing += 1
             continue

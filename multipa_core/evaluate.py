@@ -40,6 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import data, settings
+from .checkpoint_models import DEFAULT_RECOGNIZED, DEFAULT_TARGET
 from .asr import Transcript
 from .dataset import (
     closed_examples,
@@ -115,8 +116,17 @@ def evaluate_with_predictions(config: EvalConfig) -> tuple[dict[str, Any], dict[
     utterances = _utterances(config)
     scorer, checkpoint = (None, {}) if config.model == "probe" else _scorer(config)
     layers = scorer is not None and scorer.encoder_layers
+    models = scorer.asr if scorer is not None else None  # the ASR the checkpoint was trained with (probe: the defaults)
     pre = precompute(
-        utterances, None, cache_root, recognized=True, target=config.mode == "open", layers=layers, desc="ASR"
+        utterances,
+        None,
+        cache_root,
+        recognized=True,
+        target=config.mode == "open",
+        layers=layers,
+        desc="ASR",
+        target_model=models.target.model if models is not None else DEFAULT_TARGET,
+        recognized_model=models.recognized.model if models and models.recognized else DEFAULT_RECOGNIZED,
     )
     diagnosed: list[tuple[np.ndarray, np.ndarray]] = []
     if scorer is None:

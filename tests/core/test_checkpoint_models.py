@@ -245,3 +245,29 @@ def test_an_old_checkpoint_loads_with_the_defaults_and_scores_as_before(
         scores.append((result.sentence, [(w.accuracy, w.stress, w.total) for w in result.words]))
     assert scores[0] == scores[1] and scores[0][1]
     assert np.isfinite(list(scores[0][0].values())).all()
+
+
+def test_evaluate_reads_the_asr_models_the_checkpoint_records(monkeypatch, tmp_path):
+    """``multipa evaluate`` transcribes and encodes with the checkpoint's ASR, not the defaults."""
+    from multipa_core import evaluate
+    from multipa_core.checkpoint_models import AsrModel, AsrModels
+
+    class Stop(Exception):
+        pass
+
+    class FakeScorer:
+        encoder_layers = False
+        asr = AsrModels(AsrModel("/models/large-v3", "ab", 1280), AsrModel("/models/small.en", "cd", 768))
+
+    seen: dict = {}
+
+    def fake_precompute(utterances, asr, cache_root, **options):
+        seen.update(options)
+        raise Stop
+
+    monkeypatch.setattr(evaluate, "_utterances", lambda config: [])
+    monkeypatch.setattr(evaluate, "_scorer", lambda config: (FakeScorer(), {}))
+    monkeypatch.setattr(evaluate, "precompute", fake_precompute)
+    with pytest.raises(Stop):
+        evaluate.evaluate(evaluate.EvalConfig(data=str(tmp_path), cache=str(tmp_path)))
+    assert seen["target_model"] == "/models/large-v3" and seen["recognized_model"] == "/models/small.en"
