@@ -119,9 +119,27 @@ async def stream_with_floor(url: str, audio: np.ndarray, floor: Floor) -> tuple[
     return outcome, floors
 
 
-def run_variant(audio: np.ndarray, server_args: list[str], floor: Floor) -> dict:
+def tree_env(tree: str) -> dict[str, str]:
+    """The environment that runs the packages of another checkout (``tree``: its root),
+    through a folder of links named as they are imported (PYTHONPATH goes before the
+    editable install's finder)."""
+    links = Path(f"/tmp/multipa-bench-tree-{os.getpid()}")
+    links.mkdir(exist_ok=True)
+    for name, folder in (
+        ("multipa_core", "multipa_core"),
+        ("multipa_server", "server"),
+        ("multipa_client", "client_sdk"),
+    ):
+        link = links / name
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(Path(tree).resolve() / folder)
+    return {**os.environ, "PYTHONPATH": str(links)}
+
+
+def run_variant(audio: np.ndarray, server_args: list[str], floor: Floor, env: dict[str, str] | None = None) -> dict:
     """Stream the conversation through a fresh server; per-turn latencies, stages and floors."""
-    server = ServerProcess(["--workers", "1", *server_args])
+    server = ServerProcess(["--workers", "1", *server_args], env=env)
     try:
         loaded_rss = server.rss_mib()
         outcome, floors = asyncio.run(stream_with_floor(server.url, audio, floor))
@@ -234,6 +252,11 @@ def main() -> int:
         "--diagnosis", action="store_true", help="also time the assessor in-process with the diagnosis off and on"
     )
     parser.add_argument("--rounds", type=int, default=1, help="--diagnosis: passes over the turns, each way")
+    parser.add_argument(
+        "--baseline-tree",
+        default="",
+        help="also run the first variant on the code of this checkout (e.g. a `git worktree` of an older commit)",
+    )
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
 
@@ -243,6 +266,12 @@ def main() -> int:
     threads = common_threads()
     floor = Floor(threads, args.repeats) if names else None
     runs = {n: run_variant(audio, VARIANTS[n], floor) for n in names if floor is not None}
+    if args.baseline_tree and floor is not None and names:
+        # the same configuration on another checkout's code, with this checkout's bundled models
+        scorer = str(Path(__file__).resolve().parents[1] / "multipa_core" / "checkpoints" / "scorer.pt")
+        runs["baseline"] = run_variant(
+            audio, [*VARIANTS[names[0]], "--scorer", scorer], floor, tree_env(args.baseline_tree)
+        )
     del floor
 
     spans = sorted({(t["start_ms"], t["end_ms"]) for r in runs.values() for t in r["turns"]})
@@ -261,6 +290,7 @@ def main() -> int:
             "floor": "faster-whisper WhisperModel.transcribe, whisper-base int8, beam 1, temperature 0, language en, same thread count",
             "floor_timing": "interleaved: each turn right after its turn.assessed, in this process, in the silence that follows",
             "variants": {n: VARIANTS[n] for n in names},
+            "baseline_tree": args.baseline_tree or None,
         },
         "turns_sent": len(picked),
         "turn_ms": percentiles([(b - a) for a, b in spans]),
@@ -268,6 +298,14 @@ def main() -> int:
     }
     if args.diagnosis:
         result["diagnosis"] = diagnosis_overhead([s for _, s in picked], args.rounds)
+    if "baseline" in results and names:
+        new, old = results[names[0]], results["baseline"]
+        result[
+            "baseline_ratio"
+        ] = {  # this checkout's latency over the baseline checkout's, and the same of the floor ratios
+            "latency_p50": round(new["latency_ms"]["p50"] / old["latency_ms"]["p50"], 3),
+            "ratio_to_floor_p50": round(new["ratio_p50"] / old["ratio_p50"], 3) if "ratio_p50" in new else None,
+        }
     if "speculate" in results and "no-speculate" in results:
         result["speedup_p50"] = round(
             results["no-speculate"]["latency_ms"]["p50"] / results["speculate"]["latency_ms"]["p50"], 3
