@@ -149,7 +149,7 @@ class FairQueue(Generic[T]):
 
     def _used(self, key: str, now: float) -> float:
         value, at = self._usage.get(key, (0.0, now))
-        return value * 0.5 ** ((now - at) / SERVICE_HALF_LIFE_S)
+        return float(value * 0.5 ** ((now - at) / SERVICE_HALF_LIFE_S))
 
     def _use(self, key: str) -> None:
         now = self._clock()
