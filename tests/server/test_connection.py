@@ -376,6 +376,46 @@ def test_speculation_yields_while_any_turn_waits():
     assert not t.of("turn.failed")
 
 
+def test_speculation_never_takes_the_worker_another_session_is_using():
+    """Issue 18, with the real embedded pool and a fake worker process: while another
+    session's turn holds the only worker, this session's pauses submit nothing; its turn
+    goes in when it ends, waits its turn, and is assessed."""
+    from multipa_server.local_pool import LocalPool, LocalPoolOptions
+
+    from . import fake_worker
+
+    class Recording(LocalPool):
+        submitted: list[str] = []
+
+        async def submit(self, job: Job) -> JobResult:
+            self.submitted.append(job.id)
+            return await super().submit(job)
+
+    pool = Recording(LocalPoolOptions(workers=1), target=fake_worker.main)
+    pcm = vad_conversation(0.1)
+    start = {**START, "vad": {"enabled": True, "hangover_ms": 1500}}
+
+    async def script(t: FakeClient, _: asyncio.Event) -> None:
+        await pool.start()
+        other = asyncio.create_task(pool.submit(Job("other/1", b"\0" * 3200, RATE, "sleep:3")))
+        while not pool.stats().busy:
+            await asyncio.sleep(0.01)
+        await t.client(start)
+        for i in range(0, len(pcm), 3200):
+            await t.client(pcm[i : i + 3200])
+            await asyncio.sleep(0.01)
+        await t.client({"type": "session.end"})
+        assert (await other).worker
+        while not t.of("session.ended"):
+            await asyncio.sleep(0.05)
+        await pool.close()
+
+    t = run(pool, script, speculate=True)
+    assert_one_terminal_each(t)
+    assert pool.submitted == ["other/1", "t/1"], pool.submitted
+    assert len(t.of("turn.assessed")) == 1
+
+
 def test_a_skipped_speculation_submits_the_turn_in_the_same_step():
     """Issue 19 (2): one frame holds the pause and the end while the worker is busy; the
     turn's own job must reach the pool at once, not at the client's next message."""
