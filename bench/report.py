@@ -266,8 +266,27 @@ def reliability(r: dict) -> list[str]:
     return out
 
 
+def baseline_tree(r: dict) -> list[str]:
+    """``bench/latency.py --baseline-tree``: this checkout's code against an older one's, same models."""
+    out = ["## Latency against an older checkout's code (`bench/latency.py --baseline-tree`)", "", where(r), ""]
+    out += [row(["code", "p50 ms", "p95 ms", "floor p50 ms", "ratio to floor p50"]), row(["---"] * 5)]
+    for name, v in r["variants"].items():
+        label = f"baseline ({r['config'].get('baseline_tree')})" if name == "baseline" else f"this checkout ({name})"
+        out.append(row([label, v["latency_ms"]["p50"], v["latency_ms"]["p95"], v["floor_ms"]["p50"], v["ratio_p50"]]))
+    b = r.get("baseline_ratio", {})
+    out += [
+        "",
+        f"This checkout over the baseline: p50 {b.get('latency_p50')}, ratio to the floor {b.get('ratio_to_floor_p50')} "
+        "(the runs follow each other, so the floor ratio is the comparison that load does not move as much).",
+    ]
+    if r.get("baseline_note"):
+        out += ["", r["baseline_note"] + "."]
+    return out
+
+
 def fairness(r: dict) -> list[str]:
-    out = ["## Fairness between sessions (`bench/fairness.py`)", "", where(r), ""]
+    late = " after a long head start" if r["trials"] and "--head-start" in r.get("command", "") else ""
+    out = [f"## Fairness between sessions{late} (`bench/fairness.py`)", "", where(r), ""]
     out += [
         f"A quiet session says {r['trials'][0]['turns']} utterances at real time, alone and beside sessions streaming white noise as fast as the server takes it (each {r['noise_turn_ms']} ms of noise a turn for the {r['workers']} worker).",
         "",
@@ -637,6 +656,8 @@ def main() -> int:
         ("soak", soak),
         ("reliability", reliability),
         ("fairness", fairness),
+        ("fairness-10min", fairness),
+        ("latency-vs-issue17", baseline_tree),
         ("accuracy", accuracy),
         ("pipecat_delay", pipecat_delay),
     ):
