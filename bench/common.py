@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import select
 import signal
 import subprocess
@@ -239,7 +240,7 @@ def table(rows: list[list[Any]], header: list[str]) -> str:
 
 def emit(result: dict[str, Any], readable: str, json_out: str | None) -> None:
     """The JSON on stdout (and in ``json_out``), the table on stderr."""
-    result = {**result, "command": " ".join(["python", *sys.argv])}
+    result = {**result, "command": shlex.join(["python", *sys.argv])}
     text = json.dumps(result, indent=2)
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
