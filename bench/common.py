@@ -202,6 +202,25 @@ async def stream(
     return outcome
 
 
+def tree_env(tree: str) -> dict[str, str]:
+    """The environment that runs the packages of another checkout (``tree``: its root),
+    through a folder of links named as they are imported (PYTHONPATH goes before the
+    editable install's finder). MULTIPA_DATA is this checkout's data folder, so that a
+    checkout elsewhere reads the same corpus lexicon."""
+    links = Path(f"/tmp/multipa-bench-tree-{os.getpid()}")
+    links.mkdir(exist_ok=True)
+    for name, folder in (
+        ("multipa_core", "multipa_core"),
+        ("multipa_server", "server"),
+        ("multipa_client", "client_sdk"),
+    ):
+        link = links / name
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(Path(tree).resolve() / folder)
+    return {**os.environ, "PYTHONPATH": str(links), "MULTIPA_DATA": str(DATA)}
+
+
 def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {"n": 0}

@@ -53,6 +53,7 @@ from common import (
     stream,
     table,
     threads as common_threads,
+    tree_env,
 )  # noqa: E402
 
 
@@ -117,24 +118,6 @@ async def stream_with_floor(url: str, audio: np.ndarray, floor: Floor) -> tuple[
     finally:
         timing.shutdown(wait=True)
     return outcome, floors
-
-
-def tree_env(tree: str) -> dict[str, str]:
-    """The environment that runs the packages of another checkout (``tree``: its root),
-    through a folder of links named as they are imported (PYTHONPATH goes before the
-    editable install's finder)."""
-    links = Path(f"/tmp/multipa-bench-tree-{os.getpid()}")
-    links.mkdir(exist_ok=True)
-    for name, folder in (
-        ("multipa_core", "multipa_core"),
-        ("multipa_server", "server"),
-        ("multipa_client", "client_sdk"),
-    ):
-        link = links / name
-        if link.is_symlink():
-            link.unlink()
-        link.symlink_to(Path(tree).resolve() / folder)
-    return {**os.environ, "PYTHONPATH": str(links)}
 
 
 def run_variant(audio: np.ndarray, server_args: list[str], floor: Floor, env: dict[str, str] | None = None) -> dict:

@@ -284,6 +284,18 @@ def baseline_tree(r: dict) -> list[str]:
     return out
 
 
+def same_scores(r: dict) -> list[str]:
+    """``bench/same_scores.py``: this checkout's assessments against another checkout's."""
+    out = ["## Same scores as an older checkout (`bench/same_scores.py`)", "", where(r), ""]
+    out += [
+        f"{r['turns']} turns (open and closed mode), the same scorer: the same words in {r['same_words']}, "
+        f"{r['values']} sentence and word scores compared, largest difference **{r['largest_difference']}**.",
+    ]
+    if r.get("tree_note"):
+        out += ["", r["tree_note"] + "."]
+    return out
+
+
 def fairness(r: dict) -> list[str]:
     late = " after a long head start" if r["trials"] and "--head-start" in r.get("command", "") else ""
     out = [f"## Fairness between sessions{late} (`bench/fairness.py`)", "", where(r), ""]
@@ -658,6 +670,7 @@ def main() -> int:
         ("fairness", fairness),
         ("fairness-10min", fairness),
         ("latency-vs-issue17", baseline_tree),
+        ("same-scores-vs-issue17", same_scores),
         ("accuracy", accuracy),
         ("pipecat_delay", pipecat_delay),
     ):
