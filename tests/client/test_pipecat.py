@@ -357,7 +357,9 @@ def test_a_real_pipeline_with_silero_vad_against_the_real_server_killed_mid_conv
     said = [f.event.assessment for f in feedback if isinstance(f, PronunciationAssessmentFrame)]
     assert "good" in said[0].transcript.lower() and "good" in said[1].transcript.lower()
     assert said[2].mode == "closed" and said[2].target_transcript.upper().strip(" .") == reference
-    assert said[3].mode == "open" and "step" in said[3].transcript.lower()  # a reference is for one turn
+    # a reference is for one turn; the learner's "step" is heard as "step" or "stack" depending on
+    # where the VAD cut the turn (a loaded machine moves it), so the turn is known by "good"
+    assert said[3].mode == "open" and "good" in said[3].transcript.lower()
     # the LLM context got a note for each assessed turn, after the system prompt
     notes = [m["content"] for m in context.get_messages() if m["role"] == "system"][1:]
     assert len(notes) == 4 and all("Pronunciation feedback" in n for n in notes)
