@@ -10,6 +10,17 @@ import pytest
 from .speech import DATA
 
 
+@pytest.fixture(scope="module")
+def speech():
+    """Three learner utterances with pauses, under a little noise, and where each one lies
+    (the session tests)."""
+    from .speech import UTTERANCES, conversation
+    from .test_segmenter import noisy
+
+    audio, placed = conversation(list(UTTERANCES)[:3], [0.6, 1.2, 1.2, 1.0])
+    return noisy(audio), placed
+
+
 @pytest.fixture(scope="session")
 def scorer(tmp_path_factory) -> str:
     """The shipped scorer when it is installed, else a smoke one trained here (~30 s)."""
