@@ -60,6 +60,11 @@ class AsrModels:
     target: AsrModel  # ASR_t: its encoder frames feed the aligner and the scorer
     recognized: AsrModel | None  # ASR_r (None: the checkpoint does not read it, as the aligner)
 
+    @property
+    def recognized_model(self) -> str:
+        """ASR_r's registry name or directory; the default one when the checkpoint reads none."""
+        return self.recognized.model if self.recognized is not None else DEFAULT_RECOGNIZED
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"target": _model_dict(self.target)}
         if self.recognized is not None:

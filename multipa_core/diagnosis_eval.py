@@ -323,9 +323,10 @@ def expert_agreement(
     rows: list[tuple[bool, ...]] = []
     examples: list[dict[str, Any]] = []
     used, missing = 0, 0
-    recognized = model.asr.recognized.model if model.asr.recognized is not None else DEFAULT_RECOGNIZED
     for utt in utterances:
-        inputs = cached_inputs(utt.utt, roots, target_model=model.asr.target.model, recognized_model=recognized)
+        inputs = cached_inputs(
+            utt.utt, roots, target_model=model.asr.target.model, recognized_model=model.asr.recognized_model
+        )
         if inputs is None:
             missing += 1
             continue

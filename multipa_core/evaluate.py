@@ -126,7 +126,7 @@ def evaluate_with_predictions(config: EvalConfig) -> tuple[dict[str, Any], dict[
         layers=layers,
         desc="ASR",
         target_model=models.target.model if models is not None else DEFAULT_TARGET,
-        recognized_model=models.recognized.model if models and models.recognized else DEFAULT_RECOGNIZED,
+        recognized_model=models.recognized_model if models is not None else DEFAULT_RECOGNIZED,
     )
     diagnosed: list[tuple[np.ndarray, np.ndarray]] = []
     if scorer is None:
