@@ -141,6 +141,54 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _precompute(args: argparse.Namespace) -> int:
+    from . import data
+    from .precompute import interleaved, precompute
+
+    try:
+        index, count = (int(x) for x in args.shard.split("/"))
+        if not 0 <= index < count:
+            raise ValueError
+    except ValueError:
+        raise MultipaError(f"--shard takes I/N with 0 <= I < N, not {args.shard!r}") from None
+    items = interleaved(data.load_utterances(args.data), args.per_speaker)[index::count]
+    pre = precompute(
+        items,
+        None,
+        args.cache or str(settings.cache_dir() / "features"),
+        recognized=True,
+        target=True,
+        layers=args.layers,
+        desc=f"ASR {args.shard}",
+        target_model=args.asr_target or DEFAULT_TARGET,
+        recognized_model=args.asr_recognized or DEFAULT_RECOGNIZED,
+    )
+    print(json.dumps({"utterances": len(items), "cached": len(pre.frames), "failed": pre.failed}))
+    return 0
+
+
+def _fit_words(args: argparse.Namespace) -> int:
+    from .word_crossval import WordStageConfig, crossvalidate, markdown, ship, with_fit, write_json
+
+    config = with_fit(
+        WordStageConfig(
+            data=args.data, workdir=args.workdir, model=args.model, cache=args.cache, per_speaker=args.per_speaker
+        ),
+        hidden=args.hidden,
+        epochs=args.epochs,
+        members=args.members,
+    )
+    if not args.ship_only:
+        report = crossvalidate(config)
+        if args.json_out:
+            write_json(report, args.json_out)
+        print(json.dumps(report) if args.json else markdown(report))
+    if args.ship:
+        ship(config, args.ship)
+        print(f"wrote {args.ship}", file=sys.stderr)
+    return 0
+
+
 def _crossval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -377,6 +425,40 @@ def build_parser() -> argparse.ArgumentParser:
         "--k", type=float, required=True, help="flag a word whose predicted accuracy or total is below mean - k sd"
     )
     p.set_defaults(run=_rethreshold)
+
+    p = sub.add_parser(
+        "precompute",
+        help="fill the feature cache with the ASR outputs of a data folder (resumes; speakers interleaved)",
+    )
+    p.add_argument("--data", default=str(settings.data_dir()), help="data folder (speechocean762 layout)")
+    p.add_argument("--per-speaker", type=int, default=0, help="first N utterances of each speaker only (0: all)")
+    p.add_argument(
+        "--shard",
+        default="0/1",
+        help="I/N: every N-th utterance from the I-th, so that N processes share the work (default 0/1)",
+    )
+    p.add_argument("--layers", action="store_true", help="also the statistics of ASR_t's encoder layers (the probe's)")
+    p.add_argument("--cache", default="", help="feature cache root (default: the MULTIPA cache directory)")
+    _add_asr_options(p, "default: whisper-base", "default: whisper-tiny.en")
+    p.set_defaults(run=_precompute)
+
+    p = sub.add_parser(
+        "fit-words",
+        help="cross-validate the word stage on a bagged scorer's held-out predictions, and ship it into a checkpoint",
+    )
+    p.add_argument("--data", default=str(settings.data_dir()), help="data folder (speechocean762 layout)")
+    p.add_argument("--model", default="multipa-scorer", help="bagged scorer checkpoint that records its folds")
+    p.add_argument("--workdir", required=True, help="where the held-out rows are kept (a rerun reads them back)")
+    p.add_argument("--per-speaker", type=int, default=0, help="first N utterances of each speaker only (0: all)")
+    p.add_argument("--cache", default="", help="feature cache root (default: the MULTIPA cache directory)")
+    p.add_argument("--hidden", type=int, default=64, help="hidden units of each perceptron")
+    p.add_argument("--epochs", type=int, default=30, help="passes over the rows")
+    p.add_argument("--members", type=int, default=3, help="perceptrons averaged")
+    p.add_argument("--json-out", default="", help="write the cross-validation report here")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--ship", default="", help="write the checkpoint with the fitted stage here")
+    p.add_argument("--ship-only", action="store_true", help="fit and ship without the cross-validation")
+    p.set_defaults(run=_fit_words)
 
     p = sub.add_parser("evaluate", help="PCC, SCC and MSE against the experts on a data folder")
     p.add_argument("--data", default=str(settings.data_dir()), help="data folder (speechocean762 layout)")

@@ -54,6 +54,7 @@ from .errors import MultipaError
 from .metrics import agreement
 from .aspects import SENTENCE_NAMES as SENTENCE_HEADS, WORD_NAMES as WORD_HEADS
 from .precompute import precompute
+from .word_model import INPUTS as WORD_INPUTS
 
 log = logging.getLogger(__name__)
 NO_WORDS = np.zeros((0, len(WORD_HEADS)))  # the word scores of a turn with none
@@ -74,6 +75,7 @@ class EvalConfig:
     cache: str = ""  # feature cache root ("" = the default cache directory)
     per_speaker: int = 0  # first N utterances of each speaker only, in the folder's order (0 = all)
     diagnose: bool = True  # also run the diagnosis and score its word flag and error types
+    word_stage: bool = True  # False: the networks' word scores, the checkpoint's word stage left out
 
 
 def _utterances(config: EvalConfig) -> list[data.Utterance]:
@@ -129,10 +131,11 @@ def evaluate_with_predictions(config: EvalConfig) -> tuple[dict[str, Any], dict[
         recognized_model=models.recognized_model if models is not None else DEFAULT_RECOGNIZED,
     )
     diagnosed: list[tuple[np.ndarray, np.ndarray]] = []
+    word_rows = None
     if scorer is None:
         predictions, failed = _probe_predictions(utterances, pre, cache_root)
     else:
-        predictions, failed = _scorer_predictions(utterances, pre, config, scorer)
+        predictions, failed, word_rows = _scorer_predictions(utterances, pre, config, scorer)
         if config.diagnose:
             diagnosed = _diagnosed(utterances, pre, config, scorer, predictions)
     sentence_pred = np.array([p[0] for p in predictions])
@@ -146,6 +149,8 @@ def evaluate_with_predictions(config: EvalConfig) -> tuple[dict[str, Any], dict[
     thresholds = scorer.thresholds if scorer is not None else {}
     if scorer is not None:
         arrays["word_needs"] = needs_flags(arrays["word_pred"], thresholds)
+    if word_rows is not None:
+        arrays["word_inputs"] = word_rows
     if diagnosed:
         arrays["word_errors"] = np.concatenate([d[0] for d in diagnosed])
         arrays["turn_errors"] = np.stack([d[1] for d in diagnosed])
@@ -284,13 +289,20 @@ def _scorer(config: EvalConfig) -> tuple[Any, dict[str, Any]]:
     scorer = Scorer(config.model)
     if not config.probe_blend:
         scorer.probe = None
+    if not config.word_stage:
+        scorer.word_model, scorer.fold_word_models = None, {}
     folds = scorer.metadata.get("folds") or []
     if config.fold < 0 or config.fold not in folds or len(scorer.nets) % len(folds):
-        return scorer, {"cross_validated": False, "probe_blend": scorer.probe is not None}
+        return scorer, {
+            "cross_validated": False,
+            "probe_blend": scorer.probe is not None,
+            "word_stage": scorer.word_model is not None,
+        }
     per_fold = len(scorer.nets) // len(folds)  # the bag is the folds' networks in the order of ``folds``
     at = folds.index(config.fold) * per_fold
     scorer.nets = scorer.nets[at : at + per_fold]
     scorer.probe = None  # refitted on every speaker: it has seen this fold
+    scorer.word_model = scorer.fold_word_models.get(config.fold)  # fitted without this fold's speakers, if at all
     k = float(scorer.metadata.get("needs_improvement_k", 1.0))
     scorer.thresholds = _fold_thresholds(config, k)
     return scorer, {
@@ -298,6 +310,7 @@ def _scorer(config: EvalConfig) -> tuple[Any, dict[str, Any]]:
         "member": config.fold,
         "members": per_fold,
         "probe_blend": False,
+        "word_stage": scorer.word_model is not None,
         "thresholds_from": "mean - k sd of the other folds' word labels",
         "needs_improvement_k": k,
     }
@@ -352,11 +365,12 @@ def _diagnosed(
 
 def _scorer_predictions(
     utterances: list[data.Utterance], pre: Any, config: EvalConfig, scorer: Any
-) -> tuple[list[Prediction], int]:
+) -> tuple[list[Prediction], int, np.ndarray]:
     """Score every utterance; turn features come from the shared feature cache (the
     ones training made, same aligner) and are scored in batches. An utterance the
     cache cannot hold (a closed-mode reference the aligner could not fit word for
-    word) is analysed on its own, as a live turn would be."""
+    word) is analysed on its own, as a live turn would be. Also returns the word
+    stage's input rows (:mod:`multipa_core.word_model`) of every scored word, in order."""
     from .pipeline import FeatureBuilder
 
     cache_root = config.cache or str(settings.cache_dir() / "features")
@@ -367,10 +381,12 @@ def _scorer_predictions(
     examples = {e.utt: e for e in make(usable, pre, builder, cache_root, desc=f"features ({config.mode})")[0]}
     cached = [u for u in utterances if u.utt in examples]
     scored: dict[str, Prediction] = {}
+    inputs: dict[str, np.ndarray] = {}
     for start in tqdm(range(0, len(cached), 32), desc=f"evaluating ({config.mode})", unit="batch", dynamic_ncols=True):
         batch = [examples[u.utt] for u in cached[start : start + 32]]
-        for e, scores in zip(batch, scorer.score([e.features for e in batch])):
+        for e, scores, rows in zip(batch, *scorer.score_with_inputs([e.features for e in batch])):
             sentence, words = _arrays(scores)
+            inputs[e.utt] = rows
             if config.mode == "open":
                 by_words = e.words_levenshtein if e.words_levenshtein is not None else np.full_like(words, np.nan)
                 scored[e.utt] = (sentence, words, e.words, by_words)
@@ -378,9 +394,11 @@ def _scorer_predictions(
                 scored[e.utt] = (sentence, words, e.words, e.words)
     out: list[Prediction] = []
     failed = 0
+    rows_out: list[np.ndarray] = []
     for utt in utterances:
         if utt.utt in scored:
             out.append(scored[utt.utt])
+            rows_out.append(inputs[utt.utt])
             continue
         try:
             if utt.utt in pre.failed or utt.utt not in pre.frames:
@@ -395,12 +413,15 @@ def _scorer_predictions(
                 recognizer_frames=pre.recognizer_frames.get(utt.utt),
                 encoder_layers=pre.encoder_layers.get(utt.utt),
             )
-            sentence, words = _arrays(scorer.score([analysis.features])[0])
+            (scores,), (rows,) = scorer.score_with_inputs([analysis.features])
+            sentence, words = _arrays(scores)
         except MultipaError as exc:
             log.warning("utterance %s failed: %s", utt.utt, exc)
             failed += 1
             out.append((floor, NO_WORDS, NO_WORDS, NO_WORDS))
+            rows_out.append(np.zeros((0, len(WORD_INPUTS))))
             continue
+        rows_out.append(rows)
         if config.mode == "open":
             targets = open_word_targets(analysis, utt, builder)
             by_words = levenshtein_word_targets([w.text for w in analysis.target_alignment.words], utt)
@@ -408,7 +429,7 @@ def _scorer_predictions(
             labels = word_labels(utt)
             targets = by_words = labels if len(labels) == len(words) else np.full_like(words, np.nan)
         out.append((sentence, words, targets, by_words))
-    return out, failed
+    return out, failed, np.concatenate(rows_out) if rows_out else np.zeros((0, len(WORD_INPUTS)))
 
 
 def _arrays(scores: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -46,6 +46,19 @@ def transcript_from_dict(doc: dict) -> Transcript:
     return Transcript(doc["text"], [Word(w["text"], w["start"], w["end"], w["probability"]) for w in doc["words"]])
 
 
+def interleaved(utterances: list[Utterance], per_speaker: int = 0) -> list[Utterance]:
+    """Every speaker's first utterance, then every speaker's second, and so on (at most
+    ``per_speaker`` each; 0: all): a run stopped at any point has covered the speakers
+    evenly, and its cache serves ``--per-speaker`` evaluations of any smaller N."""
+    by_speaker: dict[str, list[Utterance]] = {}
+    for utt in utterances:
+        by_speaker.setdefault(utt.speaker, []).append(utt)
+    rounds = max((len(v) for v in by_speaker.values()), default=0)
+    if per_speaker:
+        rounds = min(rounds, per_speaker)
+    return [v[r] for r in range(rounds) for v in by_speaker.values() if r < len(v)]
+
+
 @dataclass
 class Precomputed:
     """What :func:`precompute` found or computed, by utterance id."""

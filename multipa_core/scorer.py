@@ -21,6 +21,7 @@ from .features import TurnFeatures, collate
 from .model import SENTENCE_HEADS, WORD_HEADS, ScorerConfig, build_scorer
 from .probe import Ridge, reads_layers
 from .textemb import NO_TEXT
+from .word_model import WordModel, word_inputs
 
 SCALE = 10.0  # scores live on 0..10; the network works on 0..1
 
@@ -66,6 +67,13 @@ class Scorer:
         )
         self.probe = Ridge(**ridge) if blend else None
         self.probe_weight = np.asarray(blend["weight"], dtype=np.float64) if blend else None
+        stage = state.get("word_model") or {}
+        # the word stage (multipa_core.word_model): fitted on every fold's held-out predictions, and
+        # once per fold without that fold's speakers (for the cross-validated evaluation)
+        self.word_model: WordModel | None = WordModel.from_state(stage["all"]) if stage else None
+        self.fold_word_models: dict[int, WordModel] = {
+            int(k): WordModel.from_state(v) for k, v in stage.get("folds", {}).items()
+        }
         self._torch = torch
 
     @property
@@ -75,27 +83,37 @@ class Scorer:
 
     def score(self, items: list[TurnFeatures]) -> list[Scores]:
         """Score a batch of turns (one forward pass)."""
+        return self.score_with_inputs(items)[0]
+
+    def score_with_inputs(self, items: list[TurnFeatures]) -> tuple[list[Scores], list[np.ndarray]]:
+        """Score a batch of turns, and give each turn's word-stage input rows (computed from
+        the networks' outputs whether or not the checkpoint has a word stage)."""
         if not items:
-            return []
+            return [], []
         torch = self._torch
         batch = {k: v.to(self.device) for k, v in collate(items).items()}
         with torch.inference_mode():
             outs = [net(batch) for net in self.nets]
         sentence = torch.stack([o["sentence"] for o in outs]).mean(0).float().cpu().numpy() * SCALE
+        net_sentence = sentence.clip(0, SCALE)
         if self.probe is not None and self.probe_weight is not None:  # the two come together
             sentence = (1.0 - self.probe_weight) * sentence + self.probe_weight * self.probe.predict_turns(items)
         sentence = sentence.clip(0, SCALE)
         words = (torch.stack([o["word"] for o in outs]).mean(0).float().cpu().numpy() * SCALE).clip(0, SCALE)
-        results = []
+        results, inputs = [], []
         for b, item in enumerate(items):
             n = item.word_text.shape[0]
+            rows = word_inputs(item, net_sentence[b], words[b, :n])
+            inputs.append(rows)
+            if self.word_model is not None and n:
+                words[b, :n] = self.word_model.predict(rows)
             results.append(
                 Scores(
                     sentence={h: float(sentence[b, i]) for i, h in enumerate(SENTENCE_HEADS)},
                     words=[{h: float(words[b, w, i]) for i, h in enumerate(WORD_HEADS)} for w in range(n)],
                 )
             )
-        return results
+        return results, inputs
 
 
 def save_scorer(
@@ -110,6 +128,7 @@ def save_scorer(
     metadata: dict[str, Any],
     probe: tuple[Ridge, list[float]] | None = None,
     asr: checkpoint_models.AsrModels | None = None,
+    word_model: dict[str, Any] | None = None,
 ) -> None:
     """Write a scorer checkpoint: one or more networks (their outputs are averaged), float16 weights,
     and the ASR models it was trained with (``asr``; None: not recorded, read as the defaults)."""
@@ -128,6 +147,8 @@ def save_scorer(
     }
     if asr is not None:
         state["asr"] = asr.to_dict()
+    if word_model:
+        state["word_model"] = word_model
     torch.save(state, path)
 
 

@@ -8,8 +8,10 @@ again, and `multipa evaluate --data DIR` scores every utterance of the folder.
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.models
@@ -110,6 +112,39 @@ def test_crossval_holds_each_fold_out_and_resumes(foreign, tmp_path, monkeypatch
         == report["open"]["across_folds"]["sentence"]["total"]["pcc"]["mean"]
     )
 
+    # the word stage: cross-validated on the bag's held-out predictions, shipped into a copy of it
+    from multipa_core import word_crossval
+    from multipa_core.word_model import WordFit
+
+    stage_config = word_crossval.WordStageConfig(
+        data=str(root),
+        workdir=str(tmp_path / "words"),
+        model=str(tmp_path / "shipped.pt"),
+        cache=str(cache),
+        folds=str(folds),
+        fit=WordFit(epochs=2, members=1, hidden=8),
+    )
+    words = word_crossval.crossvalidate(stage_config)
+    for mode in ("open", "closed"):
+        assert words[mode]["words"] > 0
+        assert set(words[mode]["stage"]["word"]) == {"accuracy", "stress", "total"}
+        assert words[mode]["stage"]["word"]["accuracy"]["pooled"]["n"] > 0
+        assert set(words[mode]["needs_improvement"]["stage"]) == {str(k) for k in word_crossval.RULE_KS}
+    assert "| closed | stage | overlap |" in word_crossval.markdown(words)
+    word_crossval.ship(stage_config, str(tmp_path / "staged.pt"))
+    staged = _Scorer(str(tmp_path / "staged.pt"))
+    assert staged.word_model is not None and set(staged.fold_word_models) == {0, 1}
+    from multipa_core.evaluate import EvalConfig, evaluate_with_predictions
+
+    held = EvalConfig(
+        data=str(root), fold=0, folds=str(folds), model=str(tmp_path / "staged.pt"), cache=str(cache), diagnose=False
+    )
+    with_stage, arrays = evaluate_with_predictions(held)
+    without, plain = evaluate_with_predictions(replace(held, word_stage=False))
+    assert with_stage["word_stage"] is True and without["word_stage"] is False  # fold 0's own stage, or none
+    assert arrays["word_inputs"].shape == (len(arrays["word_pred"]), len(word_crossval.INPUTS))
+    assert not np.allclose(arrays["word_pred"], plain["word_pred"])
+
     # the needs-improvement rule of a checkpoint is set without retraining
     from multipa_core import cli
     from multipa_core.scorer import Scorer
@@ -132,3 +167,12 @@ def test_evaluate_from_outside_on_a_foreign_folder(foreign, capsys):
     assert report["sentence"]["total"]["pcc"] is not None
     assert set(report["word_levenshtein"]) == {"accuracy", "stress", "total"}
     assert 0.0 <= (report["needs_improvement"]["precision_flagging_every_word"] or 0.0) <= 1.0
+
+
+def test_precompute_fills_the_cache_a_shard_at_a_time(foreign, capsys):
+    from multipa_core import cli
+
+    root, _, cache = foreign
+    for shard in ("0/2", "1/2"):
+        assert cli.main(["precompute", "--data", str(root), "--cache", str(cache), "--shard", shard]) == 0
+        assert json.loads(capsys.readouterr().out) == {"utterances": PICK // 2, "cached": PICK // 2, "failed": []}
