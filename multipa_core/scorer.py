@@ -21,7 +21,7 @@ from .features import TurnFeatures, collate
 from .model import SENTENCE_HEADS, WORD_HEADS, ScorerConfig, build_scorer
 from .probe import Ridge, reads_layers
 from .textemb import NO_TEXT
-from .word_model import WordModel, word_inputs
+from .word_model import WordModel, with_network, word_inputs
 
 SCALE = 10.0  # scores live on 0..10; the network works on 0..1
 
@@ -86,27 +86,41 @@ class Scorer:
         return self.score_with_inputs(items)[0]
 
     def score_with_inputs(self, items: list[TurnFeatures]) -> tuple[list[Scores], list[np.ndarray]]:
-        """Score a batch of turns, and give each turn's word-stage input rows (computed from
-        the networks' outputs whether or not the checkpoint has a word stage)."""
+        """Score a batch of turns, and give each turn's word-stage input rows (from the
+        networks' mean outputs, whether or not the checkpoint has a word stage).
+
+        The word stage was fitted on single networks' held-out outputs, so with a bag it
+        corrects each network's word scores on their own and the corrections are averaged:
+        each network's outputs look like what the stage was fitted on."""
         if not items:
             return [], []
         torch = self._torch
         batch = {k: v.to(self.device) for k, v in collate(items).items()}
         with torch.inference_mode():
             outs = [net(batch) for net in self.nets]
-        sentence = torch.stack([o["sentence"] for o in outs]).mean(0).float().cpu().numpy() * SCALE
+        stacked_sentence, stacked_words = (
+            torch.stack([o["sentence"] for o in outs]),
+            torch.stack([o["word"] for o in outs]),
+        )
+        sentence = stacked_sentence.mean(0).float().cpu().numpy() * SCALE
         net_sentence = sentence.clip(0, SCALE)
         if self.probe is not None and self.probe_weight is not None:  # the two come together
             sentence = (1.0 - self.probe_weight) * sentence + self.probe_weight * self.probe.predict_turns(items)
         sentence = sentence.clip(0, SCALE)
-        words = (torch.stack([o["word"] for o in outs]).mean(0).float().cpu().numpy() * SCALE).clip(0, SCALE)
+        words = (stacked_words.mean(0).float().cpu().numpy() * SCALE).clip(0, SCALE)
+        each_sentence = (stacked_sentence.float().cpu().numpy() * SCALE).clip(0, SCALE)  # per network, for the stage
+        each_words = (stacked_words.float().cpu().numpy() * SCALE).clip(0, SCALE)
         results, inputs = [], []
         for b, item in enumerate(items):
             n = item.word_text.shape[0]
             rows = word_inputs(item, net_sentence[b], words[b, :n])
             inputs.append(rows)
             if self.word_model is not None and n:
-                words[b, :n] = self.word_model.predict(rows)
+                stage = self.word_model
+                words[b, :n] = np.mean(
+                    [stage.predict(with_network(rows, s[b], w[b, :n])) for s, w in zip(each_sentence, each_words)],
+                    axis=0,
+                )
             results.append(
                 Scores(
                     sentence={h: float(sentence[b, i]) for i, h in enumerate(SENTENCE_HEADS)},

@@ -122,6 +122,15 @@ def word_inputs(features: TurnFeatures, sentence: np.ndarray, words: np.ndarray)
     )
 
 
+def with_network(rows: np.ndarray, sentence: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """``rows`` (from :func:`word_inputs`) with another network's sentence (4,) and word
+    (W, 3) scores in place of the ones they were made with."""
+    out = np.array(rows, dtype=np.float64)
+    out[:, :3] = np.asarray(words, dtype=np.float64).reshape(len(out), 3) / SCALE
+    out[:, 3:7] = np.asarray(sentence, dtype=np.float64) / SCALE
+    return out
+
+
 @dataclass
 class WordModel:
     """Standardisation and a few two-layer perceptrons (averaged): input rows to a

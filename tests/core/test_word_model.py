@@ -6,7 +6,7 @@ import pytest
 from multipa_core import phones as ph, word_crossval
 from multipa_core.errors import ModelFilesError
 from multipa_core.features import PHONE_SCALARS, WORD_SCALARS, TurnFeatures
-from multipa_core.word_model import INPUTS, WordFit, WordModel, fit, phone_goodness, word_inputs
+from multipa_core.word_model import INPUTS, WordFit, WordModel, fit, phone_goodness, with_network, word_inputs
 
 
 def _features(phones: list[str], words: list[int], posteriors: np.ndarray) -> TurnFeatures:
@@ -130,3 +130,11 @@ def test_the_stage_for_a_fold_never_reads_that_folds_rows(monkeypatch):
     out = word_crossval.stage_predictions(rows, WordFit())
     assert seen == [{1, 2}, {0, 2}, {0, 1}]
     assert out["open"].shape == (30, 3)
+
+
+def test_rows_take_another_networks_scores():
+    features = _features(["K", "AE1"], [0, 1], np.stack([_posterior("K"), _posterior("AE")]))
+    rows = word_inputs(features, np.full(4, 5.0), np.full((2, 3), 5.0))
+    other = with_network(rows, np.array([1.0, 2.0, 3.0, 4.0]), np.array([[9.0, 8.0, 7.0], [6.0, 5.0, 4.0]]))
+    assert np.allclose(other, word_inputs(features, np.array([1.0, 2.0, 3.0, 4.0]), np.array([[9, 8, 7], [6, 5, 4.0]])))
+    assert np.allclose(rows[:, 7:], other[:, 7:])
