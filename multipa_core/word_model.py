@@ -212,14 +212,10 @@ def fit(rows: np.ndarray, targets: np.ndarray, config: WordFit = WordFit()) -> W
     for m in range(config.members):
         torch.manual_seed(config.seed + m)
         gen = torch.Generator().manual_seed(config.seed + m)
-        net = nn.Sequential(
-            nn.Linear(x.shape[1], config.hidden),
-            nn.GELU(approximate="tanh"),
-            nn.Dropout(config.dropout),
-            nn.Linear(config.hidden, 3),
-        )
-        nn.init.zeros_(net[3].weight)  # start from the networks' scores
-        nn.init.zeros_(net[3].bias)
+        first, last = nn.Linear(x.shape[1], config.hidden), nn.Linear(config.hidden, 3)
+        nn.init.zeros_(last.weight)  # start from the networks' scores
+        nn.init.zeros_(last.bias)
+        net = nn.Sequential(first, nn.GELU(approximate="tanh"), nn.Dropout(config.dropout), last)
         opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         net.train()
         for _ in range(config.epochs):
@@ -231,7 +227,6 @@ def fit(rows: np.ndarray, targets: np.ndarray, config: WordFit = WordFit()) -> W
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-        first, last = net[0], net[3]
         members.append(
             {
                 "w1": first.weight.detach().numpy().T.astype(np.float64),
