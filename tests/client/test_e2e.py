@@ -32,7 +32,7 @@ from multipa_server.protocol import VadOptions
 from multipa_server.segmenter import SegmentEnded, Segmenter
 from tests.server.speech import RATE, utterance
 from tests.server.test_segmenter import noisy
-from tests.server.wsclient import ServerProcess, http_get
+from tests.server.wsclient import ServerProcess, http_get, one_worker_server
 
 from .record import THREE_TURNS, record, three_turns_audio
 
@@ -43,12 +43,7 @@ KEY = "sdk-test-key"
 
 @pytest.fixture(scope="module")
 def server(scorer, tmp_path_factory):
-    process = ServerProcess(
-        ["--workers", "1", "--scorer", scorer, "--api-key", KEY], tmp_path_factory.mktemp("server") / "server.log"
-    )
-    yield process
-    assert process.stop() == 0, process.log()[-3000:]
-    assert "Traceback" not in process.log()
+    yield from one_worker_server(scorer, KEY, tmp_path_factory.mktemp("server"))
 
 
 @pytest.fixture(scope="module")

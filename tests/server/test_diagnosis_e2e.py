@@ -6,7 +6,7 @@ import pytest
 
 from .speech import utterance
 from .test_segmenter import noisy
-from .wsclient import ServerProcess, talk
+from .wsclient import one_worker_server, talk
 
 pytestmark = pytest.mark.models
 
@@ -15,11 +15,7 @@ KEY = "diagnosis-key"
 
 @pytest.fixture(scope="module")
 def server(scorer, tmp_path_factory):
-    process = ServerProcess(
-        ["--workers", "1", "--scorer", scorer, "--api-key", KEY], tmp_path_factory.mktemp("server") / "server.log"
-    )
-    yield process
-    assert process.stop() == 0, process.log()[-3000:]
+    yield from one_worker_server(scorer, KEY, tmp_path_factory.mktemp("server"))
 
 
 def test_turn_assessed_carries_the_diagnosis(server):

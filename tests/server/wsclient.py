@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -163,6 +164,15 @@ class ServerProcess(ChildProcess):
         )
         self.url = self.ready.group(1)
         self.http = self.url.replace("ws://", "http://").rsplit("/v1/", 1)[0]
+
+
+def one_worker_server(scorer: str, key: str, folder: Path) -> Iterator[ServerProcess]:
+    """A real ``multipa-server`` with one worker and an API key, for a module's
+    end-to-end tests: yields it, then checks it stopped cleanly with no traceback."""
+    process = ServerProcess(["--workers", "1", "--scorer", scorer, "--api-key", key], folder / "server.log")
+    yield process
+    assert process.stop() == 0, process.log()[-3000:]
+    assert "Traceback" not in process.log()
 
 
 def http_get(url: str) -> tuple[int, str, str]:
