@@ -193,6 +193,7 @@ class WordFit:
     members: int = 3
     batch: int = 256
     seed: int = 762
+    drop: tuple[str, ...] = ()  # inputs left out (an ablation): held at their mean
 
 
 def fit(rows: np.ndarray, targets: np.ndarray, config: WordFit = WordFit()) -> WordModel:
@@ -201,9 +202,19 @@ def fit(rows: np.ndarray, targets: np.ndarray, config: WordFit = WordFit()) -> W
     import torch
     from torch import nn
 
-    x = np.asarray(rows, dtype=np.float64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a perceptron this small only waits on more threads
+    try:
+        return _fit(torch, nn, np.asarray(rows, dtype=np.float64), targets, config)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(torch: Any, nn: Any, x: np.ndarray, targets: np.ndarray, config: WordFit) -> WordModel:
     mean, std = x.mean(0), x.std(0)
     std = np.where(std > 1e-6, std, 1.0)
+    dropped = [INPUTS.index(name) for name in config.drop]
+    std[dropped] = np.inf  # standardised to 0 whatever the row says
     xs = torch.tensor((x - mean) / std, dtype=torch.float32)
     y = torch.tensor(np.asarray(targets, dtype=np.float64) / SCALE - x[:, :3], dtype=torch.float32)  # the residual
     known = ~torch.isnan(y)

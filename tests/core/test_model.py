@@ -133,3 +133,43 @@ def test_text_ablated_network_needs_no_text_embeddings(tmp_path):
     assert Scorer(str(path)).text_model == NO_TEXT
     vectors = text_embedder(NO_TEXT).many([["a", "b"], []])
     assert [v.shape for v in vectors] == [(2, 0), (0, 0)]
+
+
+def test_a_bags_word_stage_corrects_each_network_and_averages(tmp_path):
+    from multipa_core.scorer import Scorer, save_scorer
+    from multipa_core.word_model import INPUTS, WordModel, with_network, word_inputs
+
+    torch.manual_seed(6)
+    nets = [build_scorer(CFG), build_scorer(CFG)]
+    rng = np.random.default_rng(6)
+    hidden = 5
+    member = {
+        "w1": rng.normal(size=(len(INPUTS), hidden)),
+        "b1": rng.normal(size=hidden),
+        "w2": rng.normal(size=(hidden, 3)) * 0.1,
+        "b2": np.zeros(3),
+    }
+    stage = WordModel(mean=np.zeros(len(INPUTS)), std=np.ones(len(INPUTS)), members=[member])
+    common = dict(thresholds={}, floor={}, aligner="multipa-aligner", text_model="minilm-l6", metadata={})
+    plain, staged = tmp_path / "plain.pt", tmp_path / "staged.pt"
+    save_scorer(str(plain), nets, CFG, **common)
+    save_scorer(str(staged), nets, CFG, **common, word_model={"all": stage.to_state(), "folds": {}})
+    item = random_turn(rng, 30, 4)
+    (before,), (rows,) = Scorer(str(plain)).score_with_inputs([item])
+    (after,), (rows_again,) = Scorer(str(staged)).score_with_inputs([item])
+    assert before.sentence == after.sentence  # the stage touches the word scores only
+    assert np.allclose(rows, rows_again)
+    each = [run(net, [item]) for net in nets]
+    expected = np.mean(
+        [
+            WordModel.from_state(stage.to_state()).predict(
+                with_network(rows, (o["sentence"][0].numpy() * 10).clip(0, 10), (o["word"][0].numpy() * 10).clip(0, 10))
+            )
+            for o in each
+        ],
+        axis=0,
+    )
+    got = np.array([[w[h] for h in WORD_HEADS] for w in after.words])
+    assert np.allclose(got, expected, atol=1e-3)
+    assert not np.allclose(got, np.array([[w[h] for h in WORD_HEADS] for w in before.words]), atol=1e-3)
+    assert rows.shape == (4, len(INPUTS)) and np.allclose(rows, word_inputs(item, rows[0, 3:7] * 10, rows[:, :3] * 10))
