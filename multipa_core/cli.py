@@ -178,13 +178,14 @@ def _fit_words(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         members=args.members,
     )
+    report = None
     if not args.ship_only:
         report = crossvalidate(config)
         if args.json_out:
             write_json(report, args.json_out)
         print(json.dumps(report) if args.json else markdown(report))
     if args.ship:
-        ship(config, args.ship)
+        ship(config, args.ship, report)
         print(f"wrote {args.ship}", file=sys.stderr)
     return 0
 

@@ -190,9 +190,10 @@ def crossvalidate(config: WordStageConfig) -> dict[str, Any]:
     return report
 
 
-def ship(config: WordStageConfig, out: str) -> None:
+def ship(config: WordStageConfig, out: str, report: dict[str, Any] | None = None) -> dict[str, Any]:
     """Step 3: fit the stage on every row and once per fold without it, and write a copy of
-    ``config.model`` with it to ``out``."""
+    ``config.model`` with it to ``out``; the JSON report beside ``out`` (when there) gains
+    what was shipped, with the cross-validated estimate of ``report`` when given."""
     import torch
 
     from . import registry
@@ -207,6 +208,26 @@ def ship(config: WordStageConfig, out: str) -> None:
     state = torch.load(registry.resolve(config.model, kind="scorer"), map_location="cpu", weights_only=False)
     state["word_model"] = stage
     torch.save(state, out)
+    summary: dict[str, Any] = {
+        "fit": asdict(config.fit),
+        "inputs": list(INPUTS),
+        "rows": {mode: int(np.isfinite(r["ref"][:, 0]).sum()) for mode, r in rows.items()},
+        "folds": folds,
+    }
+    if report is not None:
+        summary["crossval_estimate"] = {
+            mode: {
+                rule: {a: m["across_folds"] for a, m in report[mode]["stage"][rule].items()}
+                for rule in ("word", "word_levenshtein")
+            }
+            for mode in MODES
+        }
+    beside = Path(out).with_suffix(".json")
+    if beside.is_file():
+        doc = json.loads(beside.read_text())
+        doc["word_stage"] = summary
+        beside.write_text(json.dumps(doc, indent=2) + "\n")
+    return summary
 
 
 def markdown(report: dict[str, Any]) -> str:
