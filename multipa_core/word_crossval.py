@@ -5,7 +5,8 @@ predictions, cross-validate it, and ship it into a scorer checkpoint.
    network trained without fold K scores fold K's speakers (``multipa evaluate
    --fold K``, no probe blend, no word stage), in both modes; each scored word gives
    one input row and its expert labels (open mode: the overlap rule). Saved under
-   ``--workdir``, so a rerun reads them back.
+   ``--workdir``, keyed by the networks' weights, the data and the folds
+   (:func:`rows_key`), so a rerun reads them back and a new bag makes new rows.
 2. Cross-validation. For each fold K, the stage is fitted on the rows of the other
    folds and predicts fold K's; PCC, SCC and MSE of word accuracy, stress and total,
    both word rules, per fold (mean ± sd) and pooled, beside the networks' own, and the
@@ -21,6 +22,7 @@ would need networks trained without two folds at once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import statistics
@@ -59,12 +61,14 @@ def held_out_rows(config: WordStageConfig) -> dict[str, dict[str, np.ndarray]]:
     ``lev_ref`` (N, 3) the expert labels by each word rule, ``fold`` (N,) the row's fold."""
     from .scorer import Scorer
 
-    folds = Scorer(config.model).metadata.get("folds") or []
+    scorer = Scorer(config.model)
+    folds = scorer.metadata.get("folds") or []
     if not folds:
         raise MultipaError(f"{config.model} records no cross-validation folds: fit-words needs a bagged checkpoint")
+    key = rows_key(scorer, config)
     out = {}
     for mode in MODES:
-        path = Path(config.workdir) / f"rows-{mode}-{config.per_speaker}.npz"
+        path = Path(config.workdir) / f"rows-{mode}-{key}.npz"
         if path.is_file():
             with np.load(path) as saved:
                 out[mode] = {k: saved[k] for k in saved.files}
@@ -92,6 +96,17 @@ def held_out_rows(config: WordStageConfig) -> dict[str, dict[str, np.ndarray]]:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, **out[mode])
     return out
+
+
+def rows_key(scorer: Any, config: WordStageConfig) -> str:
+    """What the held-out rows depend on: the networks' weights (not the word stage a
+    checkpoint may already hold), the data folder, the folds file and ``per_speaker``."""
+    digest = hashlib.sha256(f"{Path(config.data).resolve()}|{config.folds}|{config.per_speaker}".encode())
+    for net in scorer.nets:
+        for name, tensor in sorted(net.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:12]
 
 
 def _training(rows: dict[str, dict[str, np.ndarray]], keep: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -138,3 +138,24 @@ def test_rows_take_another_networks_scores():
     other = with_network(rows, np.array([1.0, 2.0, 3.0, 4.0]), np.array([[9.0, 8.0, 7.0], [6.0, 5.0, 4.0]]))
     assert np.allclose(other, word_inputs(features, np.array([1.0, 2.0, 3.0, 4.0]), np.array([[9, 8, 7], [6, 5, 4.0]])))
     assert np.allclose(rows[:, 7:], other[:, 7:])
+
+
+def test_held_out_rows_are_keyed_by_the_networks_not_by_the_stage(tmp_path):
+    import torch
+
+    from multipa_core.model import ScorerConfig, build_scorer
+    from multipa_core.scorer import Scorer, save_scorer
+
+    cfg = ScorerConfig(acoustic_dim=16, text_dim=8, d_model=16, layers=1, heads=2)
+    torch.manual_seed(7)
+    nets = [build_scorer(cfg)]
+    common = dict(thresholds={}, floor={}, aligner="multipa-aligner", text_model="minilm-l6", metadata={})
+    save_scorer(str(tmp_path / "a.pt"), nets, cfg, **common)
+    stage = {"all": _model([_idle()]).to_state(), "folds": {}}
+    save_scorer(str(tmp_path / "b.pt"), nets, cfg, **common, word_model=stage)
+    save_scorer(str(tmp_path / "c.pt"), [build_scorer(cfg)], cfg, **common)
+    config = word_crossval.WordStageConfig(data=str(tmp_path), workdir=str(tmp_path))
+    key = [word_crossval.rows_key(Scorer(str(tmp_path / f"{n}.pt")), config) for n in "abc"]
+    assert key[0] == key[1] != key[2]
+    other = word_crossval.WordStageConfig(data=str(tmp_path), workdir=str(tmp_path), per_speaker=2)
+    assert word_crossval.rows_key(Scorer(str(tmp_path / "a.pt")), other) != key[0]
