@@ -257,13 +257,15 @@ def diagnosis_detection(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
             "precision": round(hits / with_label, 4) if with_label else None,
         }
     turns = arrays.get("turn_errors", np.zeros((0, len(TURN_TYPES))))
-    types["insertion"] = {"words": int(turns[:, TURN_TYPES.index("insertion")].sum()) if len(turns) else 0}
-    types["monotone"] = {"turns": int(turns[:, TURN_TYPES.index("monotone")].sum()) if len(turns) else 0}
+    # a turn the diagnosis could not analyse word for word is a row of NaN: counted apart
+    types["insertion"] = {"words": int(np.nansum(turns[:, TURN_TYPES.index("insertion")]))}
+    types["monotone"] = {"turns": int(np.nansum(turns[:, TURN_TYPES.index("monotone")]))}
     return {
         "word_flag": " or ".join(PROBLEM_TYPES),
         "words": int(len(flags)),
         "not_diagnosed": int((~known).sum()),
         "turns": int(len(turns)),
+        "turns_not_diagnosed": int(np.isnan(turns).any(axis=1).sum()) if len(turns) else 0,
         "detection": flag_detection(flags, arrays["word_ref"]),
         "detection_levenshtein": flag_detection(flags, arrays["word_lev_ref"]),
         "error_types": types,

@@ -61,6 +61,15 @@ def test_diagnosis_detection_counts_each_error_type():
     assert types["omission"]["words"] == 1 and types["omission"]["precision"] == 1.0
     assert types["unexpected_break"]["words"] == 1 and types["missing_break"]["precision"] == 0.0
     assert types["insertion"] == {"words": 3} and types["monotone"] == {"turns": 1}
+    assert d["turns_not_diagnosed"] == 0
+
+    # a turn the diagnosis could not analyse is a row of NaN: counted apart, not a crash
+    undiagnosed = np.vstack([turns, np.full((1, 2), np.nan)])
+    d = diagnosis_detection(
+        {**{"word_errors": word_errors, "word_ref": ref, "word_lev_ref": lev}, "turn_errors": undiagnosed}
+    )
+    assert d["turns"] == 3 and d["turns_not_diagnosed"] == 1
+    assert d["error_types"]["insertion"] == {"words": 3} and d["error_types"]["monotone"] == {"turns": 1}
 
 
 def test_summarize_of_pooled_folds_uses_their_flags():
