@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import statistics
 import time
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 
 from . import checkpoint_models, data
 from .evaluate import EvalConfig, detection, evaluate_with_predictions, summarize
+from .metrics import spread
 from .train import TrainConfig, for_asr, train
 
 log = logging.getLogger(__name__)
@@ -110,20 +110,10 @@ def run_fold(config: CrossvalConfig, fold: int) -> dict[str, dict[str, Any]]:
     return reports
 
 
-def _spread(values: list[float | None]) -> dict[str, float | None]:
-    known = [v for v in values if v is not None]
-    if not known:
-        return {"mean": None, "std": None}
-    return {
-        "mean": round(statistics.fmean(known), 4),
-        "std": round(statistics.stdev(known), 4) if len(known) > 1 else 0.0,
-    }
-
-
 def _across(reports: list[dict[str, Any]], level: str) -> dict[str, Any]:
     """Mean and standard deviation across folds of each metric of each aspect of ``level``."""
     aspects = reports[0].get(level, {})
-    return {a: {m: _spread([r[level][a][m] for r in reports]) for m in ("pcc", "scc", "mse")} for a in aspects}
+    return {a: {m: spread([r[level][a][m] for r in reports]) for m in ("pcc", "scc", "mse")} for a in aspects}
 
 
 def _word_stats(fold_dir: Path) -> dict[str, dict[str, float]]:
@@ -211,8 +201,8 @@ def crossval(config: CrossvalConfig) -> dict[str, Any]:
         }
         for key in ("needs_improvement", "needs_improvement_levenshtein"):
             if all(key in r for r in reports):
-                summary[key] = {m: _spread([r[key][m] for r in reports]) for m in ("precision", "recall", "f1")}
-                summary[key]["precision_flagging_every_word"] = _spread(
+                summary[key] = {m: spread([r[key][m] for r in reports]) for m in ("precision", "recall", "f1")}
+                summary[key]["precision_flagging_every_word"] = spread(
                     [r[key]["precision_flagging_every_word"] for r in reports]
                 )
         if all(stats):
@@ -258,10 +248,10 @@ def evaluate_folds(config: EvalConfig, folds: tuple[int, ...] = ()) -> dict[str,
     }
     for key in DETECTORS:
         if all(key in r for r in reports):
-            out["across_folds"][key] = {m: _spread([r[key][m] for r in reports]) for m in ("precision", "recall", "f1")}
+            out["across_folds"][key] = {m: spread([r[key][m] for r in reports]) for m in ("precision", "recall", "f1")}
     if all("diagnosis" in r for r in reports):
         out["across_folds"]["diagnosis"] = {
-            rule: {m: _spread([r["diagnosis"][rule][m] for r in reports]) for m in ("precision", "recall", "f1")}
+            rule: {m: spread([r["diagnosis"][rule][m] for r in reports]) for m in ("precision", "recall", "f1")}
             for rule in ("detection", "detection_levenshtein")
         }
     out["per_fold"] = reports

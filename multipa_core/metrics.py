@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import numpy as np
 
@@ -32,4 +33,15 @@ def agreement(predicted: np.ndarray, reference: np.ndarray) -> dict[str, float |
         "scc": _finite(spearmanr(p, r)[0]),
         "mse": _finite(mse),
         "n": int(p.size),
+    }
+
+
+def spread(values: list[float | None]) -> dict[str, float | None]:
+    """Mean and standard deviation of a metric across folds (None where undefined), rounded."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return {"mean": None, "std": None}
+    return {
+        "mean": round(statistics.fmean(known), 4),
+        "std": round(statistics.stdev(known), 4) if len(known) > 1 else 0.0,
     }

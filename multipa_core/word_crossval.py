@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import statistics
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from .aspects import WORD_NAMES as WORD_HEADS
 from .errors import MultipaError
 from .dataset import word_labels
 from .evaluate import EvalConfig, evaluate_with_predictions, flag_detection, needs_flags
-from .metrics import agreement
+from .metrics import agreement, spread
 from .word_model import INPUTS, WordFit, fit
 
 log = logging.getLogger(__name__)
@@ -132,16 +131,6 @@ def stage_predictions(rows: dict[str, dict[str, np.ndarray]], config: WordFit) -
     return out
 
 
-def _spread(values: list[float | None]) -> dict[str, float | None]:
-    known = [v for v in values if v is not None]
-    if not known:
-        return {"mean": None, "std": None}
-    return {
-        "mean": round(statistics.fmean(known), 4),
-        "std": round(statistics.stdev(known), 4) if len(known) > 1 else 0.0,
-    }
-
-
 def agreement_report(pred: np.ndarray, r: dict[str, np.ndarray]) -> dict[str, Any]:
     """Per word rule and aspect: pooled PCC / SCC / MSE and their mean ± sd over the folds."""
     folds = sorted({int(f) for f in r["fold"]})
@@ -152,7 +141,7 @@ def agreement_report(pred: np.ndarray, r: dict[str, np.ndarray]) -> dict[str, An
             per_fold = [agreement(pred[r["fold"] == k, i], ref[r["fold"] == k, i]) for k in folds]
             out[rule][aspect] = {
                 "pooled": agreement(pred[:, i], ref[:, i]),
-                "across_folds": {m: _spread([f[m] for f in per_fold]) for m in ("pcc", "scc", "mse")},
+                "across_folds": {m: spread([f[m] for f in per_fold]) for m in ("pcc", "scc", "mse")},
             }
     return out
 

@@ -137,13 +137,17 @@ def test_fold_on_the_bagged_scorer_keeps_its_own_network_only():
     scorer, said = ev._scorer(EvalConfig(data=str(DATA), fold=3))
     assert said["cross_validated"] is True and said["member"] == 3 and said["probe_blend"] is False
     assert len(scorer.nets) == 1 and scorer.probe is None
+    assert said["word_stage"] is True and scorer.word_model is scorer.fold_word_models[3]  # fitted without fold 3
     state = torch.load(registry.resolve("multipa-scorer", kind="scorer"), map_location="cpu", weights_only=False)
     assert state["metadata"]["folds"] == [0, 1, 2, 3, 4]
     name, value = next(iter(state["members"][3].items()))
     torch.testing.assert_close(scorer.nets[0].state_dict()[name], value.float())
     assert set(scorer.thresholds) == {"accuracy", "stress", "total"}
     whole, said = ev._scorer(EvalConfig(data=str(DATA)))
-    assert said == {"cross_validated": False, "probe_blend": True} and len(whole.nets) == 5
+    assert said == {"cross_validated": False, "probe_blend": True, "word_stage": True} and len(whole.nets) == 5
+    assert whole.word_model is not None and whole.word_model is not whole.fold_word_models[3]
+    _, said = ev._scorer(EvalConfig(data=str(DATA), fold=3, word_stage=False))
+    assert said["word_stage"] is False
 
 
 @pytest.mark.models

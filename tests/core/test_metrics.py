@@ -101,3 +101,11 @@ def test_probe_on_encoder_layers():
     assert (weights[-probe.PRONUNCIATION_SIZE :] == probe.PRONUNCIATION_WEIGHT).all() and (
         weights[: -probe.PRONUNCIATION_SIZE] == 1
     ).all()
+
+
+def test_spread_across_folds_leaves_undefined_folds_out():
+    from multipa_core.metrics import spread
+
+    assert spread([0.5, 0.7, None]) == {"mean": 0.6, "std": round(0.1 * 2**0.5, 4)}
+    assert spread([0.5]) == {"mean": 0.5, "std": 0.0}
+    assert spread([None, None]) == {"mean": None, "std": None}
