@@ -32,6 +32,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RATE, ServerProcess, _children, emit, machine, pick_turns, stream, table  # noqa: E402
 
 TERMINAL = ("turn.assessed", "turn.failed")
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where the server under test answers: its websocket URL and its health and metrics pages."""
+
+    url: str
+    health: str
+    metrics: str
+
+    @classmethod
+    def of(cls, url: str) -> Address:
+        base = url.replace("ws://", "http://", 1).split("/v1/", 1)[0]
+        return cls(url, f"{base}/healthz", f"{base}/metrics")
 
 
 def noise(seconds: float, seed: int = 0) -> np.ndarray:
@@ -94,7 +109,7 @@ def turns_of(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-async def long_turns() -> dict[str, Any]:
+async def long_turns(at: Address) -> dict[str, Any]:
     """Defect 1: the two orders of events that let a turn outgrow max_turn_ms."""
     frame = RATE * 30 // 1000
     cases = {
@@ -109,11 +124,11 @@ async def long_turns() -> dict[str, Any]:
             np.concatenate([silence(1.0), noise(29.1), silence(3.0)]),
         ),
     }
-    return {name: await _long_case(vad, audio) for name, (vad, audio) in cases.items()}
+    return {name: await _long_case(at, vad, audio) for name, (vad, audio) in cases.items()}
 
 
-async def _long_case(vad: dict[str, Any], audio: np.ndarray) -> dict[str, Any]:
-    outcome = await stream(URL, audio, realtime=False, chunk_ms=100, start={"vad": vad})
+async def _long_case(at: Address, vad: dict[str, Any], audio: np.ndarray) -> dict[str, Any]:
+    outcome = await stream(at.url, audio, realtime=False, chunk_ms=100, start={"vad": vad})
     turns = turns_of([r.event for r in outcome.events])
     return {
         "vad": vad,
@@ -123,12 +138,12 @@ async def _long_case(vad: dict[str, Any], audio: np.ndarray) -> dict[str, Any]:
     }
 
 
-async def occupy(ended: asyncio.Event) -> None:
+async def occupy(at: Address, ended: asyncio.Event) -> None:
     """A session whose one 25 s turn keeps the only worker busy; ``ended`` is set at its turn.ended."""
     from websockets.asyncio.client import connect
 
     audio = np.concatenate([silence(0.3), noise(25.0), silence(1.0)])
-    async with connect(URL, max_size=None, open_timeout=60) as ws:
+    async with connect(at.url, max_size=None, open_timeout=60) as ws:
         await ws.send(json.dumps({"type": "session.start", "sample_rate": RATE, "realtime": False}))
         for offset in range(0, len(audio), RATE):
             await ws.send(audio[offset : offset + RATE].tobytes())
@@ -138,16 +153,16 @@ async def occupy(ended: asyncio.Event) -> None:
                 ended.set()
 
 
-async def waiting_turn() -> dict[str, Any]:
+async def waiting_turn(at: Address) -> dict[str, Any]:
     """Defect 2: one frame holding a pause and the turn's end, the only worker busy elsewhere."""
     from websockets.asyncio.client import connect
 
     (_, speech), *_ = pick_turns(1, 1.9, 2.6)
     frame = np.concatenate([silence(0.3), speech[: 2 * RATE], silence(1.75)])
     busy_ended = asyncio.Event()
-    busy = asyncio.create_task(occupy(busy_ended))
+    busy = asyncio.create_task(occupy(at, busy_ended))
     await asyncio.wait_for(busy_ended.wait(), 120)  # the busy session's long turn is with the only worker now
-    async with connect(URL, max_size=None, open_timeout=60) as ws:
+    async with connect(at.url, max_size=None, open_timeout=60) as ws:
         await ws.send(json.dumps({"type": "session.start", "sample_rate": RATE, "realtime": False}))
         await ws.recv()  # session.started
         sent = time.perf_counter()
@@ -168,7 +183,7 @@ async def waiting_turn() -> dict[str, Any]:
     }
 
 
-def killed_worker(server: ServerProcess) -> dict[str, Any]:
+def killed_worker(at: Address, server: ServerProcess) -> dict[str, Any]:
     """Defect 3: kill -9 an idle worker; how long /healthz stays 503 and what replaces it."""
     before = workers(server.proc.pid)
     victim = before[0]
@@ -176,7 +191,7 @@ def killed_worker(server: ServerProcess) -> dict[str, Any]:
     killed = time.perf_counter()
     seen_503 = False
     while time.perf_counter() - killed < 60:
-        status, body = http(HEALTH)
+        status, body = http(at.health)
         seen_503 = seen_503 or status == 503
         if status == 200 and victim not in workers(server.proc.pid) and seen_503:
             break
@@ -184,23 +199,23 @@ def killed_worker(server: ServerProcess) -> dict[str, Any]:
             break  # replaced before the first probe saw it down
         time.sleep(0.1)
     ready_s = round(time.perf_counter() - killed, 2)
-    restarts = [line for line in http(METRICS)[1].splitlines() if line.startswith("multipa_worker_restarts_total")]
+    restarts = [line for line in http(at.metrics)[1].splitlines() if line.startswith("multipa_worker_restarts_total")]
     return {
         "killed_pid": victim,
         "healthz_200_after_s": ready_s,
-        "healthz_final": json.loads(http(HEALTH)[1]),
+        "healthz_final": json.loads(http(at.health)[1]),
         "new_workers": sorted(set(workers(server.proc.pid)) - set(before)),
         "restarts_metric": restarts,
     }
 
 
-async def spam(turns: int, block: int, server_pid: int | None) -> dict[str, Any]:
+async def spam(at: Address, turns: int, block: int, server_pid: int | None) -> dict[str, Any]:
     """Defect 4: 2-byte frame + turn.end, repeated; CPU per block of turns."""
     from websockets.asyncio.client import connect
 
     outcomes: Counter[str] = Counter()
     cpu: list[float] = []
-    async with connect(URL, max_size=None, open_timeout=60) as ws:
+    async with connect(at.url, max_size=None, open_timeout=60) as ws:
         await ws.send(
             json.dumps({"type": "session.start", "sample_rate": RATE, "realtime": False, "vad": {"enabled": False}})
         )
@@ -231,13 +246,13 @@ async def spam(turns: int, block: int, server_pid: int | None) -> dict[str, Any]
     return {"turns": turns, "outcomes": dict(outcomes), "server_cpu_s_per_block": cpu}
 
 
-async def spam_beside_quiet(turns: int) -> dict[str, Any]:
+async def spam_beside_quiet(at: Address, turns: int) -> dict[str, Any]:
     """Three spamming sessions while a quiet session says three utterances at real time."""
     from common import conversation
 
     speech = [samples for _, samples in pick_turns(3, 2.0, 4.0)]
-    spammers = [asyncio.create_task(spam(turns, turns, None)) for _ in range(3)]
-    quiet = await stream(URL, conversation(speech, 1.5), realtime=True)
+    spammers = [asyncio.create_task(spam(at, turns, turns, None)) for _ in range(3)]
+    quiet = await stream(at.url, conversation(speech, 1.5), realtime=True)
     results = await asyncio.gather(*spammers)
     failed = Counter(r.event["code"] for r in quiet.of("turn.failed"))
     return {
@@ -248,26 +263,20 @@ async def spam_beside_quiet(turns: int) -> dict[str, Any]:
     }
 
 
-URL = HEALTH = METRICS = ""
-
-
 def main() -> None:
-    global URL, HEALTH, METRICS
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spam-turns", type=int, default=40_000, help="turns of the push-to-talk spam session")
     parser.add_argument("--block", type=int, default=5_000, help="turns per CPU reading")
     parser.add_argument("--json-out", default=None)
     args = parser.parse_args()
     server = ServerProcess(["--workers", "1"])
-    URL = server.url
-    base = URL.replace("ws://", "http://", 1).split("/v1/", 1)[0]
-    HEALTH, METRICS = f"{base}/healthz", f"{base}/metrics"
+    at = Address.of(server.url)
     stages = {
-        "long_turns": lambda: asyncio.run(long_turns()),
-        "waiting_turn": lambda: asyncio.run(waiting_turn()),
-        "killed_worker": lambda: killed_worker(server),
-        "spam": lambda: asyncio.run(spam(args.spam_turns, args.block, server.proc.pid)),
-        "spam_beside_quiet": lambda: asyncio.run(spam_beside_quiet(max(1000, args.spam_turns // 8))),
+        "long_turns": lambda: asyncio.run(long_turns(at)),
+        "waiting_turn": lambda: asyncio.run(waiting_turn(at)),
+        "killed_worker": lambda: killed_worker(at, server),
+        "spam": lambda: asyncio.run(spam(at, args.spam_turns, args.block, server.proc.pid)),
+        "spam_beside_quiet": lambda: asyncio.run(spam_beside_quiet(at, max(1000, args.spam_turns // 8))),
     }
     result: dict[str, Any] = {"benchmark": "reliability", "machine": machine()}
     try:
