@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -105,13 +106,19 @@ def check_invariants(rec: Recorder) -> None:
     assert rec.session.state is SessionState.CLOSED and rec.session.unfinished == 0
 
 
-def feed(session: Session, rec: Recorder, pcm: bytes, clock: Clock | None = None, chunk_ms: int = 20) -> None:
+def fed(session: Session, rec: Recorder, pcm: bytes, clock: Clock | None = None, chunk_ms: int = 20) -> Iterator[list]:
+    """Send ``pcm`` a chunk at a time (the clock moving with it) and yield the actions each chunk brought."""
     step = RATE * chunk_ms // 1000 * 2
     for i in range(0, len(pcm), step):
         if clock is not None:
             clock.t += chunk_ms / 1000
         session.receive_audio(pcm[i : i + step])
-        rec.take()
+        yield rec.take()
+
+
+def feed(session: Session, rec: Recorder, pcm: bytes, clock: Clock | None = None, chunk_ms: int = 20) -> None:
+    for _ in fed(session, rec, pcm, clock, chunk_ms):
+        pass
 
 
 # --- a conversation -------------------------------------------------------------------

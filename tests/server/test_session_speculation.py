@@ -8,18 +8,24 @@ import numpy as np
 from multipa_server.pool import JobResult
 from multipa_server.session import Cancel, Send, Session, Submit
 
-from .speech import RATE, silence, utterance
+from .speech import silence, utterance
 from .test_segmenter import noisy
-from .test_session import Clock, Recorder, check_invariants, feed, start, text
+from .test_session import Clock, Recorder, check_invariants, feed, fed, start, text
+
+
+def started(name: str = "sp", clock: Clock | None = None, **start_fields) -> tuple[Session, Recorder, Clock]:
+    """A speculating real-time session, started, with its recorder and clock."""
+    clock = clock or Clock()
+    session = Session(name, clock=clock, speculate=True)
+    rec = Recorder(session)
+    start(session, realtime=True, **start_fields)
+    rec.take()
+    return session, rec, clock
 
 
 def speculating(speech, **start_fields) -> tuple[Session, Recorder, Clock]:
     audio, _ = speech
-    clock = Clock()
-    session = Session("sp", clock=clock, speculate=True)
-    rec = Recorder(session)
-    start(session, realtime=True, **start_fields)
-    rec.take()
+    session, rec, clock = started(**start_fields)
     feed(session, rec, audio.tobytes(), clock)
     return session, rec, clock
 
@@ -48,17 +54,8 @@ def test_a_turn_is_submitted_at_the_pause_and_that_job_is_its_assessment(speech)
 
 def test_a_result_before_the_turn_ends_waits_for_turn_ended(speech):
     audio, _ = speech
-    clock = Clock()
-    session = Session("sp", clock=clock, speculate=True)
-    rec = Recorder(session)
-    start(session, realtime=True)
-    rec.take()
-    step = RATE // 50 * 2
-    pcm = audio.tobytes()
-    for i in range(0, len(pcm), step):
-        clock.t += 0.02
-        session.receive_audio(pcm[i : i + step])
-        rec.take()
+    session, rec, clock = started()
+    for _ in fed(session, rec, audio.tobytes(), clock):
         if rec.pending:
             rec.resolve(0)  # done at once: before the hang-over ends
             assert not rec.of("turn.assessed") or rec.of("turn.ended")
@@ -76,16 +73,8 @@ def test_speculation_pauses_while_jobs_come_back_slower_than_two_hangovers(speec
     submit nothing and each turn goes in when it ends; fast jobs bring speculation back."""
     audio, _ = speech
     for took_ms, speculative in ((5000.0, [True, False, False]), (900.0, [True, True, True])):
-        clock = Clock()
-        session = Session("sp", clock=clock, speculate=True)
-        rec = Recorder(session)
-        start(session, realtime=True)
-        rec.take()
-        pcm, step = audio.tobytes(), RATE // 50 * 2
-        for i in range(0, len(pcm), step):
-            clock.t += 0.02
-            session.receive_audio(pcm[i : i + step])
-            rec.take()
+        session, rec, clock = started()
+        for _ in fed(session, rec, audio.tobytes(), clock):
             while rec.pending:
                 submit = rec.pending.pop(0)
                 done = JobResult({"mode": "open"}, queue_ms=0.0, assess_ms=took_ms, worker="fake")
@@ -100,11 +89,7 @@ def test_speculation_pauses_while_jobs_come_back_slower_than_two_hangovers(speec
 
 
 def test_speech_after_the_pause_withdraws_the_speculation():
-    clock = Clock()
-    session = Session("sp", clock=clock, speculate=True)
-    rec = Recorder(session)
-    start(session, realtime=True, vad={"hangover_ms": 1500})
-    rec.take()
+    session, rec, clock = started(vad={"hangover_ms": 1500})
     audio = np.concatenate([silence(0.5), utterance("004820045"), silence(0.45), utterance("001350134"), silence(1.5)])
     feed(session, rec, noisy(audio).tobytes(), clock)
     cancels = [a for a in rec.actions if isinstance(a, Cancel)]
@@ -122,12 +107,7 @@ def test_speech_after_the_pause_withdraws_the_speculation():
 
 def test_a_failed_speculation_falls_back_to_an_ordinary_job(speech):
     audio, _ = speech
-    clock = Clock()
-    session = Session("sp", clock=clock, speculate=True)
-    rec = Recorder(session)
-    start(session, realtime=True)
-    rec.take()
-    feed(session, rec, audio.tobytes(), clock)
+    session, rec, clock = speculating(speech)
     assert [p.speculative for p in rec.pending] == [True] * 3
     # turn 1: the speculation fails after the turn ended -> one ordinary job at once
     rec.pending = [p for p in rec.pending if p.job.id != "sp/1~1"]
@@ -136,16 +116,9 @@ def test_a_failed_speculation_falls_back_to_an_ordinary_job(speech):
     retry = [p for p in rec.pending if p.turn_id == 1]
     assert len(retry) == 1 and not retry[0].speculative and retry[0].job.id == "sp/1"
     # a speculation skipped for lack of an idle worker before its turn ended -> an ordinary job at the end
-    session2 = Session("sq", clock=clock, speculate=True)
-    rec2 = Recorder(session2)
-    start(session2, realtime=True)
-    rec2.take()
-    step = RATE // 50 * 2
-    pcm = audio.tobytes()
-    for i in range(0, len(pcm), step):
-        clock.t += 0.02
-        session2.receive_audio(pcm[i : i + step])
-        for action in rec2.take():
+    session2, rec2, _ = started("sq", clock)
+    for actions in fed(session2, rec2, audio.tobytes(), clock):
+        for action in actions:
             if isinstance(action, Submit) and action.speculative:
                 rec2.pending.remove(action)
                 session2.job_failed(action.turn_id, "speculation_skipped", "no idle worker", action.job.id)
