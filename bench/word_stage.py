@@ -59,7 +59,7 @@ def main() -> int:
     )
     rows = wc.held_out_rows(config)
     folds = sorted({int(f) for r in rows.values() for f in r["fold"]})
-    labels = wc._other_labels(config, folds)
+    labels = wc.fold_labels(config, folds)
     results, lines = {}, []
     chosen = {"network": None, **{k: v for k, v in VARIANTS.items() if not args.only or k in args.only}}
     for name, change in chosen.items():

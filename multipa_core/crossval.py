@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint_models, data
-from .evaluate import EvalConfig, detection, evaluate_with_predictions, summarize
+from .evaluate import EvalConfig, evaluate_with_predictions, flag_detection, fold_flags, summarize
 from .metrics import spread
 from .train import TrainConfig, for_asr, train
 
@@ -131,23 +131,9 @@ def choose_rule(
 
     table = []
     for k in K_GRID:
-        hits = flagged = truth = 0
-        for f, fold_stats in enumerate(stats):
-            rows = fold_of_word["word"] == f
-            d = detection(pooled["word_pred"][rows], pooled["word_ref"][rows], thresholds_from_stats(fold_stats, k))
-            flagged, truth, hits = flagged + d["flagged"], truth + d["need_work"], hits + d["true_positives"]
-        precision = hits / flagged if flagged else None
-        recall = hits / truth if truth else None
-        f1 = 2 * precision * recall / (precision + recall) if precision and recall else None
-        table.append(
-            {
-                "k": k,
-                "precision": None if precision is None else round(precision, 4),
-                "recall": None if recall is None else round(recall, 4),
-                "f1": None if f1 is None else round(f1, 4),
-                "flagged": flagged,
-            }
-        )
+        by_fold = {f: thresholds_from_stats(fold_stats, k) for f, fold_stats in enumerate(stats)}
+        d = flag_detection(fold_flags(pooled["word_pred"], fold_of_word["word"], by_fold), pooled["word_ref"])
+        table.append({"k": k, **{m: d[m] for m in ("precision", "recall", "f1", "flagged")}})
     precise = [row for row in table if row["precision"] is not None and row["precision"] >= MIN_PRECISION]
     # no rule that precise: the paper's (k = 1) rather than one that flags almost nothing and silences the feedback
     best = (

@@ -211,6 +211,16 @@ def needs_flags(word_pred: np.ndarray, thresholds: dict[str, float]) -> np.ndarr
     )
 
 
+def fold_flags(word_pred: np.ndarray, fold_of_word: np.ndarray, thresholds: dict[int, dict[str, float]]) -> np.ndarray:
+    """The needs-improvement flags of pooled held-out words, each fold's words judged with
+    that fold's thresholds (``thresholds``: fold -> thresholds); NaN for a word of no fold listed."""
+    flags = np.full(len(word_pred), np.nan)
+    for fold, fold_thresholds in thresholds.items():
+        rows = fold_of_word == fold
+        flags[rows] = needs_flags(word_pred[rows], fold_thresholds)
+    return flags
+
+
 def flag_detection(flags: np.ndarray, word_ref: np.ndarray) -> dict[str, Any]:
     """Word flags (0/1, NaN: no verdict) as a detector of words the experts scored below 10
     in accuracy: precision, recall and F1 over the words with a label and a verdict, and
@@ -323,8 +333,13 @@ def _fold_thresholds(config: EvalConfig, k: float) -> dict[str, float]:
     from .scorer import training_thresholds
 
     held = set(data.load_folds(config.folds)[config.fold])
-    labels = [word_labels(u) for u in data.load_utterances(config.data) if u.speaker not in held]
-    return training_thresholds(np.concatenate(labels), k)
+    return training_thresholds(outside_labels(data.load_utterances(config.data), held), k)
+
+
+def outside_labels(utterances: list[data.Utterance], held: set[str]) -> np.ndarray:
+    """(words, aspects) the word labels of the utterances whose speaker is not in ``held``:
+    what a fold's needs-improvement thresholds are computed from."""
+    return np.concatenate([word_labels(u) for u in utterances if u.speaker not in held])
 
 
 def _diagnosed(

@@ -34,8 +34,7 @@ import numpy as np
 from . import data
 from .aspects import WORD_NAMES as WORD_HEADS
 from .errors import MultipaError
-from .dataset import word_labels
-from .evaluate import EvalConfig, evaluate_with_predictions, flag_detection, needs_flags
+from .evaluate import EvalConfig, evaluate_with_predictions, flag_detection, fold_flags, outside_labels
 from .metrics import agreement, spread
 from .word_model import INPUTS, WordFit, fit
 
@@ -153,19 +152,16 @@ def rule_report(pred: np.ndarray, r: dict[str, np.ndarray], labels: dict[int, np
 
     out = {}
     for k in RULE_KS:
-        flags = np.zeros(len(pred))
-        for fold, other in labels.items():
-            held = r["fold"] == fold
-            flags[held] = needs_flags(pred[held], training_thresholds(other, k))
+        flags = fold_flags(pred, r["fold"], {fold: training_thresholds(other, k) for fold, other in labels.items()})
         out[str(k)] = {"word": flag_detection(flags, r["ref"]), "word_levenshtein": flag_detection(flags, r["lev_ref"])}
     return out
 
 
-def _other_labels(config: WordStageConfig, folds: list[int]) -> dict[int, np.ndarray]:
+def fold_labels(config: WordStageConfig, folds: list[int]) -> dict[int, np.ndarray]:
     """Per fold: the word labels of every utterance outside it (the thresholds' basis)."""
     listed = data.load_folds(config.folds)
     items = data.load_utterances(config.data)
-    return {k: np.concatenate([word_labels(u) for u in items if u.speaker not in set(listed[k])]) for k in folds}
+    return {k: outside_labels(items, set(listed[k])) for k in folds}
 
 
 def crossvalidate(config: WordStageConfig) -> dict[str, Any]:
@@ -173,7 +169,7 @@ def crossvalidate(config: WordStageConfig) -> dict[str, Any]:
     rows = held_out_rows(config)
     stage = stage_predictions(rows, config.fit)
     folds = sorted({int(f) for r in rows.values() for f in r["fold"]})
-    labels = _other_labels(config, folds)
+    labels = fold_labels(config, folds)
     report: dict[str, Any] = {
         "model": config.model,
         "per_speaker": config.per_speaker,
