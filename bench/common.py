@@ -249,6 +249,17 @@ def machine() -> dict[str, Any]:
     }
 
 
+def where(r: dict) -> str:
+    """A result's machine, date and command, as docs/benchmarks.md gives them."""
+    m = r["machine"]
+    return f"{m['cpus']} cores ({m['cpu']}), Python {m['python']}, {m['date']}; `{r.get('command', 'see above')}` (`bench/results/`)"
+
+
+def row(cells: list) -> str:
+    """One row of a Markdown table."""
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
 def table(rows: list[list[Any]], header: list[str]) -> str:
     cells = [header] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]

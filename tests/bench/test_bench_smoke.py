@@ -125,3 +125,13 @@ def test_reliability_replays_the_four_defects_against_a_real_server(tmp_path):
     assert out["spam"]["outcomes"] == {"audio_too_short": 2000}
     quiet = out["spam_beside_quiet"]
     assert quiet["quiet_assessed"] == quiet["quiet_turns"] == 3 and not quiet["quiet_failed"]
+
+
+def test_the_benchmarks_page_is_what_report_writes_from_the_results():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "report.py")], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout == (ROOT / "docs" / "benchmarks.md").read_text(), (
+        "run: python bench/report.py > docs/benchmarks.md"
+    )
